@@ -1,0 +1,50 @@
+# lrlab: every target builds its own environment in .venv (nothing installed by hand is assumed).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PIP     := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+export KERAS_BACKEND ?= torch
+export MPLBACKEND ?= Agg
+
+.PHONY: venv demo test test-fast lint typecheck bench gallery clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
+	# torch first, from its pin: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## The main job: the default study on MNIST-1D (report in runs/demo/report.html).
+demo: $(STAMP)
+	$(BIN)/lrlab study --out runs/demo
+
+## The whole suite (lint, types, tests): what CI runs.
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -n 2 -q src tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q -m "not slow" src tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## Benchmarks: ratios against baselines measured in the same run.
+bench: $(STAMP)
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+## One plot per registered schedule, into docs/gallery/ (shown in the README).
+gallery: $(STAMP)
+	$(BIN)/lrlab gallery docs/gallery
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,23 @@
+"""lrlab: exact, portable, measurable learning-rate schedules.
+
+>>> import lrlab
+>>> s = lrlab.parse("linear(start=0.0, end=0.1, steps=5) >> cosine(peak=0.1, end=0.0, steps=10)")
+>>> round(s(5), 6), round(s(10), 6)
+(0.1, 0.05)
+
+``import lrlab`` imports NumPy only; torch, JAX, Keras and matplotlib are imported by the adapter
+or feature module that needs them.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from lrlab.schedules import *  # noqa: F403
+from lrlab.schedules import Schedule, from_config, registry
+from lrlab.spec import dumps, loads, parse
+
+try:
+    __version__ = version("lrlab")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = ["Schedule", "__version__", "dumps", "from_config", "loads", "parse", "registry"]

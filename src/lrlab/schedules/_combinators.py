@@ -1,0 +1,327 @@
+"""Combinators: schedules built from schedules. Their results are ordinary registered schedules.
+
+``a >> b`` is :class:`sequence`, ``a * b`` is :class:`product`, ``0.5 * a`` is :class:`scale`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Any
+
+from lrlab.schedules._backend import Ops
+from lrlab.schedules._core import Schedule, State, duration_field, register
+
+__all__ = ["clamp", "constant", "product", "scale", "sequence", "take", "warmup"]
+
+
+def _check_schedule(owner: str, field: str, v: Any) -> None:
+    if not isinstance(v, Schedule):
+        raise ValueError(f"{owner}: {field} must be a schedule, got {v!r}")
+
+
+def _check_number(owner: str, field: str, v: Any, *, lo: float | None = None, lo_open: bool = False) -> None:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ValueError(f"{owner}: {field} must be a finite number, got {field}={v!r}")
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        op = ">" if lo_open else ">="
+        raise ValueError(f"{owner}: {field} must be {op} {lo}, got {field}={v!r}")
+
+
+@register("constant")
+class constant(Schedule):
+    """A constant learning rate.
+
+    .. math:: \\eta(t) = \\text{value}
+
+    Args:
+        value: the learning rate.
+        steps: an optional length (steps, ``"Nep"`` or ``"P%"``), so the constant can be a phase of
+            a :class:`sequence`; it does not change the value.
+
+    >>> constant(0.1)(10_000)
+    0.1
+    """
+
+    value: float = 0.0
+    steps: int | str | None = duration_field(None)
+
+    def _validate(self) -> None:
+        _check_number("constant", "value", self.value)
+
+    def formula(self, t, ops: Ops, state: State | None):
+        return ops.full_like(t, float(self.value))
+
+    @property
+    def duration(self) -> int | None:
+        return self.steps  # type: ignore[return-value]
+
+
+@register("sequence")
+class sequence(Schedule):
+    """Phases one after another; each phase sees its own local step (``a >> b``).
+
+    .. math:: \\eta(t) = s_i(t - B_i) \\quad\\text{for } B_i \\le t < B_{i+1}
+
+    with :math:`B_0 = 0` and :math:`B_{i+1} = B_i + d_i`, where :math:`d_i` is ``durations[i]``
+    or, when that is ``None``, the phase's own :attr:`duration`. Every phase but the last must be
+    finite. Past the last boundary the last phase runs (and holds if finite). This is optax's
+    ``join_schedules`` and torch's ``SequentialLR`` with closed-form phases.
+
+    >>> s = constant(1.0, steps=2) >> constant(0.5)
+    >>> [s(t) for t in range(4)]
+    [1.0, 1.0, 0.5, 0.5]
+    """
+
+    phases: tuple[Schedule, ...] = ()
+    durations: tuple[int | str | None, ...] = duration_field(())
+
+    def __post_init__(self) -> None:
+        if isinstance(self.durations, list | tuple) and not self.durations and self.phases:
+            object.__setattr__(self, "durations", (None,) * len(self.phases))
+        super().__post_init__()
+
+    def _validate(self) -> None:
+        if len(self.phases) < 1:
+            raise ValueError("sequence: needs at least one phase")
+        for i, p in enumerate(self.phases):
+            _check_schedule("sequence", f"phases[{i}]", p)
+        if len(self.durations) != len(self.phases):
+            raise ValueError(f"sequence: {len(self.phases)} phases but {len(self.durations)} durations")
+        for i in range(len(self.phases) - 1):
+            if self._length(i) is None:
+                raise ValueError(
+                    f"sequence: phase {i} ({self.phases[i]}) never ends; give it a length "
+                    "(e.g. steps=...) or a duration"
+                )
+
+    def _length(self, i: int) -> int | None:
+        d = self.durations[i]
+        return d if d is not None else self.phases[i].duration  # type: ignore[return-value]
+
+    def _starts(self) -> list[int]:
+        starts = [0]
+        for i in range(len(self.phases) - 1):
+            starts.append(starts[-1] + self._length(i))  # type: ignore[operator]
+        return starts
+
+    def boundaries(self) -> list[int]:
+        starts = self._starts()
+        out = list(starts[1:])
+        for b, p in zip(starts, self.phases):
+            out.extend(b + x for x in p.boundaries())
+        return sorted(set(out))
+
+    @property
+    def duration(self) -> int | None:
+        last = self._length(len(self.phases) - 1)
+        return None if last is None else self._starts()[-1] + last
+
+    def formula(self, t, ops: Ops, state: State | None):
+        starts = self._starts()
+        if ops.name == "python":
+            i = bisect.bisect_right(starts, t) - 1
+            return self.phases[i].formula(t - starts[i], ops, state)
+        out = self.phases[-1].formula(ops.maximum(t - starts[-1], 0.0), ops, state)
+        for i in range(len(self.phases) - 2, -1, -1):
+            local = ops.clip(t - starts[i], 0.0, float(self._length(i)))  # type: ignore[arg-type]
+            out = ops.where(ops.lt(t, starts[i + 1]), self.phases[i].formula(local, ops, state), out)
+        return out
+
+
+@register("product")
+class product(Schedule):
+    """The product of schedules, all on the same step (``a * b``).
+
+    .. math:: \\eta(t) = \\prod_i s_i(t)
+
+    Finite when every factor is; its duration is the longest factor's.
+
+    >>> (constant(0.5) * constant(0.2))(3)
+    0.1
+    """
+
+    factors: tuple[Schedule, ...] = ()
+
+    def _validate(self) -> None:
+        if len(self.factors) < 1:
+            raise ValueError("product: needs at least one factor")
+        for i, f in enumerate(self.factors):
+            _check_schedule("product", f"factors[{i}]", f)
+
+    @property
+    def duration(self) -> int | None:
+        ds = [f.duration for f in self.factors]
+        return None if any(d is None for d in ds) else max(ds)  # type: ignore[type-var]
+
+    def boundaries(self) -> list[int]:
+        return sorted({b for f in self.factors for b in f.boundaries()})
+
+    def formula(self, t, ops: Ops, state: State | None):
+        out = self.factors[0].formula(t, ops, state)
+        for f in self.factors[1:]:
+            out = out * f.formula(t, ops, state)
+        return out
+
+
+@register("scale")
+class scale(Schedule):
+    """A schedule times a constant factor (``0.5 * s``).
+
+    .. math:: \\eta(t) = \\text{factor}\\cdot s(t)
+    """
+
+    schedule: Schedule = None  # type: ignore[assignment]
+    factor: float = 1.0
+
+    def _validate(self) -> None:
+        _check_schedule("scale", "schedule", self.schedule)
+        _check_number("scale", "factor", self.factor)
+
+    @property
+    def duration(self) -> int | None:
+        return self.schedule.duration
+
+    def boundaries(self) -> list[int]:
+        return self.schedule.boundaries()
+
+    def formula(self, t, ops: Ops, state: State | None):
+        return self.factor * self.schedule.formula(t, ops, state)
+
+
+@register("clamp")
+class clamp(Schedule):
+    """A schedule kept within ``[min, max]`` (a floor, a ceiling, or both).
+
+    .. math:: \\eta(t) = \\min(\\max(s(t), \\text{min}), \\text{max})
+
+    >>> clamp(constant(1e-6), min=1e-4)(0)
+    0.0001
+    """
+
+    schedule: Schedule = None  # type: ignore[assignment]
+    min: float | None = None
+    max: float | None = None
+
+    def _validate(self) -> None:
+        _check_schedule("clamp", "schedule", self.schedule)
+        if self.min is None and self.max is None:
+            raise ValueError("clamp: give min, max or both")
+        for k in ("min", "max"):
+            if getattr(self, k) is not None:
+                _check_number("clamp", k, getattr(self, k))
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"clamp: min must be <= max, got min={self.min!r}, max={self.max!r}")
+
+    @property
+    def duration(self) -> int | None:
+        return self.schedule.duration
+
+    def boundaries(self) -> list[int]:
+        return self.schedule.boundaries()
+
+    def formula(self, t, ops: Ops, state: State | None):
+        v = self.schedule.formula(t, ops, state)
+        if self.min is not None:
+            v = ops.maximum(v, float(self.min))
+        if self.max is not None:
+            v = ops.minimum(v, float(self.max))
+        return v
+
+
+@register("take")
+class take(Schedule):
+    """The first ``steps`` steps of a schedule, then its value at ``steps`` held.
+
+    Gives an infinite schedule a length so it can be a phase of a :class:`sequence`; a cooldown can
+    branch off it with ``take(s, steps=N) >> cooldown``.
+
+    .. math:: \\eta(t) = s(\\min(t, \\text{steps}))
+
+    >>> s = take(constant(0.1), steps=100) >> constant(0.0)
+    >>> s(99), s(100)
+    (0.1, 0.0)
+    """
+
+    schedule: Schedule = None  # type: ignore[assignment]
+    steps: int | str = duration_field(0)
+
+    def _validate(self) -> None:
+        _check_schedule("take", "schedule", self.schedule)
+
+    @property
+    def duration(self) -> int | None:
+        return self.steps  # type: ignore[return-value]
+
+    def boundaries(self) -> list[int]:
+        return [b for b in self.schedule.boundaries() if b < self.steps]  # type: ignore[operator]
+
+    def formula(self, t, ops: Ops, state: State | None):
+        return self.schedule.formula(ops.minimum(t, float(self.steps)), ops, state)  # type: ignore[arg-type]
+
+
+_WARMUP_SHAPES = ("linear", "cosine", "exponential")
+
+
+@register("warmup")
+class warmup(Schedule):
+    """Warmup from ``start`` to the schedule's first value over ``steps`` steps, then the schedule.
+
+    With :math:`W` = ``steps``, :math:`p = t/W`, :math:`\\eta_0 = s(0)` (the peak reached by the
+    warmup) and :math:`a` = ``start``:
+
+    .. math::
+        \\eta(t) = \\begin{cases}
+          a + (\\eta_0 - a)\\,p & \\text{linear} \\\\
+          a + (\\eta_0 - a)\\,\\tfrac12(1 - \\cos \\pi p) & \\text{cosine} \\\\
+          a\\,(\\eta_0 / a)^{p} & \\text{exponential (needs } a > 0) \\\\
+        \\end{cases} \\quad t < W; \\qquad \\eta(t) = s(t - W) \\quad t \\ge W.
+
+    The warmup comes *before* the schedule (it is not taken out of the schedule's length), so the
+    total duration is ``steps + s.duration``; the curve is continuous at ``W``. ``start=0`` is
+    allowed for the linear and cosine shapes; note that the first update then has lr 0 (the
+    transformers convention). Use ``start`` > 0 (e.g. ``peak / 10``) when that wastes a step.
+
+    >>> s = warmup(constant(1.0), steps=4)
+    >>> [s(t) for t in range(6)]
+    [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+
+    schedule: Schedule = None  # type: ignore[assignment]
+    steps: int | str = duration_field(0)
+    start: float = 0.0
+    shape: str = "linear"
+
+    def _validate(self) -> None:
+        _check_schedule("warmup", "schedule", self.schedule)
+        _check_number("warmup", "start", self.start, lo=0.0)
+        if self.shape not in _WARMUP_SHAPES:
+            raise ValueError(f"warmup: shape must be one of {', '.join(_WARMUP_SHAPES)}, got shape={self.shape!r}")
+        if self.shape == "exponential" and self.start <= 0:
+            raise ValueError(f"warmup: the exponential shape needs start > 0, got start={self.start!r}")
+
+    @property
+    def duration(self) -> int | None:
+        d = self.schedule.duration
+        return None if d is None else self.steps + d  # type: ignore[operator]
+
+    def boundaries(self) -> list[int]:
+        w = self.steps
+        return ([w] if w else []) + [w + b for b in self.schedule.boundaries()]  # type: ignore[operator]
+
+    def formula(self, t, ops: Ops, state: State | None):
+        w = float(self.steps)  # type: ignore[arg-type]
+        after = self.schedule.formula(ops.maximum(t - w, 0.0), ops, state)
+        if w == 0:
+            return after
+        peak = self.schedule.formula(ops.full_like(t, 0.0), ops, state)
+        p = ops.clip(t / w, 0.0, 1.0)
+        a = self.start
+        if self.shape == "linear":
+            ramp = a + (peak - a) * p
+        elif self.shape == "cosine":
+            ramp = a + (peak - a) * (0.5 * (1.0 - ops.cos(ops.pi * p)))
+        else:
+            ratio = ops.maximum(peak / a, 1e-300)
+            ramp = a * ops.exp(p * ops.log(ratio))
+        return ops.where(ops.lt(t, w), ramp, after)

@@ -1,0 +1,339 @@
+"""The schedule core: an immutable value whose learning rate is a closed-form function of the step.
+
+A :class:`Schedule` is a frozen dataclass registered under one name (:func:`register`). That name
+drives everything else: config round-trip (:meth:`Schedule.to_config` / :func:`from_config`), the
+canonical text form (``str(s)``, parsed back by :func:`lrlab.parse`), the CLI's choices, the plot
+gallery and the contract tests, which are parametrized over :func:`registry`.
+
+A subclass writes its formula once, in :meth:`Schedule.formula`, against an ``ops`` namespace (see
+:mod:`lrlab.schedules._backend`), so it evaluates on Python numbers, NumPy, torch, JAX (under
+``jit``) and Keras alike.
+
+Conventions every schedule follows (and the contract tests check):
+
+* ``step`` counts optimizer updates from 0: ``s(0)`` is the lr of the first update.
+* A finite schedule (``s.duration`` is not ``None``) *holds its final value* past its end; nothing
+  wraps around silently. Repetition is explicit (:class:`~lrlab.schedules.repeat`).
+* A negative step is an error on the Python-number path and for NumPy arrays (it is not checked
+  inside torch/JAX/Keras computations, where it would need a host sync or break ``jit``).
+* Durations may be written in steps (``500``), epochs (``"5ep"``) or as a fraction of training
+  (``"10%"``); the last two must be turned into steps with :meth:`Schedule.resolve` before the
+  schedule is evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from lrlab.schedules._backend import Ops, is_python_number, ops_for
+
+__all__ = [
+    "Schedule",
+    "State",
+    "duration_field",
+    "from_config",
+    "get",
+    "register",
+    "registry",
+    "resolve_duration",
+]
+
+State = Mapping[str, Any]
+"""Run-time state of metric-driven nodes, keyed by node name (e.g. ``{"plateau": 0.5}``)."""
+
+_REGISTRY: dict[str, type[Schedule]] = {}
+S = TypeVar("S", bound="type[Schedule]")
+
+
+def register(name: str) -> Callable[[S], S]:
+    """Class decorator: make ``cls`` a frozen dataclass and record it under ``name``."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"schedule names are lower_snake_case identifiers, got {name!r}")
+
+    def deco(cls: S) -> S:
+        if name in _REGISTRY and _REGISTRY[name].__qualname__ != cls.__qualname__:
+            raise ValueError(f"schedule name {name!r} is already registered by {_REGISTRY[name].__qualname__}")
+        cls = dataclasses.dataclass(frozen=True, repr=False)(cls)
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def registry() -> dict[str, type[Schedule]]:
+    """All registered schedules by name (a copy, in registration order)."""
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> type[Schedule]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = [n for n in _REGISTRY if n.startswith(name[:3])]
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `lrlab list` shows them all"
+        raise ValueError(f"unknown schedule {name!r}{hint}") from None
+
+
+def duration_field(default: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field holding a duration: int steps, ``"Nep"`` epochs or ``"P%"`` of training."""
+    meta = {"duration": True}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+_DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ep|%|steps?)?\s*$")
+
+
+def resolve_duration(value: Any, *, total_steps: int | None, steps_per_epoch: int | None, what: str) -> Any:
+    """Turn a duration (int steps, ``"5ep"``, ``"10%"``) into steps; ``None`` stays ``None``."""
+    if value is None or (is_python_number(value) and not isinstance(value, str)):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a number of steps, 'Nep' or 'P%', got {value!r}")
+    m = _DURATION_RE.match(value)
+    if not m:
+        raise ValueError(f"{what}={value!r} is not a duration; write steps (500), epochs ('5ep') or a fraction ('10%')")
+    number, unit = float(m.group(1)), m.group(2)
+    if unit in (None, "step", "steps"):
+        steps = number
+    elif unit == "ep":
+        if steps_per_epoch is None:
+            raise ValueError(f"{what}={value!r} is in epochs: give steps_per_epoch to resolve it")
+        steps = number * steps_per_epoch
+    else:
+        if total_steps is None:
+            raise ValueError(f"{what}={value!r} is a fraction of training: give total_steps to resolve it")
+        steps = number / 100.0 * total_steps
+    return int(round(steps))
+
+
+def _check_duration(v: Any, what: str) -> None:
+    if v is None:
+        return
+    if isinstance(v, bool) or not (is_python_number(v) or isinstance(v, str)):
+        raise ValueError(f"{what} must be a duration (steps, 'Nep' or 'P%'), got {v!r}")
+    if isinstance(v, str):
+        resolve_duration(v, total_steps=1, steps_per_epoch=1, what=what)
+    elif v < 0 or not math.isfinite(v):
+        raise ValueError(f"{what} must be >= 0 steps, got {v!r}")
+
+
+def _is_unresolved(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+class Schedule:
+    """Base class of every schedule. Subclasses are created with :func:`register`.
+
+    Subclasses implement :meth:`formula` and, when finite, :attr:`duration`. Validation
+    goes in :meth:`_validate` and raises :class:`ValueError` naming the argument and its value.
+    """
+
+    name: ClassVar[str] = "schedule"
+
+    # ---- what a subclass provides -------------------------------------------------------------
+    def formula(self, t: Any, ops: Ops, state: State | None) -> Any:
+        """The lr at float step ``t >= 0`` (a backend value), written with ``ops`` only."""
+        raise NotImplementedError
+
+    @property
+    def duration(self) -> int | None:
+        """Steps until the schedule reaches its final value (``None``: it never does)."""
+        return None
+
+    def _validate(self) -> None:
+        pass
+
+    def boundaries(self) -> list[int]:
+        """Steps where a phase of this schedule begins (for plots): none by default."""
+        return []
+
+    # ---- machinery ----------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, list):
+                object.__setattr__(self, f.name, tuple(v))
+            if f.metadata.get("duration"):
+                for x in getattr(self, f.name) if isinstance(v, list | tuple) else (v,):
+                    _check_duration(x, f"{self.name}: {f.name}")
+        if self.is_resolved():
+            self._validate()
+
+    def __call__(self, step: Any, state: State | None = None, *, backend: str | None = None) -> Any:
+        """The learning rate at ``step`` (a number, an array or a tensor of steps).
+
+        ``state`` carries the run-time values of metric-driven nodes (see :class:`plateau`).
+        Python numbers give a Python ``float``; arrays and tensors give the same kind back.
+        """
+        self._check_resolved()
+        ops = ops_for(step, backend)
+        if ops.name == "python":
+            if step < 0:
+                raise ValueError(f"step must be >= 0, got {step!r}")
+            return float(self.formula(float(step), ops, state))
+        t = ops.asfloat(step)
+        if ops.name == "numpy" and t.size and np.min(t) < 0:
+            raise ValueError(f"steps must be >= 0, got a minimum of {np.min(t)!r}")
+        return self.formula(t, ops, state)
+
+    def values(self, steps: int | np.ndarray, state: State | None = None) -> np.ndarray:
+        """Float64 NumPy values at ``steps`` (an array of steps, or ``n`` for ``0..n-1``)."""
+        if is_python_number(steps):
+            steps = np.arange(int(steps), dtype=np.float64)
+        out = self(np.asarray(steps, dtype=np.float64), state)
+        return np.broadcast_to(np.asarray(out, dtype=np.float64), np.shape(steps)).copy()
+
+    def is_resolved(self) -> bool:
+        return all(not _is_unresolved(v) and (not isinstance(v, Schedule) or v.is_resolved())
+                   for v in self._flat_field_values())
+
+    def _flat_field_values(self) -> Iterator[Any]:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, tuple):
+                yield from v
+            elif f.metadata.get("duration") or isinstance(v, Schedule):
+                yield v
+
+    def _check_resolved(self) -> None:
+        if not self.is_resolved():
+            raise ValueError(
+                f"{self} has durations in epochs or fractions of training: call "
+                ".resolve(total_steps=..., steps_per_epoch=...) before evaluating it"
+            )
+
+    def resolve(self, total_steps: int | None = None, steps_per_epoch: int | None = None) -> Schedule:
+        """A copy with every duration in steps (``"5ep"`` needs ``steps_per_epoch``, ``"10%"`` ``total_steps``)."""
+        changes: dict[str, Any] = {}
+        kw = {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, Schedule):
+                changes[f.name] = v.resolve(**kw)
+            elif isinstance(v, tuple) and any(isinstance(x, Schedule) for x in v):
+                changes[f.name] = tuple(x.resolve(**kw) if isinstance(x, Schedule) else x for x in v)
+            elif f.metadata.get("duration"):
+                if isinstance(v, tuple):
+                    changes[f.name] = tuple(resolve_duration(x, what=f"{self.name}: {f.name}", **kw) for x in v)
+                else:
+                    changes[f.name] = resolve_duration(v, what=f"{self.name}: {f.name}", **kw)
+        return dataclasses.replace(self, **changes)
+
+    def children(self) -> list[Schedule]:
+        out: list[Schedule] = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, Schedule):
+                out.append(v)
+            elif isinstance(v, tuple):
+                out.extend(x for x in v if isinstance(x, Schedule))
+        return out
+
+    def walk(self) -> Iterator[Schedule]:
+        """This node and every node below it, depth first."""
+        yield self
+        for c in self.children():
+            yield from c.walk()
+
+    # ---- config and text ----------------------------------------------------------------------
+    def to_config(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``{"name": ..., field: value, ...}``, nested schedules as dicts."""
+        cfg: dict[str, Any] = {"name": self.name}
+        for f in dataclasses.fields(self):
+            cfg[f.name] = _to_plain(getattr(self, f.name))
+        return cfg
+
+    def params(self) -> dict[str, Any]:
+        """The fields whose value differs from the default (what the canonical text shows)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.default is not dataclasses.MISSING and _same(v, f.default):
+                continue
+            out[f.name] = v
+        return out
+
+    def __str__(self) -> str:
+        from lrlab.schedules._text import format_schedule
+
+        return format_schedule(self)
+
+    def __repr__(self) -> str:
+        return f"<lrlab {self}>"
+
+    # ---- composition sugar --------------------------------------------------------------------
+    def __rshift__(self, other: Schedule) -> Schedule:
+        from lrlab.schedules._combinators import sequence
+
+        if not isinstance(other, Schedule):
+            return NotImplemented
+        left = self.phases if isinstance(self, sequence) else (self,)
+        right = other.phases if isinstance(other, sequence) else (other,)
+        return sequence(phases=(*left, *right))
+
+    def __mul__(self, other: Any) -> Schedule:
+        from lrlab.schedules._combinators import product, scale
+
+        if isinstance(other, Schedule):
+            left = self.factors if isinstance(self, product) else (self,)
+            right = other.factors if isinstance(other, product) else (other,)
+            return product(factors=(*left, *right))
+        if is_python_number(other):
+            return scale(self, factor=float(other))
+        return NotImplemented
+
+    def __rmul__(self, other: Any) -> Schedule:
+        if is_python_number(other):
+            return self.__mul__(other)
+        return NotImplemented
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b) and not (is_python_number(a) and is_python_number(b)):
+        return False
+    return bool(a == b)
+
+
+def _to_plain(v: Any) -> Any:
+    if isinstance(v, Schedule):
+        return v.to_config()
+    if isinstance(v, tuple):
+        return [_to_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _from_plain(v: Any, where: str) -> Any:
+    if isinstance(v, Mapping):
+        return from_config(v, where=where)
+    if isinstance(v, list | tuple):
+        return tuple(_from_plain(x, f"{where}[{i}]") for i, x in enumerate(v))
+    return v
+
+
+def from_config(config: Mapping[str, Any], *, where: str = "config") -> Schedule:
+    """Rebuild a schedule from :meth:`Schedule.to_config` output (also loaded JSON/YAML)."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"{where}: a schedule config is a mapping with a 'name', got {type(config).__name__}")
+    if "name" not in config:
+        raise ValueError(f"{where}: a schedule config needs a 'name' key, got keys {sorted(config)}")
+    cls = get(str(config["name"]))
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config) - fields - {"name"})
+    if unknown:
+        raise ValueError(f"{where}: {cls.name} has no parameter(s) {', '.join(unknown)}; it takes {', '.join(sorted(fields))}")
+    kwargs = {k: _from_plain(v, f"{where}.{k}") for k, v in config.items() if k != "name"}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # missing required arguments
+        raise ValueError(f"{where}: {cls.name}: {e}") from None
