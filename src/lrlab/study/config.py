@@ -1,0 +1,486 @@
+"""What a study trains: the default trial grid and :class:`StudyConfig` (from Python, YAML or TOML).
+
+A study crosses *schedules* x *optimizers* x *seeds* on one task. Schedules are written in lrlab's
+text form as **multipliers of the optimizer's peak learning rate** (peak 1.0), with durations as
+fractions of training (``"10%"``) so they adapt to any budget; the runner multiplies each by the
+optimizer's peak lr and resolves it with the task's ``total_steps`` and ``steps_per_epoch``. One
+spec therefore serves every optimizer.
+
+The default grid (:data:`DEFAULT_SCHEDULES`) follows the seeds' catalogue of schedules:
+
+============== ==================================================================================
+constant       the baseline every other row is compared with
+time_based     inverse-time decay ``1 / (1 + 9 t/T)``: ends at 1/10 (Keras' "standard" decay)
+step           drop x0.25 every 15% of training (PyImageSearch's StepDecay, scaled to the budget)
+exponential    ``0.01 ** (t/T)``: smooth decay to 1/100
+linear         ``1 - t/T`` to 0 (the polynomial of power 1; best row of the seeds' Table 1.1)
+poly5          ``(1 - t/T) ** 5``
+cosine_cycles  cosine annealing with 4 cycles to 0 (snapshot ensembles, Huang et al. 2017)
+triangle       10% linear warmup from 0, then linear decay to 0 (BERT)
+warmup_cosine  5% linear warmup from 0, then cosine to 0
+onecycle       torch OneCycleLR defaults: 30% cosine rise from 1/25, cosine fall to 1/(25*1e4)
+wsd            warmup-stable-decay: 5% warmup, constant, last 20% a 1-sqrt cooldown to 0
+plateau        constant, halved after 3 epochs without improvement of the test loss (torch rules)
+============== ==================================================================================
+
+(``t`` counts optimizer steps from 0, ``T`` is the number of steps of the whole run.)
+
+Default peak learning rates per optimizer come from the task (``Task.peak_lr``; for MNIST-1D see
+:data:`lrlab.study.tasks.MNIST1D_PEAK_LR`) unless the config gives them, or are found by the LR
+range test (``peak_lr="find"``).
+
+>>> cfg = StudyConfig.from_mapping({"schedules": ["constant", "linear"], "optimizers": {"adam": 0.01}, "seeds": 2})
+>>> list(cfg.schedules), cfg.optimizers["adam"].peak_lr, cfg.seeds
+(['constant', 'linear'], 0.01, (0, 1))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lrlab.schedules import Schedule
+
+__all__ = [
+    "DEFAULT_EPOCHS",
+    "DEFAULT_OPTIMIZERS",
+    "DEFAULT_SCHEDULES",
+    "KNOWN_OPTIMIZERS",
+    "OptimizerChoice",
+    "StudyConfig",
+    "load_config",
+    "parse_schedule",
+    "split_specs",
+]
+
+DEFAULT_EPOCHS = 40
+"""Training length of the default MNIST-1D study (1,600 steps of batch 100 per trial).
+
+Chosen so that the default 72 trials run in about 3 minutes on a 2-core CPU with the fleet
+engine, while constant-lr Adam still reaches the benchmark's ~90 % test accuracy."""
+
+DEFAULT_SCHEDULES: dict[str, str] = {
+    "constant": "constant(1.0)",
+    "time_based": "inverse_time(1.0, decay_rate=9.0, decay_steps=100%)",
+    "step": "step(1.0, factor=0.25, every=15%)",
+    "exponential": "exponential(1.0, rate=0.01, decay_steps=100%)",
+    "linear": "linear(1.0, 0.0, steps=100%)",
+    "poly5": "polynomial(1.0, 0.0, steps=100%, power=5.0)",
+    "cosine_cycles": "snapshot_cosine(1.0, cycles=4, steps=100%)",
+    "triangle": "triangle(1.0, steps=100%, warmup=10%)",
+    "warmup_cosine": "warmup(cosine(1.0, 0.0, steps=95%), steps=5%, start=0.0)",
+    "onecycle": "onecycle(1.0, steps=100%)",
+    "wsd": "wsd(1.0, steps=100%, warmup=5%, decay=20%, shape=sqrt)",
+    "plateau": "constant(1.0) * plateau(factor=0.5, patience=3)",
+}
+"""The default schedules: name -> text spec (a multiplier of the peak lr, durations in % of training)."""
+
+KNOWN_OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "adadelta")
+DEFAULT_OPTIMIZERS = ("sgd", "adam")
+_PLATEAU_METRICS = ("test_loss", "test_acc", "train_loss", "train_acc")
+_TOP_KEYS = (
+    "task", "task_kwargs", "model", "data", "schedules", "optimizers", "seeds", "epochs",
+    "batch_size", "peak_lr", "plateau_metric", "workers", "device", "out", "storage",
+    "study_name", "fresh",
+)
+
+
+def parse_schedule(spec: str | Schedule, *, where: str = "schedule") -> Schedule:
+    """A schedule from its text form (``lrlab.parse``) or a :class:`Schedule` as is."""
+    if isinstance(spec, Schedule):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"{where}: expected a schedule in text form, got {spec!r}")
+    from lrlab.spec import parse
+
+    try:
+        return parse(spec)
+    except ValueError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{where}: {first}") from e
+
+
+def split_specs(text: str) -> list[str]:
+    """Split a comma-separated list at top level only (commas inside ``(...)``/``[...]`` stay).
+
+    >>> split_specs("constant, linear(1.0, 0.0, steps=100%),cosine_cycles")
+    ['constant', 'linear(1.0, 0.0, steps=100%)', 'cosine_cycles']
+    """
+    out, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur).strip())
+    return [s for s in out if s]
+
+
+@dataclass(frozen=True)
+class OptimizerChoice:
+    """One optimizer of a study: its name, peak lr (``None``: the task's default) and overrides.
+
+    ``kwargs`` override the defaults of :data:`lrlab.study.optimizers.OPTIMIZERS` (e.g.
+    ``{"momentum": 0.0}``, ``{"weight_decay": 5e-4}``); ``lr`` itself comes from the schedule.
+    """
+
+    name: str
+    peak_lr: float | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name not in KNOWN_OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.name!r}: use one of {', '.join(KNOWN_OPTIMIZERS)}")
+        if self.peak_lr is not None and not (
+            isinstance(self.peak_lr, (int, float)) and not isinstance(self.peak_lr, bool)
+            and math.isfinite(self.peak_lr) and self.peak_lr > 0
+        ):
+            raise ValueError(f"optimizer {self.name!r}: peak_lr must be a positive number, got {self.peak_lr!r}")
+        if "lr" in self.kwargs:
+            raise ValueError(f"optimizer {self.name!r}: give the learning rate as peak_lr, not in kwargs")
+        for k, v in self.kwargs.items():
+            if not isinstance(k, str):
+                raise ValueError(f"optimizer {self.name!r}: kwargs keys must be strings, got {k!r}")
+            _check_plain(v, f"optimizers.{self.name}.{k}")
+
+
+def _check_plain(v: Any, where: str) -> None:
+    if isinstance(v, bool) or v is None or isinstance(v, (int, float, str)):
+        return
+    if isinstance(v, (list, tuple)):
+        for x in v:
+            _check_plain(x, where)
+        return
+    raise ValueError(f"{where}: expected a number, string or list, got {type(v).__name__} {v!r}")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything that defines a study run.
+
+    Args:
+        task: ``"mnist1d"`` (CNN), ``"mnist1d_mlp"``, ``"cifar10"`` or ``"package.module:function"``.
+        task_kwargs: keyword arguments of the task builder (plain JSON values; sent to workers).
+        schedules: name -> schedule, each a text spec or :class:`Schedule` giving a multiplier of
+            the peak lr, durations in steps, epochs (``"5ep"``) or fractions (``"10%"``).
+        optimizers: name -> :class:`OptimizerChoice`.
+        seeds: model-init and data-order seeds; every (schedule, optimizer) runs each of them.
+        epochs: training length; ``None`` uses :data:`DEFAULT_EPOCHS` for MNIST-1D and the task's
+            own ``epochs`` otherwise.
+        batch_size: examples per step (``None``: the task's).
+        peak_lr: ``"fixed"`` (config or task defaults) or ``"find"`` (LR range test per optimizer).
+        plateau_metric: per-epoch metric fed to plateau nodes.
+        workers: processes for the fleets (``None``: chosen by the fleet engine).
+        device: torch device (``"cpu"``, ``"cuda"``).
+        out: output directory (report, plots, CSV, JSON, default storage).
+        storage: an Optuna storage URL (``sqlite:///...``, ``postgresql://...``) or a path to a
+            journal file (``*.log`` / ``*.jsonl``); ``None``: ``sqlite:///<out>/study.db``.
+        study_name: the Optuna study that holds the trials.
+        fresh: ignore stored results (rerun everything; old trials stay in storage).
+    """
+
+    task: str = "mnist1d"
+    task_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    schedules: Mapping[str, str | Schedule] = field(default_factory=lambda: dict(DEFAULT_SCHEDULES))
+    optimizers: Mapping[str, OptimizerChoice] = field(
+        default_factory=lambda: {n: OptimizerChoice(n) for n in DEFAULT_OPTIMIZERS}
+    )
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int | None = None
+    batch_size: int | None = None
+    peak_lr: str = "fixed"
+    plateau_metric: str = "test_loss"
+    workers: int | None = None
+    device: str = "cpu"
+    out: str = "runs/study"
+    storage: str | None = None
+    study_name: str = "lrlab"
+    fresh: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.task, str) or not self.task:
+            raise ValueError(f"task must be a non-empty string, got {self.task!r}")
+        if not isinstance(self.task_kwargs, Mapping):
+            raise ValueError(f"task_kwargs must be a mapping, got {self.task_kwargs!r}")
+        for k, v in self.task_kwargs.items():
+            if isinstance(v, Mapping):
+                for kk, vv in v.items():
+                    _check_plain(vv, f"task_kwargs.{k}.{kk}")
+            else:
+                _check_plain(v, f"task_kwargs.{k}")
+        if not self.schedules:
+            raise ValueError("schedules: a study needs at least one schedule")
+        for name, spec in self.schedules.items():
+            _check_name(name, "schedules")
+            if not isinstance(spec, (str, Schedule)):
+                raise ValueError(f"schedules.{name}: expected a text spec, got {spec!r}")
+        if not self.optimizers:
+            raise ValueError("optimizers: a study needs at least one optimizer")
+        for name, opt in self.optimizers.items():
+            if not isinstance(opt, OptimizerChoice) or opt.name != name:
+                raise ValueError(f"optimizers.{name}: expected OptimizerChoice({name!r}, ...), got {opt!r}")
+        seeds = tuple(self.seeds)
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+            raise ValueError(f"seeds must be non-negative ints, got seeds={self.seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got seeds={self.seeds!r}")
+        object.__setattr__(self, "seeds", seeds)
+        for nm in ("epochs", "batch_size", "workers"):
+            v = getattr(self, nm)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{nm} must be a positive int, got {nm}={v!r}")
+        if self.peak_lr not in ("fixed", "find"):
+            raise ValueError(f"peak_lr must be 'fixed' or 'find', got peak_lr={self.peak_lr!r}")
+        if self.plateau_metric not in _PLATEAU_METRICS:
+            raise ValueError(
+                f"plateau_metric must be one of {', '.join(_PLATEAU_METRICS)}, got {self.plateau_metric!r}"
+            )
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device must be a torch device string, got {self.device!r}")
+        if not isinstance(self.study_name, str) or not self.study_name:
+            raise ValueError(f"study_name must be a non-empty string, got {self.study_name!r}")
+
+    # ---- derived --------------------------------------------------------------------------------
+    @property
+    def is_mnist1d(self) -> bool:
+        return self.task in ("mnist1d", "mnist1d_mlp")
+
+    def resolved_epochs(self, task_epochs: int) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        return DEFAULT_EPOCHS if self.is_mnist1d else task_epochs
+
+    def task_build_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`lrlab.study.tasks.load_task` (batch size folded in)."""
+        kw = dict(self.task_kwargs)
+        if self.batch_size is not None:
+            kw["batch_size"] = self.batch_size
+        return kw
+
+    def schedule_objects(self) -> dict[str, Schedule]:
+        """Every schedule parsed (unresolved, multiplier units); errors name the schedule."""
+        return {n: parse_schedule(s, where=f"schedules.{n}") for n, s in self.schedules.items()}
+
+    def replace(self, **changes: Any) -> StudyConfig:
+        return dataclasses.replace(self, **changes)
+
+    # ---- (de)serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-able dict that :meth:`from_mapping` reads back."""
+        return {
+            "task": self.task,
+            "task_kwargs": dict(self.task_kwargs),
+            "schedules": {n: str(s) for n, s in self.schedules.items()},
+            "optimizers": {
+                n: {"peak_lr": o.peak_lr, **dict(o.kwargs)} for n, o in self.optimizers.items()
+            },
+            "seeds": list(self.seeds),
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "peak_lr": self.peak_lr,
+            "plateau_metric": self.plateau_metric,
+            "workers": self.workers,
+            "device": self.device,
+            "out": self.out,
+            "storage": self.storage,
+            "study_name": self.study_name,
+            "fresh": self.fresh,
+        }
+
+    def fingerprint(self) -> str:
+        """A short hash of what determines the results (not where they go or how fast)."""
+        d = self.to_dict()
+        for k in ("workers", "out", "storage", "study_name", "fresh", "device"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, where: str = "config") -> StudyConfig:
+        """Build a config from a parsed YAML/TOML/JSON mapping; errors name the offending key.
+
+        Keys: ``task``, ``task_kwargs``, ``model`` (``cnn``/``mlp`` for MNIST-1D), ``data``
+        (dataset directory, e.g. CIFAR-10), ``schedules`` (a list of default names and/or text
+        specs, or a mapping name -> spec), ``optimizers`` (a list of names, or a mapping
+        name -> peak lr, or name -> {peak_lr: ..., other torch kwargs}), ``seeds`` (a count or a
+        list), ``epochs``, ``batch_size``, ``peak_lr`` (fixed/find), ``plateau_metric``,
+        ``workers``, ``device``, ``out``, ``storage``, ``study_name``, ``fresh``.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+        unknown = [k for k in data if k not in _TOP_KEYS]
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(_TOP_KEYS)}")
+        kw: dict[str, Any] = {}
+        task = data.get("task", "mnist1d")
+        model = data.get("model")
+        if model is not None:
+            if model not in ("cnn", "mlp"):
+                raise ValueError(f"{where}: model must be 'cnn' or 'mlp', got {model!r}")
+            if task not in ("mnist1d", "mnist1d_mlp"):
+                raise ValueError(f"{where}: model={model!r} applies to the mnist1d task only, not {task!r}")
+            task = "mnist1d" if model == "cnn" else "mnist1d_mlp"
+        kw["task"] = task
+        task_kwargs = data.get("task_kwargs") or {}
+        if not isinstance(task_kwargs, Mapping):
+            raise ValueError(f"{where}: task_kwargs must be a mapping, got {task_kwargs!r}")
+        task_kwargs = dict(task_kwargs)
+        if data.get("data") is not None:
+            task_kwargs["data_dir"] = str(data["data"])
+        kw["task_kwargs"] = task_kwargs
+        if "schedules" in data:
+            kw["schedules"] = _schedules_from(data["schedules"], f"{where}: schedules")
+        if "optimizers" in data:
+            kw["optimizers"] = _optimizers_from(data["optimizers"], f"{where}: optimizers")
+        if "seeds" in data:
+            kw["seeds"] = _seeds_from(data["seeds"], f"{where}: seeds")
+        for k in ("epochs", "batch_size", "peak_lr", "plateau_metric", "workers", "device", "out",
+                  "storage", "study_name", "fresh"):
+            if k in data and data[k] is not None:
+                kw[k] = data[k]
+        if "fresh" in kw and not isinstance(kw["fresh"], bool):
+            raise ValueError(f"{where}: fresh must be true or false, got {kw['fresh']!r}")
+        for k in ("out", "storage"):
+            if k in kw:
+                kw[k] = str(kw[k])
+        try:
+            return cls(**kw)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from e
+
+
+def _check_name(name: Any, what: str) -> None:
+    if not isinstance(name, str) or not name or any(c in name for c in "/|,= \t\n"):
+        raise ValueError(f"{what}: names must be non-empty strings without '/', '|', ',', '=' or spaces, got {name!r}")
+
+
+def _schedules_from(value: Any, where: str) -> dict[str, str]:
+    """A list of default names / text specs (``name=spec`` to name one), or a mapping."""
+    if isinstance(value, str):
+        value = split_specs(value)
+    out: dict[str, str] = {}
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        items = []
+        for entry in value:
+            if not isinstance(entry, str):
+                raise ValueError(f"{where}: expected a schedule name or text spec, got {entry!r}")
+            items.append(_name_spec(entry.strip()))
+    else:
+        raise ValueError(f"{where}: expected a list or a mapping, got {type(value).__name__}")
+    for name, spec in items:
+        if not isinstance(spec, str) or not spec.strip():
+            raise ValueError(f"{where}.{name}: expected a text spec string, got {spec!r}")
+        _check_name(name, where)
+        if name in out:
+            raise ValueError(f"{where}: schedule {name!r} is given twice")
+        out[name] = spec.strip()
+    if not out:
+        raise ValueError(f"{where}: empty")
+    return out
+
+
+def _name_spec(entry: str) -> tuple[str, str]:
+    """``"cosine_cycles"`` -> the default spec; ``"mine=linear(...)"`` -> named spec; a bare spec
+    is named after its text (with spaces removed)."""
+    if entry in DEFAULT_SCHEDULES:
+        return entry, DEFAULT_SCHEDULES[entry]
+    head, eq, rest = entry.partition("=")
+    if eq and head.strip().isidentifier() and "(" not in head:
+        return head.strip(), rest.strip()
+    if "(" not in entry:
+        raise ValueError(
+            f"unknown schedule name {entry!r}: use one of {', '.join(DEFAULT_SCHEDULES)} or a text spec"
+        )
+    return entry.replace(" ", ""), entry
+
+
+def _optimizers_from(value: Any, where: str) -> dict[str, OptimizerChoice]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    out: dict[str, OptimizerChoice] = {}
+    if isinstance(value, (list, tuple)):
+        for name in value:
+            if not isinstance(name, str):
+                raise ValueError(f"{where}: expected optimizer names, got {name!r}")
+            out[name] = _opt(name, None, {}, where)
+    elif isinstance(value, Mapping):
+        for name, v in value.items():
+            if v is None:
+                out[name] = _opt(name, None, {}, where)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[name] = _opt(name, float(v), {}, where)
+            elif isinstance(v, Mapping):
+                d = dict(v)
+                lr = d.pop("peak_lr", None)
+                if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float))):
+                    raise ValueError(f"{where}.{name}.peak_lr: expected a number, got {lr!r}")
+                out[name] = _opt(name, None if lr is None else float(lr), d, where)
+            else:
+                raise ValueError(f"{where}.{name}: expected a peak lr or a mapping, got {v!r}")
+    else:
+        raise ValueError(f"{where}: expected a list or a mapping, got {type(value).__name__}")
+    if not out:
+        raise ValueError(f"{where}: empty")
+    return out
+
+
+def _opt(name: str, lr: float | None, kwargs: dict[str, Any], where: str) -> OptimizerChoice:
+    try:
+        return OptimizerChoice(name, lr, kwargs)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from e
+
+
+def _seeds_from(value: Any, where: str) -> tuple[int, ...]:
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: expected a count or a list of ints, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"{where}: the number of seeds must be >= 1, got {value!r}")
+        return tuple(range(value))
+    if isinstance(value, (list, tuple)) and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        return tuple(value)
+    raise ValueError(f"{where}: expected a count or a list of ints, got {value!r}")
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read a study config from ``.yaml``/``.yml`` (``yaml.safe_load``), ``.toml`` or ``.json``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config file {str(p)!r} does not exist")
+    text = p.read_text(encoding="utf-8")
+    suffix = p.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".toml", ".json"):
+        raise ValueError(f"config file {str(p)!r}: use .yaml, .yml, .toml or .json")
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError as e:  # Python 3.10
+                raise ValueError("TOML configs need Python >= 3.11 (tomllib); use YAML") from e
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # JSONDecodeError / TOMLDecodeError / YAMLError carry the line
+        if isinstance(e, ValueError) and str(e).startswith("TOML configs"):
+            raise
+        raise ValueError(f"config file {str(p)!r} is not valid {suffix[1:].upper()}: {str(e).splitlines()[0]}") from e
+    if data is None:
+        data = {}
+    return StudyConfig.from_mapping(data, where=str(p))

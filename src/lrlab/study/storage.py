@@ -1,0 +1,249 @@
+"""Study storage on Optuna's storage layer: one Optuna trial per lrlab trial, saved as it finishes.
+
+Where: a SQLite file in the output directory by default, or any Optuna storage by URL
+(``postgresql://...``, ``mysql://...``, ``sqlite:///...``), or a journal file
+(``optuna.storages.JournalStorage`` over ``JournalFileBackend``) when given a path ending in
+``.log``, ``.jsonl`` or ``.journal``. ``.db``/``.sqlite`` paths become SQLite URLs.
+
+What: each lrlab trial is added to the Optuna study with :func:`optuna.trial.create_trial` the
+moment it finishes (one committed transaction), so an interrupted run (Ctrl-C, ``kill -9``) loses
+no finished trial. Stored per trial:
+
+* ``value``: final test accuracy (state ``COMPLETE``); a diverged trial is stored with state
+  ``FAIL`` and ``user_attrs["lrlab_status"] == "diverged"`` (Optuna values must be finite);
+* ``params``: ``seed`` and ``peak_lr`` (numeric; names and specs go to user attributes because
+  Optuna's categorical distributions cannot grow between runs);
+* ``intermediate_values``: test accuracy per epoch;
+* ``user_attrs``: the resume key, trial id, schedule name and text (multiplier form), the resolved
+  absolute schedule config, optimizer and its overrides, the per-epoch curves (columnar lists),
+  final metrics, divergence and seconds.
+
+Resume: a trial is done when a stored trial carries its key (``trial_id@hash``, the hash covering
+everything that determines its result). The study's current config is kept in the Optuna study's
+user attributes so ``lrlab study report`` can rebuild the report from storage alone.
+
+>>> import tempfile, os
+>>> d = tempfile.mkdtemp()
+>>> st = StudyStorage(os.path.join(d, "s.log"), "demo")
+>>> st.done_keys()
+set()
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CURVE_FIELDS", "StudyStorage", "TrialRecord", "storage_url"]
+
+CURVE_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc")
+_JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+@dataclass
+class TrialRecord:
+    """One finished lrlab trial as the study keeps it (from a fresh result or from storage).
+
+    ``curves`` maps each of :data:`CURVE_FIELDS` to a float64 array over the epochs that were
+    trained (a diverged trial's arrays stop at, and include, the epoch it diverged in, with NaN
+    where the metric was not finite).
+    """
+
+    key: str
+    trial_id: str
+    schedule_name: str
+    schedule_text: str
+    schedule_config: dict[str, Any]
+    optimizer: str
+    optimizer_kwargs: dict[str, Any]
+    seed: int
+    peak_lr: float
+    epochs: int
+    curves: dict[str, np.ndarray]
+    final: dict[str, float]
+    diverged: bool = False
+    diverged_epoch: int | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "diverged" if self.diverged else "done"
+
+
+def _plain(v: Any) -> Any:
+    """JSON-safe: non-finite floats -> None, numpy scalars -> Python."""
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        return v if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _floats(v: Iterable[Any]) -> np.ndarray:
+    return np.array([math.nan if x is None else float(x) for x in v], dtype=np.float64)
+
+
+def storage_url(storage: str | None, out: str | Path) -> str:
+    """The storage address used for ``storage`` (``None``: ``sqlite:///<out>/study.db``)."""
+    if storage is None:
+        return f"sqlite:///{(Path(out) / 'study.db').resolve()}"
+    if not isinstance(storage, str) or not storage.strip():
+        raise ValueError(f"storage must be a URL or a file path, got storage={storage!r}")
+    if "://" in storage:
+        return storage
+    p = Path(storage)
+    if p.suffix.lower() in _SQLITE_SUFFIXES:
+        return f"sqlite:///{p.resolve()}"
+    if p.suffix.lower() in _JOURNAL_SUFFIXES:
+        return str(p.resolve())
+    raise ValueError(
+        f"storage={storage!r}: give a URL (sqlite:///x.db, postgresql://...) or a file ending in "
+        f"{', '.join(_SQLITE_SUFFIXES + _JOURNAL_SUFFIXES)}"
+    )
+
+
+class StudyStorage:
+    """An Optuna study holding lrlab trials (created if missing).
+
+    Args:
+        storage: a storage URL or path (see :func:`storage_url`; a bare path must have a SQLite
+            or journal suffix).
+        study_name: the Optuna study name.
+    """
+
+    def __init__(self, storage: str, study_name: str = "lrlab") -> None:
+        import optuna
+
+        url = storage_url(storage, ".")
+        self.url = url
+        self.study_name = study_name
+        if "://" in url:
+            if url.startswith("sqlite:///"):
+                Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            backend: Any = url
+        else:
+            from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
+
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
+            backend = JournalStorage(JournalFileBackend(url))
+        try:
+            self.study = optuna.create_study(
+                study_name=study_name, storage=backend, direction="maximize", load_if_exists=True
+            )
+        except ImportError as e:  # e.g. psycopg2 missing for postgresql://
+            raise ValueError(f"storage {url!r} needs a database driver: {e}") from e
+        except Exception as e:  # sqlalchemy errors: bad URL, unreachable server
+            if isinstance(e, ValueError):
+                raise
+            raise ValueError(f"cannot open storage {url!r}: {str(e).splitlines()[0]}") from e
+
+    # ---- study-level attributes ------------------------------------------------------------------
+    def set_attr(self, key: str, value: Any) -> None:
+        self.study.set_user_attr(key, _plain(value))
+
+    def get_attr(self, key: str, default: Any = None) -> Any:
+        return self.study.user_attrs.get(key, default)
+
+    # ---- trials ------------------------------------------------------------------------------------
+    def _lrlab_trials(self) -> list[Any]:
+        import optuna
+
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+        return [t for t in self.study.get_trials(deepcopy=False, states=states) if "lrlab_key" in t.user_attrs]
+
+    def done_keys(self) -> set[str]:
+        """Keys of every stored lrlab trial (finished or diverged)."""
+        return {t.user_attrs["lrlab_key"] for t in self._lrlab_trials()}
+
+    def records(self, keys: Iterable[str] | None = None) -> dict[str, TrialRecord]:
+        """Stored trials by key (the latest one when a key was stored twice), optionally filtered."""
+        wanted = None if keys is None else set(keys)
+        out: dict[str, TrialRecord] = {}
+        for t in self._lrlab_trials():
+            k = t.user_attrs["lrlab_key"]
+            if wanted is None or k in wanted:
+                out[k] = _record_from_attrs(t.user_attrs)
+        return out
+
+    def save(self, record: TrialRecord) -> None:
+        """Add one finished trial to the study (one transaction; call it as soon as it finishes)."""
+        import optuna
+        from optuna.distributions import FloatDistribution, IntDistribution
+
+        attrs = {
+            "lrlab_key": record.key,
+            "lrlab_status": record.status,
+            "trial_id": record.trial_id,
+            "schedule_name": record.schedule_name,
+            "schedule": record.schedule_text,
+            "schedule_config": record.schedule_config,
+            "optimizer": record.optimizer,
+            "optimizer_kwargs": record.optimizer_kwargs,
+            "seed": int(record.seed),
+            "peak_lr": float(record.peak_lr),
+            "epochs": record.epochs,
+            "curves": {k: list(record.curves[k]) for k in CURVE_FIELDS},
+            "final": record.final,
+            "diverged": record.diverged,
+            "diverged_epoch": record.diverged_epoch,
+            "seconds": record.seconds,
+            **{f"x_{k}": v for k, v in record.extra.items()},
+        }
+        acc = record.curves["test_acc"]
+        inter = {int(e): float(a) for e, a in zip(record.curves["epoch"], acc) if math.isfinite(a)}
+        value = record.final.get("test_acc", math.nan)
+        ok = not record.diverged and math.isfinite(value)
+        trial = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
+            value=float(value) if ok else None,
+            params={"seed": int(record.seed), "peak_lr": float(record.peak_lr)},
+            distributions={
+                "seed": IntDistribution(0, 2**31 - 1),
+                "peak_lr": FloatDistribution(1e-12, 1e6, log=True),
+            },
+            user_attrs=_plain(attrs),
+            intermediate_values=inter,
+        )
+        self.study.add_trial(trial)
+
+
+def _record_from_attrs(a: Mapping[str, Any]) -> TrialRecord:
+    curves = {k: _floats(a["curves"].get(k, [])) for k in CURVE_FIELDS}
+    final = {k: (math.nan if v is None else float(v)) for k, v in a.get("final", {}).items()}
+    return TrialRecord(
+        key=a["lrlab_key"],
+        trial_id=a["trial_id"],
+        schedule_name=a["schedule_name"],
+        schedule_text=a["schedule"],
+        schedule_config=a["schedule_config"],
+        optimizer=a["optimizer"],
+        optimizer_kwargs=dict(a.get("optimizer_kwargs") or {}),
+        seed=int(a["seed"]),
+        peak_lr=float(a["peak_lr"]),
+        epochs=int(a["epochs"]),
+        curves=curves,
+        final=final,
+        diverged=bool(a.get("diverged", False)),
+        diverged_epoch=a.get("diverged_epoch"),
+        seconds=float(a.get("seconds") or 0.0),
+        extra={k[2:]: v for k, v in a.items() if k.startswith("x_")},
+    )
+
+
+def dumps_json(obj: Any) -> str:
+    """Strict JSON (non-finite floats as null) for the report files."""
+    return json.dumps(_plain(obj), indent=2, allow_nan=False)
