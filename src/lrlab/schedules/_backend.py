@@ -83,6 +83,11 @@ class Ops:
         """A value shaped like the step ``t`` (for constants that must broadcast)."""
         return value + 0.0 * t
 
+    def lookup(self, table, index):
+        """``table[index]``: a 1-D float64 NumPy ``table`` indexed by a float backend value of
+        whole numbers in ``[0, len(table))`` (a constant table, so it works under ``jax.jit``)."""
+        raise NotImplementedError
+
 
 class _PythonOps(Ops):
     """Plain floats through :mod:`math`: the fast path for a training loop's scalar step."""
@@ -115,6 +120,9 @@ class _PythonOps(Ops):
     def full_like(self, t, value):
         return float(value)
 
+    def lookup(self, table, index):
+        return float(table[int(index)])
+
 
 class _NumpyOps(Ops):
     name = "numpy"
@@ -135,6 +143,9 @@ class _NumpyOps(Ops):
     minimum = staticmethod(np.minimum)
     maximum = staticmethod(np.maximum)
     logical_and = staticmethod(np.logical_and)
+
+    def lookup(self, table, index):
+        return np.asarray(table)[np.asarray(index).astype(np.int64)]
 
 
 class _TorchOps(Ops):
@@ -212,6 +223,11 @@ class _TorchOps(Ops):
     def _bool(self, v):
         return v if isinstance(v, self.torch.Tensor) else self.torch.as_tensor(bool(v))
 
+    def lookup(self, table, index):
+        torch = self.torch
+        values = torch.as_tensor(table, dtype=index.dtype, device=index.device)
+        return values[index.to(torch.long)]
+
 
 _ARRAY_OPS = ("where", "floor", "ceil", "cos", "exp", "log", "sqrt", "tanh", "pow", "minimum", "maximum", "logical_and")
 
@@ -236,6 +252,10 @@ class _JaxOps(Ops):
         x = jnp.asarray(x)
         return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
+    def lookup(self, table, index):
+        jnp = self.jnp
+        return jnp.asarray(table, dtype=index.dtype)[index.astype(jnp.int32)]
+
 
 class _KerasOps(Ops):
     name = "keras"
@@ -256,6 +276,11 @@ class _KerasOps(Ops):
 
     def le(self, a, b):
         return self.kops.less_equal(a, b)
+
+    def lookup(self, table, index):
+        kops = self.kops
+        values = kops.convert_to_tensor(np.asarray(table), dtype=index.dtype)
+        return kops.take(values, kops.cast(index, "int32"))
 
 
 _PY = _PythonOps()

@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from typing import Any
 
 from lrlab.schedules._backend import Ops
-from lrlab.schedules._core import Schedule, State, duration_field, register
+from lrlab.schedules._core import Schedule, State, duration_field, register, resolve_duration
 
-__all__ = ["clamp", "constant", "product", "scale", "sequence", "take", "warmup"]
+__all__ = ["clamp", "constant", "cooldown", "per_epoch", "product", "repeat", "scale", "sequence", "take", "warmup"]
 
 
 def _check_schedule(owner: str, field: str, v: Any) -> None:
@@ -325,3 +326,235 @@ class warmup(Schedule):
             ratio = ops.maximum(peak / a, 1e-300)
             ramp = a * ops.exp(p * ops.log(ratio))
         return ops.where(ops.lt(t, w), ramp, after)
+
+
+# ---- cycles ---------------------------------------------------------------------------------
+
+
+def _cycle_start(i: float, period: float, mult: float) -> float:
+    """Start of cycle ``i`` when cycle ``k`` lasts ``period * mult**k`` (Python numbers)."""
+    if mult == 1.0:
+        return i * period
+    return period * (mult**i - 1.0) / (mult - 1.0)
+
+
+def _cycle_index(t, period: float, mult: float, ops: Ops):
+    """``(i, start, length)`` of the cycle containing step ``t``, exact at the cycle starts.
+
+    Cycle ``k`` starts at ``S_k = P(m^k - 1)/(m - 1)`` (``kP`` when ``m = 1``). The index from
+    ``floor(log(1 + t(m-1)/P) / log m)`` (or ``floor(t/P)``) can be off by one at a boundary because
+    of round-off, so it is corrected against the computed starts: ``S_i <= t < S_{i+1}`` always holds.
+    """
+
+    def start(i):
+        if mult == 1.0:
+            return i * period
+        return period * (ops.pow(mult, i) - 1.0) / (mult - 1.0)
+
+    if mult == 1.0:
+        i = ops.floor(t / period)
+    else:
+        i = ops.floor(ops.log(ops.maximum(1.0 + t * ((mult - 1.0) / period), 1.0)) / math.log(mult))
+    i = ops.maximum(ops.where(ops.lt(t, start(i)), i - 1.0, i), 0.0)
+    i = ops.where(ops.le(start(i + 1.0), t), i + 1.0, i)
+    length = period if mult == 1.0 else period * ops.pow(mult, i)
+    return i, start(i), length
+
+
+@register("repeat")
+class repeat(Schedule):
+    """Cycles of a finite schedule: restarts with a period multiplier, peak decay and a cycle limit.
+
+    Cycle :math:`i` (0-based) starts at :math:`S_i = P(m^i-1)/(m-1)` (:math:`iP` if :math:`m=1`) and
+    lasts :math:`L_i = P m^i`; the inner schedule :math:`s` (duration :math:`D`) is stretched to it:
+
+    .. math:: \\eta(t) = \\text{decay}^i \\cdot s\\big((t - S_i)\\,D / L_i\\big)
+
+    After ``limit`` cycles (if given) the value at the end of the last cycle,
+    :math:`\\text{decay}^{\\text{limit}-1} s(D)`, holds. The decay scales the whole inner curve
+    (its floor too); timm's ``cycle_decay`` is the same when its ``lr_min`` is 0. The cycle index is
+    exact at every restart (see :class:`~lrlab.schedules.restarts`).
+
+    Args:
+        schedule: a finite schedule (its duration ``D`` > 0).
+        period: first cycle length ``P`` (steps, ``"Nep"``, ``"P%"``); ``None`` means ``D``.
+        mult: cycle length multiplier (float, >= 1); the inner schedule is stretched to each cycle.
+        decay: multiplier per cycle (> 0).
+        limit: number of cycles, after which the value holds; ``None`` repeats forever.
+
+    >>> from lrlab.schedules import linear
+    >>> s = repeat(linear(1.0, 0.0, steps=4), decay=0.5, limit=2)
+    >>> [s(t) for t in range(10)]
+    [1.0, 0.75, 0.5, 0.25, 0.5, 0.375, 0.25, 0.125, 0.0, 0.0]
+    """
+
+    schedule: Schedule = None  # type: ignore[assignment]
+    period: int | float | str | None = duration_field(None)
+    mult: float = 1.0
+    decay: float = 1.0
+    limit: int | None = None
+
+    def _validate(self) -> None:
+        _check_schedule("repeat", "schedule", self.schedule)
+        d = self.schedule.duration
+        if d is None or d <= 0:
+            raise ValueError(f"repeat: the schedule must be finite with a duration > 0, got {self.schedule} (duration={d!r})")
+        if self.period is not None:
+            _check_number("repeat", "period", self.period, lo=0.0, lo_open=True)
+        _check_number("repeat", "mult", self.mult, lo=1.0)
+        _check_number("repeat", "decay", self.decay, lo=0.0, lo_open=True)
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
+            raise ValueError(f"repeat: limit must be an integer >= 1 or none, got limit={self.limit!r}")
+
+    def _period(self) -> float:
+        return float(self.schedule.duration if self.period is None else self.period)  # type: ignore[arg-type]
+
+    def _end(self) -> float:
+        return _cycle_start(self.limit, self._period(), float(self.mult))  # type: ignore[arg-type]
+
+    @property
+    def duration(self) -> int | None:
+        return None if self.limit is None else math.ceil(self._end())
+
+    def boundaries(self) -> list[int]:
+        n = self.limit if self.limit is not None else 12
+        return [round(_cycle_start(i, self._period(), float(self.mult))) for i in range(1, n)]
+
+    def formula(self, t, ops: Ops, state: State | None):
+        P, m = self._period(), float(self.mult)
+        D = float(self.schedule.duration)  # type: ignore[arg-type]
+        tc = t if self.limit is None else ops.minimum(t, self._end())
+        i, start, length = _cycle_index(tc, P, m, ops)
+        if self.limit is not None:
+            i = ops.minimum(i, float(self.limit - 1))
+        u = ops.clip((tc - start) * (D / length), 0.0, D) if m != 1.0 or P != D else ops.clip(tc - start, 0.0, D)
+        v = self.schedule.formula(u, ops, state)
+        if self.decay != 1.0:
+            v = v * ops.pow(float(self.decay), i)
+        if self.limit is None:
+            return v
+        last = self.schedule.formula(ops.full_like(t, D), ops, state) * (float(self.decay) ** (self.limit - 1))
+        return ops.where(ops.lt(t, self._end()), v, last)
+
+
+@register("per_epoch")
+class per_epoch(Schedule):
+    """An epoch-indexed schedule run per step: constant within each epoch (a staircase).
+
+    .. math:: \\eta(t) = s(\\lfloor t / \\text{steps\\_per\\_epoch} \\rfloor)
+
+    The inner schedule counts *epochs*: its durations are in epochs (``"5ep"`` and plain numbers
+    alike) and its ``"P%"`` durations are fractions of the training's epochs, so the seeds'
+    per-epoch formulas (step decay, ``lr0*(1 - epoch/E)^p``, Keras ``LearningRateScheduler``
+    functions) keep their epoch arguments. ``steps_per_epoch`` may itself be ``"1ep"`` and is then
+    filled in by :meth:`resolve`.
+
+    Args:
+        schedule: the epoch-indexed schedule.
+        steps_per_epoch: optimizer steps per epoch (integer >= 1, or ``"1ep"``).
+
+    >>> from lrlab.schedules import step_decay
+    >>> s = per_epoch(step_decay(0.1, factor=0.5, every=10), steps_per_epoch=100)
+    >>> s(999), s(1000)
+    (0.1, 0.05)
+    """
+
+    schedule: Schedule = None  # type: ignore[assignment]
+    steps_per_epoch: int | str = duration_field(1)
+
+    def _validate(self) -> None:
+        _check_schedule("per_epoch", "schedule", self.schedule)
+        spe = self.steps_per_epoch
+        if isinstance(spe, bool) or not isinstance(spe, int | float) or spe != int(spe) or spe < 1:
+            raise ValueError(f"per_epoch: steps_per_epoch must be an integer >= 1, got steps_per_epoch={spe!r}")
+
+    def resolve(self, total_steps: int | None = None, steps_per_epoch: int | None = None) -> Schedule:
+        spe = resolve_duration(self.steps_per_epoch, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                               what="per_epoch: steps_per_epoch")
+        if isinstance(spe, int | float) and spe < 1:
+            raise ValueError(f"per_epoch: steps_per_epoch must be an integer >= 1, got steps_per_epoch={spe!r}")
+        epochs = None if total_steps is None or isinstance(spe, str) else total_steps / spe
+        inner = self.schedule.resolve(total_steps=epochs, steps_per_epoch=1)  # type: ignore[arg-type]
+        return dataclasses.replace(self, schedule=inner, steps_per_epoch=spe)
+
+    @property
+    def duration(self) -> int | None:
+        d = self.schedule.duration
+        return None if d is None else d * int(self.steps_per_epoch)  # type: ignore[arg-type]
+
+    def boundaries(self) -> list[int]:
+        return [b * int(self.steps_per_epoch) for b in self.schedule.boundaries()]  # type: ignore[arg-type]
+
+    def formula(self, t, ops: Ops, state: State | None):
+        return self.schedule.formula(ops.floor(t / float(self.steps_per_epoch)), ops, state)  # type: ignore[arg-type]
+
+
+_COOLDOWN_SHAPES = ("linear", "cosine", "1-sqrt")
+
+
+@register("cooldown")
+class cooldown(Schedule):
+    """Begin the decay now: leave ``schedule`` at step ``start`` and decay from its value there.
+
+    With :math:`v_0 = s(\\text{start})`, :math:`p = (t - \\text{start})/\\text{steps}` and
+    :math:`e` = ``end``:
+
+    .. math::
+        \\eta(t) = \\begin{cases}
+          s(t) & t < \\text{start} \\\\
+          v_0 + (e - v_0)\\,p & \\text{linear} \\\\
+          e + (v_0 - e)\\,\\tfrac12(1 + \\cos \\pi p) & \\text{cosine} \\\\
+          e + (v_0 - e)(1 - \\sqrt{p}) & \\text{1-sqrt} \\\\
+        \\end{cases} \\quad (\\text{start} \\le t < \\text{start} + \\text{steps}); \\qquad
+        \\eta(t) = e \\ \\text{afterwards}
+
+    Continuous at ``start``. This branches a WSD-style cooldown off a constant (or any) phase at a
+    step chosen during training (e.g. when the budget is known), without rewriting the schedule.
+
+    Args:
+        schedule: the running schedule.
+        start: step where the cooldown begins (steps, ``"Nep"`` or ``"P%"``).
+        steps: cooldown length (steps, ``"Nep"`` or ``"P%"``); 0 drops to ``end`` at once.
+        end: final lr (absolute).
+        shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
+
+    >>> s = cooldown(constant(0.1), start=10, steps=4, end=0.0)
+    >>> [round(s(t), 6) for t in (9, 10, 12, 14, 99)]
+    [0.1, 0.1, 0.05, 0.0, 0.0]
+    """
+
+    schedule: Schedule = None  # type: ignore[assignment]
+    start: int | str = duration_field(0)
+    steps: int | str = duration_field(0)
+    end: float = 0.0
+    shape: str = "linear"
+
+    def _validate(self) -> None:
+        _check_schedule("cooldown", "schedule", self.schedule)
+        _check_number("cooldown", "end", self.end)
+        if self.shape not in _COOLDOWN_SHAPES:
+            raise ValueError(f"cooldown: shape must be one of {', '.join(_COOLDOWN_SHAPES)}, got shape={self.shape!r}")
+
+    @property
+    def duration(self) -> int | None:
+        return self.start + self.steps  # type: ignore[operator, return-value]
+
+    def boundaries(self) -> list[int]:
+        a = int(self.start)  # type: ignore[arg-type]
+        return [b for b in self.schedule.boundaries() if b < a] + [a, self.duration]  # type: ignore[list-item]
+
+    def formula(self, t, ops: Ops, state: State | None):
+        a, n, e = float(self.start), float(self.steps), float(self.end)  # type: ignore[arg-type]
+        before = self.schedule.formula(ops.minimum(t, a), ops, state)
+        if n == 0:
+            return ops.where(ops.lt(t, a), before, ops.full_like(t, e))
+        v0 = self.schedule.formula(ops.full_like(t, a), ops, state)
+        p = ops.clip((t - a) / n, 0.0, 1.0)
+        if self.shape == "linear":
+            down = v0 + (e - v0) * p
+        elif self.shape == "cosine":
+            down = e + (v0 - e) * (0.5 * (1.0 + ops.cos(ops.pi * p)))
+        else:
+            down = e + (v0 - e) * (1.0 - ops.sqrt(p))
+        down = ops.where(ops.lt(t, a + n), down, ops.full_like(t, e))
+        return ops.where(ops.lt(t, a), before, down)

@@ -112,7 +112,7 @@ def resolve_duration(value: Any, *, total_steps: int | None, steps_per_epoch: in
         if total_steps is None:
             raise ValueError(f"{what}={value!r} is a fraction of training: give total_steps to resolve it")
         steps = number / 100.0 * total_steps
-    return int(round(steps))
+    return round(steps)
 
 
 def _check_duration(v: Any, what: str) -> None:
