@@ -67,16 +67,16 @@ engine, while constant-lr Adam still reaches the benchmark's ~90 % test accuracy
 
 DEFAULT_SCHEDULES: dict[str, str] = {
     "constant": "constant(1.0)",
-    "time_based": "inverse_time(1.0, decay_rate=9.0, decay_steps=100%)",
-    "step": "step(1.0, factor=0.25, every=15%)",
-    "exponential": "exponential(1.0, rate=0.01, decay_steps=100%)",
+    "time_based": "inverse_time(1.0, rate=9.0, every=100%)",
+    "step": "step_decay(1.0, factor=0.25, every=15%)",
+    "exponential": "exponential(1.0, rate=0.01, every=100%)",
     "linear": "linear(1.0, 0.0, steps=100%)",
     "poly5": "polynomial(1.0, 0.0, steps=100%, power=5.0)",
-    "cosine_cycles": "snapshot_cosine(1.0, cycles=4, steps=100%)",
-    "triangle": "triangle(1.0, steps=100%, warmup=10%)",
-    "warmup_cosine": "warmup(cosine(1.0, 0.0, steps=95%), steps=5%, start=0.0)",
+    "cosine_cycles": "snapshot(1.0, cycles=4, steps=100%)",
+    "triangle": "triangle(1.0, warmup=10%, steps=100%)",
+    "warmup_cosine": "warmup(cosine(1.0, 0.0, steps=95%), steps=5%)",
     "onecycle": "onecycle(1.0, steps=100%)",
-    "wsd": "wsd(1.0, steps=100%, warmup=5%, decay=20%, shape=sqrt)",
+    "wsd": "wsd(1.0, warmup=5%, stable=75%, decay=20%, decay_shape='1-sqrt')",
     "plateau": "constant(1.0) * plateau(factor=0.5, patience=3)",
 }
 """The default schedules: name -> text spec (a multiplier of the peak lr, durations in % of training)."""
