@@ -18,8 +18,8 @@ A cell is marked significant when the paired t-test gives ``p < alpha`` (default
 least 3 pairs. Accuracies are in percentage points in :class:`CellSummary`.
 
 >>> comp = paired_comparison([0.90, 0.92, 0.91], [0.88, 0.905, 0.895])
->>> round(comp.mean, 4), comp.n, round(comp.p_sign, 3)
-(1.5, 3, 0.25)
+>>> round(comp.mean, 4), comp.n, round(comp.t, 6), round(comp.p_sign, 3)
+(1.6667, 3, 10.0, 0.25)
 """
 
 from __future__ import annotations

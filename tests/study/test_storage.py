@@ -1,0 +1,124 @@
+"""Study storage on Optuna: one Optuna trial per lrlab trial, round trip, diverged trials, URLs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+
+from lrlab.study.storage import CURVE_FIELDS, StudyStorage, TrialRecord, storage_url
+
+
+def record(key="linear/sgd/s0@abc", *, diverged=False, nan_epoch=None):
+    n = 3
+    curves = {
+        "epoch": np.array([1.0, 2.0, 3.0]),
+        "lr": np.array([0.1, 0.05, 0.0]),
+        "train_loss": np.array([1.2, 0.6, 0.3]),
+        "train_acc": np.array([0.5, 0.8, 0.9]),
+        "test_loss": np.array([1.3, 0.7, 0.5]),
+        "test_acc": np.array([0.45, 0.75, 0.85]),
+    }
+    if nan_epoch is not None:
+        for k in ("train_loss", "test_loss", "test_acc"):
+            curves[k][nan_epoch] = math.nan
+    assert set(curves) == set(CURVE_FIELDS) and all(len(v) == n for v in curves.values())
+    final = {"test_acc": 0.85, "test_loss": 0.5, "train_acc": 0.9, "train_loss": 0.3, "best_test_acc": 0.85}
+    if diverged:
+        final = {k: math.nan for k in final}
+    return TrialRecord(
+        key=key, trial_id=key.split("@")[0], schedule_name="linear", schedule_text="linear(1.0, 0.0, steps=100%)",
+        schedule_config={"name": "scale", "factor": 0.1}, optimizer="sgd", optimizer_kwargs={"momentum": 0.5},
+        seed=0, peak_lr=0.1, epochs=3, curves=curves, final=final, diverged=diverged,
+        diverged_epoch=3 if diverged else None, seconds=1.25,
+    )
+
+
+@pytest.fixture(params=["sqlite", "journal"])
+def store(request, tmp_path):
+    path = tmp_path / ("s.db" if request.param == "sqlite" else "s.log")
+    return StudyStorage(str(path), "t")
+
+
+def test_round_trip(store):
+    r = record()
+    store.save(r)
+    assert store.done_keys() == {r.key}
+    back = store.records()[r.key]
+    for k in CURVE_FIELDS:
+        np.testing.assert_array_equal(back.curves[k], r.curves[k])
+    assert back.final == r.final
+    assert (back.schedule_name, back.schedule_text, back.optimizer, back.seed, back.peak_lr, back.epochs) == (
+        "linear", "linear(1.0, 0.0, steps=100%)", "sgd", 0, 0.1, 3)
+    assert back.optimizer_kwargs == {"momentum": 0.5}
+    assert back.schedule_config == {"name": "scale", "factor": 0.1}
+    assert back.seconds == 1.25 and not back.diverged and back.status == "done"
+
+
+def test_one_optuna_trial_per_lrlab_trial(store):
+    store.save(record("a/sgd/s0@1"))
+    store.save(record("a/sgd/s1@1"))
+    trials = store.study.get_trials()
+    assert len(trials) == 2
+    t = trials[0]
+    assert t.state == optuna.trial.TrialState.COMPLETE and t.value == 0.85
+    assert t.params == {"seed": 0, "peak_lr": 0.1}
+    assert t.intermediate_values == {1: 0.45, 2: 0.75, 3: 0.85}
+    assert t.user_attrs["lrlab_key"] == "a/sgd/s0@1"
+
+
+def test_diverged_and_nan_values(store):
+    store.save(record("d/sgd/s0@1", diverged=True, nan_epoch=2))
+    t = store.study.get_trials()[0]
+    assert t.state == optuna.trial.TrialState.FAIL and t.value is None
+    assert t.user_attrs["lrlab_status"] == "diverged"
+    assert t.intermediate_values == {1: 0.45, 2: 0.75}  # the NaN epoch is not an intermediate value
+    back = store.records()["d/sgd/s0@1"]
+    assert back.diverged and back.diverged_epoch == 3 and back.status == "diverged"
+    assert math.isnan(back.curves["test_acc"][2]) and back.curves["test_acc"][1] == 0.75
+    assert math.isnan(back.final["test_acc"])
+    assert store.done_keys() == {"d/sgd/s0@1"}  # a diverged trial is finished: not rerun
+
+
+def test_records_filter_and_latest_wins(store):
+    store.save(record("a/sgd/s0@1"))
+    r2 = record("a/sgd/s0@1")
+    r2.final["test_acc"] = 0.99
+    store.save(r2)
+    store.save(record("b/sgd/s0@1"))
+    got = store.records(["a/sgd/s0@1"])
+    assert list(got) == ["a/sgd/s0@1"] and got["a/sgd/s0@1"].final["test_acc"] == 0.99
+
+
+def test_reopen_sees_saved_trials_and_attrs(tmp_path):
+    path = str(tmp_path / "x.db")
+    s1 = StudyStorage(path, "t")
+    s1.save(record())
+    s1.set_attr("lrlab_study", {"keys": ["k"], "lr": math.inf})
+    s2 = StudyStorage(path, "t")
+    assert s2.done_keys() == {record().key}
+    assert s2.get_attr("lrlab_study") == {"keys": ["k"], "lr": None}  # non-finite -> null
+    assert StudyStorage(path, "other").done_keys() == set()  # studies are separate
+
+
+def test_non_lrlab_trials_are_ignored(store):
+    store.study.add_trial(optuna.trial.create_trial(value=1.0))
+    assert store.done_keys() == set() and store.records() == {}
+
+
+def test_storage_url(tmp_path):
+    assert storage_url(None, tmp_path) == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+    assert storage_url("postgresql://u@h/db", tmp_path) == "postgresql://u@h/db"
+    assert storage_url(str(tmp_path / "a.sqlite"), ".").startswith("sqlite:///")
+    assert storage_url(str(tmp_path / "a.jsonl"), ".") == str((tmp_path / "a.jsonl").resolve())
+    with pytest.raises(ValueError, match="storage='x.txt'"):
+        storage_url("x.txt", ".")
+    with pytest.raises(ValueError, match="storage must be"):
+        storage_url("", ".")
+
+
+def test_bad_url_is_a_value_error():
+    with pytest.raises(ValueError, match="storage"):
+        StudyStorage("nosuchdialect://x/y", "t")
