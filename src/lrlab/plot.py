@@ -17,7 +17,7 @@ steps drawn, ``0 .. steps-1``) is ``steps`` when given, else the longest finite 
 0.75 ┤        ⢸
  0.5 ┤        ⢸⣀⣀⣀⣀⣀⣀⣀⣀⣀
      └┬────────┬───────┬
-      0        4       8  step
+step  0        4       8
 """
 
 from __future__ import annotations
@@ -367,16 +367,17 @@ def terminal(
         lines.append(f"{label} {axis}{text}\x1b[0m" if color and current >= 0 else f"{label} {axis}{text}")
 
     # x axis: ticks at 0, the middle and the end
-    ticks = {0: "0", plot_w // 2: _tick_step(n // 2), plot_w - 1: _tick_step(n)}
+    ticks = {0: "0", plot_w // 2: str(n // 2), plot_w - 1: str(n)}
     axis_line = "".join("┬" if c in ticks else "─" for c in range(plot_w))
     lines.append(" " * label_w + " └" + axis_line)
-    row = [" "] * (plot_w + 8)
+    row = [" "] * plot_w
     for c, text in ticks.items():
-        start = max(0, min(c - len(text) // 2, plot_w - len(text)))
-        if c == 0:
-            start = 0
+        start = 0 if c == 0 else max(0, min(c - len(text) // 2, plot_w - len(text)))
         row[start : start + len(text)] = list(text)
-    lines.append(" " * (label_w + 2) + "".join(row).rstrip() + "  step")
+    # the axis name sits under the lr labels when they leave room for it, else after the ticks
+    margin = "step".rjust(label_w) + "  " if label_w >= 4 else " " * (label_w + 2)
+    ticks_text = margin + "".join(row).rstrip()
+    lines.append(ticks_text + ("  step" if label_w < 4 and len(ticks_text) + 6 <= width else ""))
     if len(items) > 1 or labels is not None:
         for k, s in enumerate(items):
             mark = "⣿" if braille else _MARKERS[k % len(_MARKERS)]
@@ -385,8 +386,3 @@ def terminal(
             text = labels[k] if labels is not None else _label(s, max(20, width - 4))
             lines.append(f"{mark} {text}")
     return "\n".join(lines)
-
-
-def _tick_step(v: int) -> str:
-    return f"{v:,}".replace(",", "_") if v >= 100_000 else str(v)
-
