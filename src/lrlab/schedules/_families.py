@@ -256,7 +256,8 @@ class exponential(Schedule):
         \\text{ else } \\text{initial}\\cdot\\text{rate}^{p}\\big)
 
     where ``bound`` is ``max(., end)`` for ``rate < 1`` and ``min(., end)`` for ``rate > 1`` (no
-    bound when ``end`` is ``None``). This is optax ``exponential_decay`` exactly; Keras
+    bound when ``end`` is ``None``; a growing schedule without a bound stops growing at
+    :math:`\\text{initial}\\cdot e^{700}` instead of overflowing). This is optax ``exponential_decay`` exactly; Keras
     ``ExponentialDecay`` is ``begin=0, end=None``; torch ``ExponentialLR(gamma)`` is ``rate=gamma,
     every=1``; the seeds' ``lr0*e^(-d*t)`` is ``rate=math.exp(-d)``.
 
@@ -296,6 +297,8 @@ class exponential(Schedule):
         p = d / float(self.every)  # type: ignore[arg-type]
         if self.staircase:
             p = ops.floor(p)
+        if self.rate > 1.0:  # keep rate**p finite (<= e**700) far out; the bound is reached long before
+            p = ops.minimum(p, 700.0 / math.log(self.rate))
         v = self.initial * ops.pow(float(self.rate), p)
         if self.begin:
             v = ops.where(ops.le(d, 0.0), ops.full_like(t, float(self.initial)), v)
