@@ -48,11 +48,11 @@ SIGNIFICANCE_NOTE = (
 )
 
 
-def _pm(mean: float, sd: float, scale: float = 1.0, digits: int = 1) -> str:
+def _pm(mean: float, sd: float, scale: float = 1.0, digits: int = 1, sep: str = " ± ") -> str:
     if not math.isfinite(mean):
         return "-"
     s = f"{mean * scale:.{digits}f}"
-    return s + (f" ± {sd * scale:.{digits}f}" if math.isfinite(sd) else "")
+    return s + (f"{sep}{sd * scale:.{digits}f}" if math.isfinite(sd) else "")
 
 
 def _delta(c: CellSummary) -> tuple[str, str, str]:
@@ -63,7 +63,7 @@ def _delta(c: CellSummary) -> tuple[str, str, str]:
         return "-", "", ""
     d = f"{comp.mean:+.1f}"
     if math.isfinite(comp.ci[0]):
-        d += f" [{comp.ci[0]:+.1f}, {comp.ci[1]:+.1f}]"
+        d += f"±{(comp.ci[1] - comp.ci[0]) / 2:.1f}"
     p = f"{comp.p_t:.3f}" if math.isfinite(comp.p_t) else "-"
     return d, p, "*" if c.significant() else ""
 
@@ -77,8 +77,8 @@ def table_rows(summaries: Sequence[CellSummary]) -> list[dict[str, str]]:
         rows.append({
             "optimizer": c.optimizer,
             "schedule": c.schedule,
-            "test_acc": _pm(c.acc_mean, c.acc_sd),
-            "test_loss": _pm(c.loss_mean, c.loss_sd, digits=3),
+            "test_acc": _pm(c.acc_mean, c.acc_sd, sep="±"),
+            "test_loss": _pm(c.loss_mean, c.loss_sd, digits=3, sep="±"),
             "best_acc": _pm(c.best_acc_mean, math.nan),
             "delta": d,
             "p": p,
@@ -90,38 +90,45 @@ def table_rows(summaries: Sequence[CellSummary]) -> list[dict[str, str]]:
 
 
 _COLUMNS = [
-    ("optimizer", "optimizer"),
+    ("optimizer", "optim"),
     ("schedule", "schedule"),
     ("test_acc", "test acc %"),
     ("test_loss", "test loss"),
-    ("best_acc", "best-epoch acc %"),
-    ("delta", "Δ acc vs constant [95% CI]"),
-    ("p", "p (paired t)"),
+    ("best_acc", "best %"),
+    ("delta", "Δ vs const"),
+    ("p", "p"),
     ("sig", ""),
-    ("seeds", "seeds"),
     ("note", "note"),
 ]
 
 
 def results_table(summaries: Sequence[CellSummary], title: str | None = None) -> Any:
     """A ``rich.table.Table`` of the results (best mean accuracy per optimizer in bold)."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for key, label in _COLUMNS:
+    table = Table(title=title, title_justify="left", show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1),
+                  caption="acc/loss: final epoch, mean±sd over seeds; best %: best epoch; Δ vs const: paired "
+                          "difference from constant, points ± 95% CI half-width; p: paired t-test",
+                  caption_justify="left")
+    any_note = any(c.diverged for c in summaries)
+    columns = [(k, lbl) for k, lbl in _COLUMNS if k != "sig" and (k != "note" or any_note)]
+    rows = table_rows(summaries)
+    for key, label in columns:
+        width = max([len(label)] + [len(r[key]) + (2 if key == "p" else 0) for r in rows])
         table.add_column(label, justify="left" if key in ("optimizer", "schedule", "note") else "right",
-                         no_wrap=key != "note")
+                         no_wrap=key != "note", min_width=None if key == "note" else width)
     best = {}
     for c in summaries:
         if math.isfinite(c.acc_mean) and c.acc_mean > best.get(c.optimizer, -math.inf):
             best[c.optimizer] = c.acc_mean
     prev = None
-    for c, row in zip(summaries, table_rows(summaries)):
+    for c, row in zip(summaries, rows):
         if prev is not None and c.optimizer != prev:
             table.add_section()
         prev = c.optimizer
         style = "bold" if math.isfinite(c.acc_mean) and c.acc_mean == best.get(c.optimizer) else None
-        cells = [row[k] for k, _ in _COLUMNS]
+        cells = [row[k] + (" *" if k == "p" and row["sig"] else "  " if k == "p" else "") for k, _ in columns]
         if c.diverged:
             cells[-1] = f"[red]{cells[-1]}[/red]"
         table.add_row(*cells, style=style)
@@ -208,7 +215,7 @@ def plot_lr_curves(records: Sequence[TrialRecord], schedules: Sequence[str], ste
                     for r in sub
                 ]
                 ep, mean, _ = curve_band(rel, "lr")
-                ax.plot(ep, mean, "o", ms=2.5, color=f"C{j + 1}", label=f"{opt} (used)")
+                ax.plot(ep + 1, mean, "o", ms=2.5, color=f"C{j + 1}", label=f"{opt} (used)")
             ax.legend(fontsize=6, loc="lower left")
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
@@ -216,7 +223,7 @@ def plot_lr_curves(records: Sequence[TrialRecord], schedules: Sequence[str], ste
     for j in range(n, rows * cols):
         axes[j // cols][j % cols].set_visible(False)
     for ax in axes[-1]:
-        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_xlabel("epochs trained", fontsize=8)
     for row in axes:
         row[0].set_ylabel("lr / peak", fontsize=8)
     fig.suptitle("Learning-rate schedules (multiple of each optimizer's peak lr)", fontsize=10)
@@ -243,12 +250,19 @@ def plot_training_curves(records: Sequence[TrialRecord], schedules: Sequence[str
             ep, mean, sd = curve_band(recs, key)
             k = 1.0 if "loss" in key else 100.0
             ls = "--" if name == BASELINE else "-"
-            ax.plot(ep, mean * k, ls, color=color, lw=1.3, label=name)
-            ax.fill_between(ep, (mean - sd) * k, (mean + sd) * k, color=color, alpha=0.15, lw=0)
+            ax.plot(ep + 1, mean * k, ls, color=color, lw=1.3, label=name)
+            lo = (mean - sd) * k
+            ax.fill_between(ep + 1, np.where(log & (lo <= 0), np.nan, lo) if log else lo, (mean + sd) * k,
+                            color=color, alpha=0.15, lw=0)
         ax.set_title(label, fontsize=10)
-        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_xlabel("epochs trained", fontsize=8)
         if log:
+            from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         else:
             lo = [np.nanmin(r.curves[key]) for r in records if r.optimizer == optimizer
                   and np.isfinite(r.curves[key]).any()]
@@ -472,7 +486,7 @@ def _html(
 <h2>Results</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>
 <p class="note">Accuracies in %, mean ± sd over seeds; best-epoch acc: the highest test accuracy over epochs (mean over seeds);
-Δ: paired difference from the constant schedule of the same optimizer, in points, with its 95 % t interval. Bold: best mean per optimizer.
+Δ vs const: paired difference from the constant schedule of the same optimizer, in points, ± the half-width of its 95 % t interval; p: paired t-test. Bold: best mean per optimizer.
 {e(SIGNIFICANCE_NOTE)}</p>
 <h2>How much the schedule matters</h2>
 <ul>{effect_html}</ul>

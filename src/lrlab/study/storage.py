@@ -140,6 +140,8 @@ class StudyStorage:
 
             Path(url).parent.mkdir(parents=True, exist_ok=True)
             backend = JournalStorage(JournalFileBackend(url))
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
         try:
             self.study = optuna.create_study(
                 study_name=study_name, storage=backend, direction="maximize", load_if_exists=True
@@ -150,6 +152,8 @@ class StudyStorage:
             if isinstance(e, ValueError):
                 raise
             raise ValueError(f"cannot open storage {url!r}: {str(e).splitlines()[0]}") from e
+        finally:
+            optuna.logging.set_verbosity(verbosity)
 
     # ---- study-level attributes ------------------------------------------------------------------
     def set_attr(self, key: str, value: Any) -> None:
