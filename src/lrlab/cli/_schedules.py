@@ -28,7 +28,10 @@ _PER_EPOCH = typer.Option("--steps-per-epoch", min=1, help="Optimizer steps per 
 def _load(arg: str, total_steps: int | None, steps_per_epoch: int | None) -> Schedule:
     s = schedule_from_arg(arg)
     if not s.is_resolved():
-        s = s.resolve(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+        try:
+            s = s.resolve(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+        except ValueError as e:
+            raise ValueError(f"{e} (on the command line: --total-steps N, --steps-per-epoch N)") from None
     return s
 
 
