@@ -82,9 +82,14 @@ class plateau(Schedule):
         like 0, as in Keras); reduce when the count **reaches** ``patience``; nothing resets while
         the multiplier is already at its floor.
       - ``'optax'`` (``optax.contrib.reduce_on_plateau`` with ``accumulation_size=1``): reduce
-        when the count **equals** ``patience`` (so ``patience=0`` reduces at every evaluation,
-        improvement or not, as optax does); ``threshold`` is its ``rtol`` (``'rel'``) or ``atol``
-        (``'abs'``). optax is min-only; ``mode='max'`` mirrors the test.
+        when the count **equals** ``patience`` (so ``patience=0`` reduces at the first evaluation
+        and at every improvement, never on a bad one, as optax does); ``threshold`` is its
+        ``rtol`` (``'rel'``) or ``atol`` (``'abs'``). optax is min-only; ``mode='max'`` mirrors
+        the test (``a > (1 + rtol)·best + atol``).
+
+      Keras and optax make the improvement comparison in float32 (``keras.ops`` in the default
+      floatx, optax's float32 state); their presets do the same, so a metric that improves by
+      exactly the threshold is judged as they judge it.
 
     Args:
         key: name of this multiplier in the run-time state (two nodes with the same key share it).
@@ -200,7 +205,22 @@ class PlateauController:
         n, best = self.node, self.best
         thr = float(n.threshold)
         rel = n.effective_threshold_mode == "rel"
-        if n.mode == "min":
+        lower = n.mode == "min"
+        if n.preset == "keras":
+            # Keras: monitor_op(current -/+ min_delta, best) through keras.ops, i.e. in float32.
+            f32 = np.float32
+            if rel:
+                bound = best * (1.0 - thr) if lower else best * (1.0 + thr)
+                return bool(f32(a) < f32(bound)) if lower else bool(f32(a) > f32(bound))
+            return bool(f32(a + thr) < f32(best)) if lower else bool(f32(a - thr) > f32(best))
+        if n.preset == "optax":
+            # optax: avg < (1 - rtol) * best - atol, in the float32 of its state.
+            f32 = np.float32
+            rtol, atol = (thr, 0.0) if rel else (0.0, thr)
+            if lower:
+                return bool(f32(a) < f32(1.0 - rtol) * f32(best) - f32(atol))
+            return bool(f32(a) > f32(1.0 + rtol) * f32(best) + f32(atol))
+        if lower:
             return a < best * (1.0 - thr) if rel else a < best - thr
         return a > best * (1.0 + thr) if rel else a > best + thr
 
@@ -296,7 +316,7 @@ class PlateauController:
         n = self.node
         improved = self._improved(a)
         if improved:
-            self.best = a
+            self.best = float(np.float32(a))  # optax keeps its best value in float32
         count = 0 if improved else self.num_bad + 1
         if self.cooldown_counter > 0:
             self.num_bad = 0
