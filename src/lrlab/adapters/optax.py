@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lrlab.schedules._core import Schedule
@@ -101,7 +102,10 @@ class PlateauState(NamedTuple):
     acc_value: jax.Array
 
 
-def _raise_nonfinite(value: Any, key: str) -> None:
+def _raise_nonfinite(value: Any, finite: Any, key: str) -> None:
+    # Under vmap the cond below becomes a select and this runs for every value: check again here.
+    if bool(np.all(finite)):
+        return
     raise ValueError(
         f"plateau {key!r}: the value passed to update() is not finite ({value}); fix the run, or build "
         "the node with on_nan='skip' to ignore such values"
@@ -131,7 +135,7 @@ def reduce_on_plateau(node: plateau | None = None, *, schedule: Schedule | None 
     A non-finite ``value`` is skipped when ``node.on_nan == 'skip'``; otherwise the update raises
     (inside ``jit`` as a ``JaxRuntimeError`` carrying the ``ValueError`` message: compiled code
     cannot raise Python exceptions, so the check runs in a ``jax.debug.callback`` that is only
-    executed on a non-finite value).
+    executed on a non-finite value; under ``vmap`` it runs at every update).
 
     >>> import jax.numpy as jnp
     >>> from lrlab.schedules import plateau
@@ -234,7 +238,8 @@ def reduce_on_plateau(node: plateau | None = None, *, schedule: Schedule | None 
         v = jnp.asarray(value, state.acc_value.dtype)
         finite = jnp.isfinite(v)
         if node.on_nan != "skip":
-            jax.lax.cond(finite, lambda x: None, lambda x: jax.debug.callback(_raise_nonfinite, x, node.key), v)
+            jax.lax.cond(finite, lambda x, f: None,
+                         lambda x, f: jax.debug.callback(_raise_nonfinite, x, f, node.key), v, finite)
         # optax's running mean, over the finite values only
         n = jnp.where(finite, state.acc_count + 1, state.acc_count)
         avg = jnp.where(finite, (state.acc_count * state.acc_value + jnp.where(finite, v, 0.0)) / jnp.maximum(n, 1),
@@ -287,11 +292,11 @@ def current_lr(opt_state: Any, schedule: Schedule | None = None) -> float:
             scale *= float(node.scale)
         elif isinstance(node, optax.ScaleByScheduleState) and count is None:
             count = int(node.count)
-        elif isinstance(node, optax.InjectStatefulHyperparamsState | optax.InjectHyperparamsState):
-            if "learning_rate" in node.hyperparams and injected is None:
-                injected = float(node.hyperparams["learning_rate"])
-                if count is None:
-                    count = int(node.count)
+        elif (isinstance(node, optax.InjectStatefulHyperparamsState | optax.InjectHyperparamsState)
+              and "learning_rate" in node.hyperparams and injected is None):
+            injected = float(node.hyperparams["learning_rate"])
+            if count is None:
+                count = int(node.count)
     if schedule is not None:
         s = _as_schedule(schedule, "current_lr: schedule")
         if count is None:
