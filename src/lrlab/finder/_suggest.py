@@ -6,7 +6,10 @@ All suggesters read the *smoothed* loss on a window that drops the first ``skip_
 
 * ``steepest``: the lr where the smoothed loss falls fastest *per unit of log lr*:
   ``argmin_i dL/d(ln lr)`` with ``np.gradient`` (second-order central differences, one-sided at the
-  window's ends). The derivative is against log lr, which is what the log-x plot shows and the
+  ends), searched from the window's start up to the smoothed loss's minimum in the window: a fall
+  *after* the minimum is a recovery from a blow-up, not a good lr (Lightning#1767: "fooled by
+  spikes"); if the minimum is the window's first point, the loss never falls and ``steepest`` is
+  that first point. The derivative is against log lr, which is what the log-x plot shows and the
   only choice that does not depend on how the sweep spaced its lrs. torch-lr-finder differentiates
   against the point *index* and Lightning against *lr* itself (anchors quirks 20-21); fastai's
   ``steep`` uses log lr but a forward difference, reporting the left point (half a step low).
@@ -51,7 +54,10 @@ class Suggestion:
 
 
 def _steepest(log_lrs: np.ndarray, losses: np.ndarray) -> int:
-    grad = np.gradient(losses, log_lrs)
+    end = int(np.argmin(losses)) + 1  # the descent to the minimum, its last point included
+    if end < 2:
+        return 0
+    grad = np.gradient(losses[:end], log_lrs[:end])
     return int(np.argmin(grad))
 
 

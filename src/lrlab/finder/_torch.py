@@ -41,12 +41,8 @@ __all__ = ["find_for_task", "find_torch"]
 
 
 def _make_optimizer(name: str, params: Any, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
-    try:
-        from lrlab.study.optimizers import make_optimizer
-    except ImportError:  # TEMP until lrlab.study.optimizers lands
-        local = {"sgd": (torch.optim.SGD, {"momentum": 0.9}), "adam": (torch.optim.Adam, {})}
-        cls, defaults = local[name]
-        return cls(params, lr=lr, **{**defaults, **kwargs})
+    from lrlab.study.optimizers import make_optimizer
+
     return make_optimizer(name, params, lr, **kwargs)
 
 
