@@ -111,7 +111,7 @@ class cyclic(Schedule):
         if self.mode == "triangular":
             g = None
         elif self.mode == "triangular2":
-            g = 1.0 / ops.pow(2.0, a - 1.0)
+            g = ops.pow(0.5, a - 1.0)  # = torch's 1 / 2**(a - 1) exactly; no overflow far out
         else:
             g = ops.pow(float(self.gamma), a)
         return s, g

@@ -13,6 +13,7 @@ from lrlab.schedules import _combinators as c
 from lrlab.schedules import _custom as u
 from lrlab.schedules import _cyclic as y
 from lrlab.schedules import _families as f
+from lrlab.schedules import _plateau as pl
 from lrlab.schedules._core import Schedule
 
 __all__ = ["examples"]
@@ -133,6 +134,11 @@ def examples() -> dict[str, list[Schedule]]:
             y.onecycle(0.1, steps=200),
             y.onecycle(0.1, steps=100, three_phase=True, anneal="linear"),
             y.onecycle(0.1, steps=10, pct_start=0.25),
+        ],
+        "plateau": [
+            c.warmup(f.cosine(peak=0.1, end=0.001, steps=180), steps=20) * pl.plateau(patience=3),
+            pl.plateau(patience=2, preset="keras"),
+            f.exponential(0.1, rate=0.99) * pl.plateau(key="second", factor=0.5, preset="optax"),
         ],
         "custom": [
             u.custom("lrlab.examples.keras_step", horizon=200),
