@@ -182,7 +182,24 @@ def reduce_on_plateau(node: plateau | None = None, *, schedule: Schedule | None 
             acc_value=jnp.zeros([], f),
         )
 
+    f32 = jnp.float32
+
     def improved(a: jax.Array, best: jax.Array) -> jax.Array:
+        # The same comparisons as PlateauController._improved, float32 included for the keras and
+        # optax presets (their frameworks compare in float32).
+        if node.preset == "keras":
+            if rel:
+                bound = best * (1.0 - thr) if not maximize else best * (1.0 + thr)
+                return a.astype(f32) > bound.astype(f32) if maximize else a.astype(f32) < bound.astype(f32)
+            if maximize:
+                return (a - thr).astype(f32) > best.astype(f32)
+            return (a + thr).astype(f32) < best.astype(f32)
+        if node.preset == "optax":
+            rtol, atol = (thr, 0.0) if rel else (0.0, thr)
+            a32, b32 = a.astype(f32), best.astype(f32)
+            if maximize:
+                return a32 > f32(1.0 + rtol) * b32 + f32(atol)
+            return a32 < f32(1.0 - rtol) * b32 - f32(atol)
         if maximize:
             return a > best * (1.0 + thr) if rel else a > best + thr
         return a < best * (1.0 - thr) if rel else a < best - thr
@@ -195,7 +212,8 @@ def reduce_on_plateau(node: plateau | None = None, *, schedule: Schedule | None 
 
     def observe(st: PlateauState, a: jax.Array, lr: jax.Array | float) -> PlateauState:
         imp = improved(a, st.best)
-        best = jnp.where(imp, a, st.best)
+        kept = a.astype(f32).astype(a.dtype) if node.preset == "optax" else a  # optax keeps best in float32
+        best = jnp.where(imp, kept, st.best)
         scale, num_bad, cd, nred = st.scale, st.num_bad, st.cooldown_counter, st.num_reductions
         if node.preset == "torch":  # torch ReduceLROnPlateau.step / _reduce_lr
             num_bad = jnp.where(imp, 0, num_bad + 1)
