@@ -232,9 +232,13 @@ def _parse_annotation(ann: Any) -> _Type:
     return _Type(frozenset(kinds), item, floats_only)
 
 
+def _fields(cls: type[Schedule]) -> tuple[dataclasses.Field, ...]:
+    return dataclasses.fields(cls)  # type: ignore[arg-type]  # every registered Schedule is a dataclass
+
+
 def _field_types(cls: type[Schedule]) -> dict[str, tuple[_Type, bool]]:
     """``{field: (type, is_duration)}`` for a schedule class."""
-    return {f.name: (_parse_annotation(f.type), bool(f.metadata.get("duration"))) for f in dataclasses.fields(cls)}
+    return {f.name: (_parse_annotation(f.type), bool(f.metadata.get("duration"))) for f in _fields(cls)}
 
 
 def _kind(v: Any) -> str:
@@ -414,7 +418,7 @@ class _Parser:
         cls = registry().get(name)
         if cls is None:
             raise self.error(f"unknown schedule {name!r}", name_tok, _suggest_schedule(name))
-        fields = [f.name for f in dataclasses.fields(cls)]
+        fields = [f.name for f in _fields(cls)]
         self.expect("(")
         kwargs: dict[str, Any] = {}
         arg_toks: dict[str, _Tok] = {}
@@ -482,7 +486,7 @@ def _construct(name: str, kwargs: dict[str, Any]) -> Schedule:
         clean[key], why = _coerce(value, typ, duration)
         if why:
             raise _ArgError(key, f"wrong type: {why}")
-    missing = [f.name for f in dataclasses.fields(cls)
+    missing = [f.name for f in _fields(cls)
                if f.name not in clean and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # fmt: skip
     if missing:
         raise ValueError(f"{name}: missing required parameter(s) {', '.join(missing)}")

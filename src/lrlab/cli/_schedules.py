@@ -45,7 +45,7 @@ def _params(cls: type[Schedule]) -> list[dict[str, Any]]:
     from lrlab.schedules._text import format_value
 
     out = []
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.default is not dataclasses.MISSING:
             default = format_value(f.default)
         elif f.default_factory is not dataclasses.MISSING:
@@ -66,7 +66,7 @@ def cmd_list(
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
     """List every registered schedule: name, one-line summary, parameters."""
-    rows = [{"name": name, "summary": _summary(cls), "parameters": _params(cls)} for name, cls in registry().items()]
+    rows: list[dict[str, Any]] = [{"name": name, "summary": _summary(cls), "parameters": _params(cls)} for name, cls in registry().items()]
     if fmt == "json":
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -94,7 +94,7 @@ def cmd_show(
     if cls is None:
         raise ValueError(_unknown_schedule(name))
     ex = examples().get(name) or []
-    info = {
+    info: dict[str, Any] = {
         "name": name,
         "summary": _summary(cls),
         "doc": inspect.getdoc(cls) or "",
