@@ -30,7 +30,7 @@ def horizon(s) -> int:
 def grid(s) -> np.ndarray:
     """Every integer step to the horizon, plus the boundaries +- 1 and some fractional steps."""
     n = horizon(s)
-    extra = [b + e for b in s.boundaries() for e in (-1.0, -0.5, 0.0, 0.5, 1.0) if 0 <= b + e]
+    extra = [b + e for b in s.boundaries() for e in (-1.0, -0.5, 0.0, 0.5, 1.0) if b + e >= 0]
     return np.unique(np.concatenate([np.arange(n, dtype=np.float64), np.linspace(0, n, 37), extra]))
 
 
