@@ -135,10 +135,12 @@ class LRLabScheduler(LRScheduler):
             per_group = list(per_group)
             if len(per_group) != len(groups):
                 raise ValueError(f"per_group has {len(per_group)} schedules, the optimizer has {len(groups)} param groups")
-        schedules = list(per_group) if per_group is not None else [schedule] * len(groups)
-        for i, s in enumerate(schedules):
+        given = list(per_group) if per_group is not None else [schedule] * len(groups)
+        schedules: list[Schedule] = []
+        for i, s in enumerate(given):
             if not isinstance(s, Schedule):
                 raise ValueError(f"schedule for param group {i} must be an lrlab Schedule, got {s!r}")
+            schedules.append(s)
         if not isinstance(absolute, bool):
             raise ValueError(f"absolute must be True or False, got absolute={absolute!r}")
         if momentum not in _MOMENTUM_MODES:
@@ -155,7 +157,7 @@ class LRLabScheduler(LRScheduler):
                 s = s.resolve(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
             if not absolute:
                 base = _float_lr(groups[i].get("initial_lr", groups[i]["lr"]))
-                s = scale(s, factor=base)
+                s = base * s  # a ``scale`` node: its config records the base lr
             resolved.append(s)
 
         self.absolute = absolute
@@ -227,7 +229,7 @@ class LRLabScheduler(LRScheduler):
         for st in self.states:
             st.observe(metric)
         self._apply()
-        return list(self._last_lr)
+        return [float(v) for v in self._last_lr]
 
     def _apply(self) -> None:
         groups = self.optimizer.param_groups
