@@ -132,8 +132,8 @@ def test_plot_to_a_png_and_to_the_terminal(capsys, tmp_path):
 
 def test_gallery_verb(capsys, tmp_path):
     code, out, _ = run(capsys, "gallery", str(tmp_path), "--name", "constant")
-    assert code == 0 and out == f"wrote 2 pictures to {tmp_path}\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["constant.png", "overview.png"]
+    assert code == 0 and out == f"wrote 1 picture to {tmp_path}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["constant.png"]  # no partial overview
 
 
 def _script() -> Path:

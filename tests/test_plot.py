@@ -70,7 +70,8 @@ def test_long_horizons_keep_both_sides_of_every_boundary():
 def test_horizon_rules():
     assert horizon("constant(0.1, steps=100)") == 110
     assert horizon([WARM, "constant(0.1, steps=100)"]) == 110
-    assert horizon(WARM) == 120  # runs forever: 1.5 x the last boundary (80)
+    assert horizon(WARM) == 160  # runs forever: twice the last boundary (80)
+    assert horizon("cyclic(0.01, 0.1, up=25)") == 200  # twice the 4th boundary (100)
     assert horizon(WARM, 7) == 7
     with pytest.raises(ValueError, match=r"give the number of steps to draw \(steps=N, --steps N\)"):
         horizon("constant(0.1)")
@@ -97,9 +98,9 @@ def test_plot_errors(args, kwargs, message):
 def test_gallery_writes_one_png_per_name_and_an_overview(tmp_path):
     from matplotlib.image import imread
 
-    paths = gallery(tmp_path / "g", names=["constant", "warmup"])
+    paths = gallery(tmp_path / "g", names=["constant", "warmup"], overview_png=True)
     assert [p.name for p in paths] == ["constant.png", "warmup.png", "overview.png"]
-    assert imread(paths[1]).shape == (390, 700, 4)
+    assert imread(paths[1]).shape == (400, 700, 4)
     assert imread(paths[2]).shape[:2] == (189, 1350)  # 1 row x 5 columns at 90 dpi
     with pytest.raises(ValueError, match="'nope' is not a registered schedule"):
         gallery(tmp_path, names=["nope"])

@@ -22,8 +22,10 @@ step  0        4       8
 
 from __future__ import annotations
 
+import inspect
 import math
 import shutil
+import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,13 +63,13 @@ def _as_list(schedules: Any) -> list[Schedule]:
 def horizon(schedules: Schedule | str | Iterable[Schedule | str], steps: int | None = None) -> int:
     """The number of steps to draw: ``steps``, or ``ceil(1.1 · longest finite duration)``.
 
-    When every schedule runs forever, ``ceil(1.5 · last phase boundary)`` (so each phase shows);
-    with no boundaries either, ``steps`` must be given.
+    When every schedule runs forever, twice the 4th phase boundary (or the last one, when there are
+    fewer), so warmups and the first cycles show; with no boundaries either, ``steps`` must be given.
 
     >>> horizon("constant(0.1, steps=100)")
     110
     >>> horizon("constant(0.1, steps=100) >> constant(0.01)")
-    150
+    200
     """
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
@@ -77,9 +79,10 @@ def horizon(schedules: Schedule | str | Iterable[Schedule | str], steps: int | N
     durations = [s.duration for s in items if s.duration is not None]
     if durations:
         return max(2, math.ceil(max(durations) * 11 / 10))
-    last = max((b for s in items for b in s.boundaries()), default=0)
-    if last > 0:
-        return math.ceil(last * 3 / 2)
+    # infinite: twice the 4th phase boundary (or the last, when fewer), so periodic ones show cycles
+    fourth = [b[:4][-1] for b in (sorted(s.boundaries()) for s in items) if b]
+    if fourth and max(fourth) > 0:
+        return 2 * int(max(fourth))
     raise ValueError("these schedules run forever and have no phases: give the number of steps to draw (steps=N, --steps N)")
 
 
@@ -146,6 +149,8 @@ def plot(
                     ax.axvline(b, color=line.get_color(), ls=":", lw=0.9, alpha=0.6)
     if log:
         ax.set_yscale("log")
+    elif all(np.nanmin(line.get_ydata()) >= 0 for line in ax.get_lines() if len(line.get_ydata()) > 2):
+        ax.set_ylim(bottom=0)  # lrs read best against zero
     ax.set_xlim(0, n - 1)
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
@@ -158,15 +163,12 @@ def plot(
 
 
 def _summary(cls: type[Schedule]) -> str:
-    doc = (cls.__doc__ or "").strip()
-    return doc.splitlines()[0].strip() if doc else cls.name
+    """The docstring's first paragraph, without reStructuredText quoting, at most 150 characters."""
+    doc = " ".join((inspect.getdoc(cls) or cls.name).split("\n\n", 1)[0].split()).replace("``", "")
+    return textwrap.shorten(doc, 150, placeholder="…")
 
 
-def _wrap(text: str, width: int) -> str:
-    return "\n".join(text[i : i + width] for i in range(0, len(text), width))
-
-
-def gallery(outdir: str | Path, names: Iterable[str] | None = None, *, overview_png: bool = True) -> list[Path]:
+def gallery(outdir: str | Path, names: Iterable[str] | None = None, *, overview_png: bool | None = None) -> list[Path]:
     """Write ``<name>.png`` for every registered schedule (its first example), and ``overview.png``.
 
     Each picture is titled with the name and the one-line summary, with the schedule's canonical
@@ -175,7 +177,8 @@ def gallery(outdir: str | Path, names: Iterable[str] | None = None, *, overview_
     Args:
         outdir: the folder (created if missing).
         names: only these schedules (default: all registered ones).
-        overview_png: also write ``overview.png``, a grid of all the drawn schedules.
+        overview_png: also write ``overview.png``, a grid of the drawn schedules (default: only
+            when drawing them all, so a partial run does not shrink the overview).
     """
     ex = examples()
     chosen = list(registry()) if names is None else list(names)
@@ -187,13 +190,14 @@ def gallery(outdir: str | Path, names: Iterable[str] | None = None, *, overview_
     written = []
     for name in chosen:
         s = ex[name][0]
-        fig = plot(s, title=f"{name}: {_summary(registry()[name])}", labels=[_wrap(str(s), 90)], steps=_gallery_steps(s))
-        fig.axes[0].legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
-        fig.set_size_inches(7.0, 3.9)
+        fig = plot(s, steps=_gallery_steps(s))
+        fig.set_size_inches(7.0, 4.0)
+        fig.suptitle(textwrap.fill(f"{name}: {_summary(registry()[name])}", 80), fontsize=10, fontweight="bold")
+        fig.axes[0].set_title(textwrap.fill(str(s), 95), fontsize=8, family="monospace", loc="left")
         path = out / f"{name}.png"
         fig.savefig(path, dpi=100, metadata={"Software": None})
         written.append(path)
-    if overview_png:
+    if overview_png or (overview_png is None and names is None):
         written.append(overview(out / "overview.png", chosen))
     return written
 
@@ -221,6 +225,8 @@ def overview(path: str | Path, names: Iterable[str] | None = None, *, columns: i
         n = _gallery_steps(s)
         x, y = _series(s, n, None)
         ax.plot(x, y, lw=1.5)
+        if np.nanmin(y) >= 0:
+            ax.set_ylim(bottom=0)
         for b in s.boundaries():
             if 0 < b < n:
                 ax.axvline(b, color="0.6", ls=":", lw=0.8)

@@ -184,11 +184,11 @@ def cmd_gallery(
     outdir: Annotated[Path, typer.Argument(help="Folder for the PNGs (created if missing).")],
     names: Annotated[list[str] | None, typer.Option("--name", help="Only this schedule (repeatable).")] = None,
 ) -> None:
-    """Write one PNG per registered schedule (its first example) and overview.png."""
+    """Write one PNG per registered schedule (its first example) and overview.png (without --name)."""
     from lrlab.plot import gallery
 
     written = gallery(outdir, names or None)
-    typer.echo(f"wrote {len(written)} pictures to {outdir}")
+    typer.echo(f"wrote {len(written)} picture{'' if len(written) == 1 else 's'} to {outdir}")
 
 
 def register(app: typer.Typer) -> None:
