@@ -308,7 +308,7 @@ class warmup(Schedule):
 
     def boundaries(self) -> list[int]:
         w = self.steps
-        return ([w] if w else []) + [w + b for b in self.schedule.boundaries()]  # type: ignore[operator]
+        return ([w] if w else []) + [w + b for b in self.schedule.boundaries()]  # type: ignore[operator, return-value]
 
     def formula(self, t, ops: Ops, state: State | None):
         w = float(self.steps)  # type: ignore[arg-type]

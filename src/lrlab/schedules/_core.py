@@ -27,11 +27,18 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
 from lrlab.schedules._backend import Ops, is_python_number, ops_for
+
+if TYPE_CHECKING:  # tells type checkers that subclasses are frozen dataclasses (PEP 681)
+    from typing_extensions import dataclass_transform
+else:
+
+    def dataclass_transform(**_: Any) -> Callable[[Any], Any]:
+        return lambda cls: cls
 
 __all__ = [
     "Schedule",
@@ -59,7 +66,7 @@ def register(name: str) -> Callable[[S], S]:
     def deco(cls: S) -> S:
         if name in _REGISTRY and _REGISTRY[name].__qualname__ != cls.__qualname__:
             raise ValueError(f"schedule name {name!r} is already registered by {_REGISTRY[name].__qualname__}")
-        cls = dataclasses.dataclass(frozen=True, repr=False)(cls)
+        cls = dataclasses.dataclass(frozen=True, repr=False)(cls)  # type: ignore[assignment]
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -130,6 +137,7 @@ def _is_unresolved(value: Any) -> bool:
     return isinstance(value, str)
 
 
+@dataclass_transform(frozen_default=True)
 class Schedule:
     """Base class of every schedule. Subclasses are created with :func:`register`.
 
@@ -158,7 +166,7 @@ class Schedule:
 
     # ---- machinery ----------------------------------------------------------------------------
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
+        for f in _fields(self):
             v = getattr(self, f.name)
             if isinstance(v, list):
                 object.__setattr__(self, f.name, tuple(v))
@@ -197,7 +205,7 @@ class Schedule:
                    for v in self._flat_field_values())
 
     def _flat_field_values(self) -> Iterator[Any]:
-        for f in dataclasses.fields(self):
+        for f in _fields(self):
             v = getattr(self, f.name)
             if isinstance(v, tuple):
                 yield from v
@@ -215,7 +223,7 @@ class Schedule:
         """A copy with every duration in steps (``"5ep"`` needs ``steps_per_epoch``, ``"10%"`` ``total_steps``)."""
         changes: dict[str, Any] = {}
         kw = {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
-        for f in dataclasses.fields(self):
+        for f in _fields(self):
             v = getattr(self, f.name)
             if isinstance(v, Schedule):
                 changes[f.name] = v.resolve(**kw)
@@ -226,11 +234,11 @@ class Schedule:
                     changes[f.name] = tuple(resolve_duration(x, what=f"{self.name}: {f.name}", **kw) for x in v)
                 else:
                     changes[f.name] = resolve_duration(v, what=f"{self.name}: {f.name}", **kw)
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
     def children(self) -> list[Schedule]:
         out: list[Schedule] = []
-        for f in dataclasses.fields(self):
+        for f in _fields(self):
             v = getattr(self, f.name)
             if isinstance(v, Schedule):
                 out.append(v)
@@ -248,14 +256,14 @@ class Schedule:
     def to_config(self) -> dict[str, Any]:
         """A JSON-ready dict: ``{"name": ..., field: value, ...}``, nested schedules as dicts."""
         cfg: dict[str, Any] = {"name": self.name}
-        for f in dataclasses.fields(self):
+        for f in _fields(self):
             cfg[f.name] = _to_plain(getattr(self, f.name))
         return cfg
 
     def params(self) -> dict[str, Any]:
         """The fields whose value differs from the default (what the canonical text shows)."""
         out = {}
-        for f in dataclasses.fields(self):
+        for f in _fields(self):
             v = getattr(self, f.name)
             if f.default is not dataclasses.MISSING and _same(v, f.default):
                 continue
@@ -297,6 +305,11 @@ class Schedule:
         return NotImplemented
 
 
+def _fields(obj: Any) -> tuple[dataclasses.Field, ...]:
+    """The dataclass fields of a schedule instance or class (every registered one is a dataclass)."""
+    return dataclasses.fields(obj)
+
+
 def _same(a: Any, b: Any) -> bool:
     if type(a) is not type(b) and not (is_python_number(a) and is_python_number(b)):
         return False
@@ -328,7 +341,7 @@ def from_config(config: Mapping[str, Any], *, where: str = "config") -> Schedule
     if "name" not in config:
         raise ValueError(f"{where}: a schedule config needs a 'name' key, got keys {sorted(config)}")
     cls = get(str(config["name"]))
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name for f in _fields(cls)}
     unknown = sorted(set(config) - fields - {"name"})
     if unknown:
         raise ValueError(f"{where}: {cls.name} has no parameter(s) {', '.join(unknown)}; it takes {', '.join(sorted(fields))}")
