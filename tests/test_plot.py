@@ -72,6 +72,7 @@ def test_horizon_rules():
     assert horizon([WARM, "constant(0.1, steps=100)"]) == 110
     assert horizon(WARM) == 160  # runs forever: twice the last boundary (80)
     assert horizon("cyclic(0.01, 0.1, up=25)") == 200  # twice the 4th boundary (100)
+    assert horizon("warmup(constant(0.1, steps=180), steps=20) * plateau()") == 220  # its finite part
     assert horizon(WARM, 7) == 7
     with pytest.raises(ValueError, match=r"give the number of steps to draw \(steps=N, --steps N\)"):
         horizon("constant(0.1)")

@@ -63,8 +63,9 @@ def _as_list(schedules: Any) -> list[Schedule]:
 def horizon(schedules: Schedule | str | Iterable[Schedule | str], steps: int | None = None) -> int:
     """The number of steps to draw: ``steps``, or ``ceil(1.1 · longest finite duration)``.
 
-    When every schedule runs forever, twice the 4th phase boundary (or the last one, when there are
-    fewer), so warmups and the first cycles show; with no boundaries either, ``steps`` must be given.
+    When every schedule runs forever: twice the 4th phase boundary (or the last one, when there are
+    fewer), so warmups and the first cycles show, or the longest finite part of the schedule + 10 %
+    if that is longer; with neither, ``steps`` must be given.
 
     >>> horizon("constant(0.1, steps=100)")
     110
@@ -79,10 +80,12 @@ def horizon(schedules: Schedule | str | Iterable[Schedule | str], steps: int | N
     durations = [s.duration for s in items if s.duration is not None]
     if durations:
         return max(2, math.ceil(max(durations) * 11 / 10))
-    # infinite: twice the 4th phase boundary (or the last, when fewer), so periodic ones show cycles
-    fourth = [b[:4][-1] for b in (sorted(s.boundaries()) for s in items) if b]
-    if fourth and max(fourth) > 0:
-        return 2 * int(max(fourth))
+    # infinite: twice the 4th phase boundary (or the last, when fewer), so periodic ones show
+    # cycles, and at least the longest finite part (e.g. the warmup+cosine in ``s * plateau()``)
+    candidates = [2 * int(b[:4][-1]) for b in (sorted(s.boundaries()) for s in items) if b]
+    candidates += [math.ceil(d * 11 / 10) for s in items for node in s.walk() if (d := node.duration)]
+    if candidates and max(candidates) > 1:
+        return int(max(candidates))
     raise ValueError("these schedules run forever and have no phases: give the number of steps to draw (steps=N, --steps N)")
 
 
