@@ -164,3 +164,33 @@ def test_momentum_curves_are_schedules():
             assert from_config(m.to_config()) == m
             v = m.values(horizon(s))
             assert np.all((v >= min(s.base_momentum, s.max_momentum) - 1e-12) & (v <= max(s.base_momentum, s.max_momentum) + 1e-12))
+
+
+_KERAS_JAX = """
+import numpy as np, keras
+from lrlab.schedules import examples
+bad = []
+for name, group in examples().items():
+    for i, s in enumerate(group):
+        steps = np.arange(120, dtype=np.float32)
+        out = s(keras.ops.convert_to_tensor(steps), backend="keras")
+        out = np.asarray(keras.ops.convert_to_numpy(keras.ops.broadcast_to(out, steps.shape)))
+        exp = s.values(120)
+        if not np.allclose(out, exp, rtol=1e-5, atol=1e-6 * np.abs(exp).max()):
+            bad.append(f"{name}[{i}]")
+print(bad)
+"""
+
+
+@pytest.mark.keras
+@pytest.mark.jax
+def test_keras_ops_on_the_jax_backend():
+    """Keras fixes its backend at import: the jax backend is checked in a subprocess."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    out = subprocess.run([sys.executable, "-c", _KERAS_JAX], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
