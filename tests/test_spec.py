@@ -246,6 +246,8 @@ def test_file_errors_name_the_file(tmp_path):
         ("0.1", "expected a schedule at column 1, got the number 0.1; a constant rate is constant(0.1)", 1),
         ("constant", "expected a schedule at column 1, got the string constant; call it: constant(...)", 1),
         ("constant(0.1) + constant(1.0)", "unexpected character '+' at column 15; a sequence is written a >> b", 15),
+        ("cooldown(constant(0.1), start=5, steps=5, shape=1-sqrt)",
+         "unexpected character '-' at column 50; quote text that is not a plain word, e.g. shape='1-sqrt'", 50),
         ("constant(0.1) constant(1.0)", "unexpected 'constant' at column 15; join phases with >> and multiply with *", 15),
         ("constant(5xe)", "unexpected '5xe' at column 10: numbers are written 500, 0.1 or 1e-5 and durations 500 (steps), 5ep or 10%", 10),
         ("constant(0.1, 5, 6)", "too many positional arguments at column 18: constant takes 2 (value, steps)", 18),

@@ -170,7 +170,8 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok("STRING", "".join(out), i, text[i : j + 1]))
             i = j + 1
             continue
-        hint = "; a sequence is written a >> b" if c in ">+" else ""
+        hint = {">": "; a sequence is written a >> b", "+": "; a sequence is written a >> b",
+                "-": "; quote text that is not a plain word, e.g. shape='1-sqrt'"}.get(c, "")  # fmt: skip
         raise SpecError(f"unexpected character {c!r} at {_where(text, i)}{hint}", text, i)
     toks.append(_Tok("END", None, n, ""))
     return toks
