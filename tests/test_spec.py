@@ -75,6 +75,15 @@ def test_durations(text, value):
     assert s.steps == value and type(s.steps) is type(value)
 
 
+def test_whole_floats_are_steps_and_ints_are_rates():
+    s = parse("constant(1, steps=1e3)")
+    assert (s.value, s.steps) == (1.0, 1000) and type(s.value) is float and type(s.steps) is int
+    assert str(s) == "constant(value=1.0, steps=1000)"
+    assert parse("constant(0.1, steps=2.5)").steps == 2.5  # a fractional duration is kept as given
+    m = parse("multistep(milestones=[6e1, 120], factor=1)")
+    assert m.milestones == (60, 120) and all(type(x) is int for x in m.milestones)
+
+
 def test_durations_resolve_after_parsing():
     s = parse("warmup(constant(0.1, steps=90%), steps=2ep)")
     assert not s.is_resolved()

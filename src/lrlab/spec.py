@@ -193,6 +193,7 @@ class _Type:
     kinds: frozenset[str] | None
     item: _Type | None = None
     floats_only: bool = False  # ``float`` but not ``int``: an int given is stored as a float
+    ints_only: bool = False  # ``int`` but not ``float``: a whole float given (1e3) is stored as an int
 
     def describe(self) -> str:
         names = {"number": "a number", "bool": "true/false", "str": "a word or string",
@@ -229,8 +230,8 @@ def _parse_annotation(ann: Any) -> _Type:
         if base in ("tuple", "list", "Sequence") and "[" in part:
             inner = _split_top(part[part.index("[") + 1 : part.rindex("]")], ",")[0]
             item = _parse_annotation(inner)
-    floats_only = "float" in ann and not re.search(r"\bint\b", ann)
-    return _Type(frozenset(kinds), item, floats_only)
+    has_int, has_float = bool(re.search(r"\bint\b", ann)), "float" in ann
+    return _Type(frozenset(kinds), item, has_float and not has_int, has_int and not has_float)
 
 
 def _fields(cls: type[Schedule]) -> tuple[dataclasses.Field, ...]:
@@ -264,7 +265,8 @@ def _shown(v: Any) -> str:
 
 
 def _coerce(v: Any, typ: _Type, duration: bool) -> tuple[Any, str | None]:
-    """``(value, None)`` with ints widened to float where only floats are taken, or ``(v, reason)``."""
+    """``(value, None)`` or ``(v, reason)``; ints become floats for float fields and whole floats
+    (``1e3``) ints for int fields and durations, so every spelling prints the same canonical text."""
     kind = _kind(v)
     if typ.kinds is None:
         return v, None
@@ -273,6 +275,8 @@ def _coerce(v: Any, typ: _Type, duration: bool) -> tuple[Any, str | None]:
         return v, f"expected {_Type(frozenset(allowed)).describe()}, got {_shown(v)}"
     if kind == "number" and typ.floats_only and not duration and isinstance(v, int):
         return float(v), None
+    if kind == "number" and (typ.ints_only or duration) and isinstance(v, float) and v.is_integer():
+        return int(v), None
     if kind == "list" and typ.item is not None:
         out = []
         for x in v:
