@@ -153,3 +153,47 @@ def test_the_installed_script_in_a_real_process():
         "  constant(0.1) >> 0.5",
         "                   ^",
     ]
+
+
+# ---- the examples the README shows (keep in step with the README's "Schedules as text" part) ----
+README_SPEC = "warmup(cosine(0.1, 1e-5, steps=90%), steps=10%)"
+README_WSD = "wsd(0.1, warmup=10%, stable=70%, decay=20%, decay_shape='1-sqrt')"
+
+
+def test_readme_values_example(capsys):
+    import math
+
+    _, out, _ = run(capsys, "values", README_SPEC, "--total-steps", "10000", "--every", "1000")
+    rows = [line.split(",") for line in out.splitlines()]
+    assert rows[0] == ["step", "lr"] and [int(r[0]) for r in rows[1:]] == list(range(0, 10000, 1000))
+
+    def expected(t):  # linear warmup 0 -> 0.1 over 1000 steps, then cosine 0.1 -> 1e-5 over 9000
+        if t < 1000:
+            return 0.1 * t / 1000
+        return 1e-5 + (0.1 - 1e-5) * 0.5 * (1 + math.cos(math.pi * (t - 1000) / 9000))
+
+    for step, lr in rows[1:]:
+        assert float(lr) == pytest.approx(expected(int(step)), rel=1e-14, abs=1e-18)
+
+
+def test_readme_plot_and_spec_examples(capsys, tmp_path):
+    png = tmp_path / "lr.png"
+    code, _, _ = run(capsys, "plot", README_SPEC, README_WSD, "--total-steps", "10000", "-o", str(png))
+    assert code == 0 and png.stat().st_size > 10_000
+    yaml_path = tmp_path / "schedule.yaml"
+    yaml_path.write_text(f'schedule: "{README_WSD}"\n')
+    _, out, _ = run(capsys, "spec", f"@{yaml_path}")
+    assert out == "wsd(warmup=10%, stable=70%, decay=20%, decay_shape='1-sqrt')\n"
+
+
+def test_readme_python_example(tmp_path):
+    import lrlab
+    import lrlab.plot
+    import lrlab.spec
+
+    s = lrlab.parse("linear(0.0, 0.1, steps=500) >> cosine(0.1, 1e-5, steps=9500)")
+    assert str(s) == "linear(end=0.1, steps=500) >> cosine(end=1e-05, steps=9500)"
+    lrlab.spec.dump(s, tmp_path / "schedule.yaml")
+    assert lrlab.spec.load(tmp_path / "schedule.yaml") == s
+    lrlab.plot.plot(s).savefig(tmp_path / "lr.png")
+    print(lrlab.plot.terminal(s, width=60, height=8))
