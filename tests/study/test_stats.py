@@ -148,7 +148,7 @@ def test_curve_band_handles_short_diverged_runs():
     assert ep.tolist() == [1.0, 2.0, 3.0]
     assert mean == pytest.approx([0.4, 0.6, 0.8])
     assert sd[0] == pytest.approx(0.1) and sd[1] == pytest.approx(math.sqrt(0.02))
-    ep1, mean1, sd1 = curve_band([a], "test_acc")
+    _, _, sd1 = curve_band([a], "test_acc")
     assert sd1.tolist() == [0.0, 0.0, 0.0]
     with pytest.raises(ValueError):
         curve_band([], "test_acc")

@@ -113,7 +113,7 @@ def test_storage_url(tmp_path):
     assert storage_url("postgresql://u@h/db", tmp_path) == "postgresql://u@h/db"
     assert storage_url(str(tmp_path / "a.sqlite"), ".").startswith("sqlite:///")
     assert storage_url(str(tmp_path / "a.jsonl"), ".") == str((tmp_path / "a.jsonl").resolve())
-    with pytest.raises(ValueError, match="storage='x.txt'"):
+    with pytest.raises(ValueError, match=r"storage='x\.txt'"):
         storage_url("x.txt", ".")
     with pytest.raises(ValueError, match="storage must be"):
         storage_url("", ".")

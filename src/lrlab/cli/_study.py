@@ -38,7 +38,7 @@ def study(
     ),
     seeds: int = typer.Option(None, "--seeds", help="Number of seeds per schedule x optimizer. [default: 3]"),
     epochs: int = typer.Option(None, "--epochs", help="Training length in epochs. [default: 40 on MNIST-1D]"),
-    workers: int = typer.Option(None, "--workers", help="Worker processes for the fleets. [default: chosen by the engine]"),
+    workers: int = typer.Option(None, "--workers", help="Worker processes for the fleets (0: train in this process). [default: one per core]"),
     storage: str = typer.Option(None, "--storage", help="Optuna storage URL (sqlite:///, postgresql://, ...) or a journal file (*.log). [default: OUT/study.db]"),
     config: str = typer.Option(None, "--config", help="Study config file (.yaml, .toml or .json)."),
     task: str = typer.Option(None, "--task", help="mnist1d, mnist1d_mlp, cifar10 or package.module:function returning a Task."),

@@ -181,7 +181,8 @@ class StudyConfig:
         batch_size: examples per step (``None``: the task's).
         peak_lr: ``"fixed"`` (config or task defaults) or ``"find"`` (LR range test per optimizer).
         plateau_metric: per-epoch metric fed to plateau nodes.
-        workers: processes for the fleets (``None``: chosen by the fleet engine).
+        workers: processes for the fleets (``None``: chosen by the fleet engine; ``0``: train in
+            this process).
         device: torch device (``"cpu"``, ``"cuda"``).
         out: output directory (report, plots, CSV, JSON, default storage).
         storage: an Optuna storage URL (``sqlite:///...``, ``postgresql://...``) or a path to a
@@ -238,8 +239,9 @@ class StudyConfig:
         object.__setattr__(self, "seeds", seeds)
         for nm in ("epochs", "batch_size", "workers"):
             v = getattr(self, nm)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{nm} must be a positive int, got {nm}={v!r}")
+            low = 0 if nm == "workers" else 1
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise ValueError(f"{nm} must be an int >= {low}, got {nm}={v!r}")
         if self.peak_lr not in ("fixed", "find"):
             raise ValueError(f"peak_lr must be 'fixed' or 'find', got peak_lr={self.peak_lr!r}")
         if self.plateau_metric not in _PLATEAU_METRICS:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import math
 import os
 from collections.abc import Callable
@@ -318,6 +319,12 @@ def load_task(ref: str = "mnist1d", **kwargs: Any) -> Task:
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise ValueError(f"task {ref!r}: module {mod_name!r} has no function {fn_name!r}")
+    try:
+        inspect.signature(fn).bind(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"task {ref!r} does not take these arguments ({', '.join(kwargs) or 'none'}): {e}") from e
+    except ValueError:  # builtins without a signature: let the call decide
+        pass
     task = fn(**kwargs)
     if not isinstance(task, Task):
         raise ValueError(f"task {ref!r} returned {type(task).__name__}, expected lrlab.study.Task")

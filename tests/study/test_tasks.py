@@ -1,0 +1,107 @@
+"""Study tasks: MNIST-1D data (offline, cached as .npz), the benchmark models, load_task references."""
+
+from __future__ import annotations
+
+import math
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from lrlab.study import tasks as tasks_mod
+from lrlab.study.tasks import ConvBase, MLPBase, Task, load_task, mnist1d_arrays
+
+
+def test_mnist1d_shapes_and_models():
+    t = load_task()
+    assert t.name == "mnist1d" and t.fleet_model == "mnist1d_cnn"
+    assert t.x_train.shape == (4000, 40) and t.x_test.shape == (1000, 40)
+    assert t.x_train.dtype == torch.float32 and t.y_train.dtype == torch.int64
+    assert t.steps_per_epoch == 40 and t.total_steps(3) == 120 and t.num_classes == 10
+    assert t.peak_lr["adam"] == 1e-2 and set(t.peak_lr) == {"sgd", "adam", "rmsprop", "adagrad", "adadelta"}
+    torch.manual_seed(0)
+    cnn, mlp = ConvBase(), MLPBase()
+    # parameter counts of the benchmark's models (greydanus/mnist1d notebooks/models.py)
+    assert sum(p.numel() for p in cnn.parameters()) == 5210
+    assert sum(p.numel() for p in mlp.parameters()) == 15210
+    assert cnn(t.x_train[:3]).shape == (3, 10) and mlp(t.x_train[:3]).shape == (3, 10)
+    m = load_task("mnist1d_mlp", subset=50)
+    assert m.name == "mnist1d_mlp" and m.fleet_model == "mnist1d_mlp" and isinstance(m.model_fn(), MLPBase)
+
+
+def test_mnist1d_matches_the_generator_and_caches_npz(tmp_path, monkeypatch):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    ref = make_dataset(get_dataset_args())
+    monkeypatch.setenv("LRLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(tasks_mod, "_MNIST1D_MEMO", {})
+    d = mnist1d_arrays()
+    for k in ("x", "y", "x_test", "y_test"):
+        np.testing.assert_array_equal(d[k], ref[k])
+    assert (tmp_path / "mnist1d.npz").is_file()
+    with np.load(tmp_path / "mnist1d.npz", allow_pickle=False) as z:  # plain arrays, no pickle
+        np.testing.assert_array_equal(z["x_test"], ref["x_test"])
+    monkeypatch.setattr(tasks_mod, "_MNIST1D_MEMO", {})
+    (tmp_path / "mnist1d.npz").write_bytes(b"truncated")  # a broken cache is regenerated
+    np.testing.assert_array_equal(mnist1d_arrays()["y"], ref["y"])
+
+
+def test_subset_and_steps_per_epoch_keep_last_partial_batch():
+    t = load_task("mnist1d", subset=250, batch_size=100)
+    assert t.x_train.shape[0] == 250 and t.x_test.shape[0] == 250 and t.steps_per_epoch == 3
+    t2 = load_task("mnist1d", subset=250, test_subset=40)
+    assert t2.x_test.shape[0] == 40
+
+
+@pytest.mark.parametrize(
+    ("ref", "kwargs", "match"),
+    [
+        ("imagenet", {}, "unknown task 'imagenet'"),
+        ("mnist1d", {"model": "gru"}, "model='gru'"),
+        ("mnist1d", {"subset": 0}, "subset=0"),
+        ("mnist1d_mlp", {"model": "cnn"}, "fixes model='mlp'"),
+        ("no_such_pkg_xyz.mod:fn", {}, "cannot import module"),
+        ("math:nope", {}, "has no function 'nope'"),
+        ("json:dumps", {"obj": 1}, "returned str"),
+        ("json:dumps", {"nope": 1}, "does not take these arguments"),
+        ("a.b:1x", {}, "package.module:function"),
+        ("", {}, "non-empty"),
+    ],
+)
+def test_load_task_errors(ref, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_task(ref, **kwargs)
+
+
+def test_user_task_by_reference(tmp_path, monkeypatch):
+    (tmp_path / "my_task_mod.py").write_text(textwrap.dedent("""
+        import torch
+        from lrlab.study import Task
+
+        def make(n=20):
+            g = torch.Generator().manual_seed(0)
+            x = torch.randn(n, 4, generator=g)
+            y = (x[:, 0] > 0).long()
+            return Task("toy", x, y, x[:8], y[:8], lambda: torch.nn.Linear(4, 2), batch_size=8, epochs=2,
+                        peak_lr={"sgd": 0.1})
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    t = load_task("my_task_mod:make", n=30)
+    assert t.name == "toy" and t.x_train.shape == (30, 4) and t.steps_per_epoch == 4
+    sys.modules.pop("my_task_mod", None)
+
+
+def test_task_validation():
+    x, y = torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="x_train has 4 rows"):
+        Task("t", x, y[:3], x, y, lambda: torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="batch_size"):
+        Task("t", x, y, x, y, lambda: torch.nn.Linear(2, 2), batch_size=0)
+    with pytest.raises(ValueError, match="peak_lr"):
+        Task("t", x, y, x, y, lambda: torch.nn.Linear(2, 2), peak_lr={"sgd": -1.0})
+    with pytest.raises(ValueError, match="torch tensors"):
+        Task("t", x.numpy(), y, x, y, lambda: torch.nn.Linear(2, 2))
+    t = Task("t", x, y, x, y, lambda: torch.nn.Linear(2, 2), batch_size=3)
+    assert t.steps_per_epoch == math.ceil(4 / 3) and t.replace(batch_size=4).steps_per_epoch == 1
