@@ -91,6 +91,18 @@ class plateau(Schedule):
       floatx, optax's float32 state); their presets do the same, so a metric that improves by
       exactly the threshold is judged as they judge it.
 
+    Deliberate differences from the three frameworks:
+
+    * a NaN/inf metric is an error (``on_nan='raise'``) or ignored (``'skip'``); torch, Keras and
+      optax all count it as a bad epoch, so a diverged run quietly looks like a plateau.
+    * the state (best, counters, multiplier) is checkpointed with the run; Keras' callback resets
+      it at every ``fit``.
+    * ``min_lr`` bounds the lr at the step a reduction happens; a schedule that keeps decaying may
+      take the lr below it later (wrap in ``clamp(..., min=...)`` for a floor at every step).
+    * ``threshold_mode='rel'`` under ``'keras'`` and ``mode='max'`` under ``'optax'`` are lrlab
+      extensions; optax's ``accumulation_size`` is not modelled (average the values yourself and
+      observe the mean).
+
     Args:
         key: name of this multiplier in the run-time state (two nodes with the same key share it).
         mode: ``'min'`` (a loss) or ``'max'`` (an accuracy).
