@@ -270,7 +270,7 @@ def _coerce(v: Any, typ: _Type, duration: bool) -> tuple[Any, str | None]:
     kind = _kind(v)
     if typ.kinds is None:
         return v, None
-    allowed = set(typ.kinds) | ({"str", "number"} if duration else set())
+    allowed = set(typ.kinds) | ({"str", "number"} if duration and "list" not in typ.kinds else set())
     if kind not in allowed:
         return v, f"expected {_Type(frozenset(allowed)).describe()}, got {_shown(v)}"
     if kind == "number" and typ.floats_only and not duration and isinstance(v, int):
