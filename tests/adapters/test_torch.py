@@ -213,7 +213,7 @@ def test_momentum_cycling_sgd_and_adam_beta1():
 
     r = _param()
     adam = torch.optim.Adam([r], lr=0.1, betas=(0.9, 0.99))
-    sched = LRLabScheduler(adam, s, momentum="beta1")
+    sched = LRLabScheduler(adam, s, momentum="auto")  # Adam: beta1
     betas = []
     adam.register_step_pre_hook(lambda o, a, k: betas.append(o.param_groups[0]["betas"]))
     _run(adam, sched, 50, r)
@@ -310,3 +310,22 @@ def test_state_dict_is_plain_json_and_torch_weights_only_loadable(tmp_path):
     loaded = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert loaded["scheduler"] == sd
     assert sd["groups"][0]["step"] == 7 and sd["groups"][0]["plateau"]["plateau"]["best"] == 0.3
+
+
+def test_relative_mode_plateau_matches_torch_per_group_min_lr_and_eps():
+    # Two groups (0.1 and 0.001): torch reduces each on its own, down to min_lr, skipping
+    # reductions smaller than eps. absolute=False gives each group its own controller in lr units.
+    a, b = _param(), _param()
+    groups = [{"params": [a], "lr": 0.1}, {"params": [b], "lr": 0.001}]
+    opt = torch.optim.SGD(groups, lr=1.0)
+    sched = LRLabScheduler(opt, constant(1.0) * plateau(patience=0, factor=0.3, min_lr=4e-4, eps=1e-6),
+                           absolute=False)
+    x, y = _param(), _param()
+    ref_opt = torch.optim.SGD([{"params": [x], "lr": 0.1}, {"params": [y], "lr": 0.001}], lr=1.0)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(ref_opt, patience=0, factor=0.3, min_lr=4e-4, eps=1e-6)
+    for m in [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5]:
+        sched.step(m)
+        ref.step(m)
+        np.testing.assert_allclose([g["lr"] for g in opt.param_groups],
+                                   [g["lr"] for g in ref_opt.param_groups], rtol=1e-12)
+    assert opt.param_groups[1]["lr"] == pytest.approx(4e-4) and opt.param_groups[0]["lr"] < 1e-3
