@@ -178,10 +178,13 @@ def cmd_find(
     verdict = "[green]confident[/green]" if result.confident else "[red]LOW CONFIDENCE[/red]"
     console.print(
         f"recommended peak lr: [bold]{result.lr:.3g}[/bold] ({result.recommended}, spread "
-        f"{result.spread:.2f} decades; threshold {result.max_spread:g}): {verdict}"
+        f"{result.spread:.2f} decades over {len(result.suggestions[result.recommended].lrs)} seeds; "
+        f"threshold {result.max_spread:g})",
+        soft_wrap=True,
     )
+    console.print(f"verdict: {verdict}", soft_wrap=True)
     for note in result.notes:
-        console.print(f"  - {note}")
+        console.print(f"  - {note}", soft_wrap=True)
     if output is not None:
         console.print(f"plot: {output}")
 

@@ -133,7 +133,7 @@ def find(
     Raises:
         ValueError: on bad arguments, or when no repeat produced a suggestion.
     """
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         optimizer_kwargs=optimizer_kwargs,
         batch_size=batch_size,
         start_lr=start_lr,
@@ -152,11 +152,11 @@ def find(
     if _is_keras_model(model):  # first: with the torch backend a Keras model is also an nn.Module
         from lrlab.finder._keras import find_keras
 
-        return find_keras(model, loss, data, optimizer, **kwargs)  # type: ignore[arg-type]
+        return find_keras(model, loss, data, optimizer, **kwargs)
     if _is_torch_module(model):
         from lrlab.finder._torch import find_torch
 
-        return find_torch(model, loss, data, optimizer, **kwargs)  # type: ignore[arg-type]
+        return find_torch(model, loss, data, optimizer, **kwargs)
     raise ValueError(
         f"model must be a torch.nn.Module or a keras.Model, got {type(model).__name__}"
     )

@@ -114,7 +114,7 @@ def _clone(model: Any, first_x: Any) -> Any:
 
 def _optimizer_config(
     optimizer: Any, optimizer_kwargs: dict[str, Any] | None, lr0: float
-) -> tuple[type, dict[str, Any]]:
+) -> tuple[Any, dict[str, Any]]:
     import keras
 
     if isinstance(optimizer, str):

@@ -40,10 +40,15 @@ from lrlab.finder._sweep import Curve, check_seeds, run_sweep, sweep_lrs
 __all__ = ["find_for_task", "find_torch"]
 
 
-def _make_optimizer(name: str, params: Any, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
-    from lrlab.study.optimizers import make_optimizer
+def _make_optimizer(
+    name: str, params: Any, lr: float, overrides: dict[str, Any] | None
+) -> torch.optim.Optimizer:
+    from lrlab.study.optimizers import make_optimizer, optimizer_kwargs
 
-    return make_optimizer(name, params, lr, **kwargs)
+    optimizer_kwargs(
+        name, overrides
+    )  # ValueError for unknown names/arguments and for an lr override
+    return make_optimizer(name, params, lr, **(overrides or {}))
 
 
 class _Snapshot:
@@ -68,7 +73,7 @@ class _Snapshot:
                 p.grad = None if g is None else g.clone()
         for m, flag in self.training:
             m.training = flag
-        if self.optimizer is not None:
+        if self.optimizer is not None and self.opt_state is not None:
             self.optimizer.load_state_dict(copy.deepcopy(self.opt_state))
 
 
@@ -219,7 +224,7 @@ def find_torch(
             f"optimizer must be a name, a callable params -> Optimizer or an Optimizer, got {optimizer!r}"
         )
     _device_of(model)
-    snap = _Snapshot(model, optimizer if instance else None)  # type: ignore[arg-type]
+    snap = _Snapshot(model, optimizer if isinstance(optimizer, torch.optim.Optimizer) else None)
     curves = []
     with _rng_preserved(_cuda_devices(model)):
         try:
@@ -227,18 +232,20 @@ def find_torch(
                 if k:
                     snap.restore()
                 torch.manual_seed(seed)
-                if instance:
+                opt: torch.optim.Optimizer
+                if isinstance(optimizer, torch.optim.Optimizer):
                     opt = optimizer
                 elif isinstance(optimizer, str):
                     opt = _make_optimizer(
-                        optimizer, model.parameters(), float(lrs[0]), **(optimizer_kwargs or {})
+                        optimizer, model.parameters(), float(lrs[0]), optimizer_kwargs
                     )
                 else:
-                    opt = optimizer(model.parameters(), **(optimizer_kwargs or {}))
-                    if not isinstance(opt, torch.optim.Optimizer):
+                    built = optimizer(model.parameters(), **(optimizer_kwargs or {}))
+                    if not isinstance(built, torch.optim.Optimizer):
                         raise ValueError(
-                            f"the optimizer factory returned {type(opt).__name__}, not a torch Optimizer"
+                            f"the optimizer factory returned {type(built).__name__}, not a torch Optimizer"
                         )
+                    opt = built
                 batches = _batches(data, batch_size, seed)
                 curves.append(
                     _sweep(
@@ -251,7 +258,7 @@ def find_torch(
                         diverge_factor=diverge_factor,
                         seed=seed,
                     )
-                )  # type: ignore[arg-type]
+                )
         finally:
             snap.restore()
     settings = {
@@ -320,9 +327,7 @@ def find_for_task(
         for seed in seeds:
             torch.manual_seed(seed)
             model = task.model_fn().to(dev)
-            opt = _make_optimizer(
-                optimizer, model.parameters(), float(lrs[0]), **(optimizer_kwargs or {})
-            )
+            opt = _make_optimizer(optimizer, model.parameters(), float(lrs[0]), optimizer_kwargs)
             batches = _batches((task.x_train, task.y_train), task.batch_size, seed)
             curves.append(
                 _sweep(
