@@ -9,7 +9,8 @@
 matplotlib is imported inside the functions that need it (``pip install lrlab[plot]``).
 
 Schedules may be given as :class:`~lrlab.Schedule` values or as spec strings. The horizon (the
-steps drawn, ``0 .. steps-1``) is ``steps`` when given, else the longest finite duration plus 10 %.
+steps drawn, ``0 .. steps-1``) is ``steps`` when given, else the longest finite duration plus 10 %
+(for schedules that never end, see :func:`horizon`).
 
 >>> from lrlab.plot import terminal
 >>> print(terminal("constant(1.0, steps=4) >> constant(0.5)", steps=8, width=24, height=3))
