@@ -42,9 +42,11 @@ N_STEPS = 300
 EXAMPLES = {f"{name}[{i}]": s for name, group in examples().items() for i, s in enumerate(group)}
 
 
-def _close(got, expected, what=""):
+def _close(got, expected, what="", peak=None):
+    """|got - expected| <= 1e-5 * peak, peak = max|expected| unless given (see the module docstring)."""
     expected = np.asarray(expected, np.float64)
-    atol = 1e-5 * max(float(np.max(np.abs(expected))), 1e-12)
+    peak = float(np.max(np.abs(expected))) if peak is None else peak
+    atol = 1e-5 * max(peak, 1e-12)
     np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=0, atol=atol, err_msg=what)
 
 
@@ -74,8 +76,7 @@ def test_sgd_applies_the_schedule_torch(sid):
         opt.apply([one], [var])
         applied.append(-float(keras.ops.convert_to_numpy(var)))
     expected = s.values(N_STEPS)
-    scale_ref = np.abs(expected).max()
-    _close(np.array(applied) / max(scale_ref, 1e-12), expected[steps] / max(scale_ref, 1e-12), sid)
+    _close(applied, expected[steps], sid, peak=float(np.abs(expected).max()))
     # and the whole curve, as the compiled step computes it (vector of steps, same ops)
     _close(keras.ops.convert_to_numpy(ks(keras.ops.arange(N_STEPS))), expected, sid)
 
@@ -207,7 +208,7 @@ def test_config_is_the_lrlab_config_and_validates():
     s = warmup(constant(0.1), steps=5)
     ks = KerasSchedule(s, offset=7)
     cfg = ks.get_config()
-    assert cfg == {"schedule": s.to_config(), "offset": 7}
+    assert cfg == {"schedule": s.to_config(), "offset": 7, "gradient_accumulation_steps": None}
     assert json.loads(json.dumps(cfg)) == cfg
     again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(ks))
     assert isinstance(again, KerasSchedule) and again.schedule == s and again.offset == 7
@@ -215,6 +216,8 @@ def test_config_is_the_lrlab_config_and_validates():
     assert float(ks(0)) == pytest.approx(s(7))
     with pytest.raises(ValueError, match="offset"):
         KerasSchedule(s, offset=-1)
+    with pytest.raises(ValueError, match="gradient_accumulation_steps"):
+        KerasSchedule(s, gradient_accumulation_steps=0)
     with pytest.raises(ValueError, match="resolve"):
         KerasSchedule(take(constant(0.1), steps="10%"))
     with pytest.raises(ValueError, match="plateau_state"):
@@ -307,3 +310,19 @@ def test_offset_restarts_a_fresh_optimizer_mid_curve():
     tiny_model(KerasSchedule(s, offset=2 * FIT_SPE)).fit(
         x, y, batch_size=4, epochs=4, initial_epoch=2, shuffle=False, verbose=0, callbacks=[rec])
     assert rec.lrs == pytest.approx([s(k) for k in range(2 * FIT_SPE, 4 * FIT_SPE)], rel=1e-6)
+
+
+def test_gradient_accumulation_counts_updates_not_micro_batches():
+    """Keras gives schedules its raw micro-batch counter; gradient_accumulation_steps undoes that."""
+    s = warmup(take(constant(0.1), steps=6) >> constant(0.01), steps=3)
+    var = keras.Variable(0.0)
+    opt = keras.optimizers.SGD(learning_rate=KerasSchedule(s, gradient_accumulation_steps=2), gradient_accumulation_steps=2)
+    opt.build([var])
+    applied = []
+    for _ in range(12):  # 12 updates = 24 micro-batches
+        before = float(keras.ops.convert_to_numpy(var))
+        for _ in range(2):
+            opt.apply([keras.ops.ones(())], [var])
+        applied.append(before - float(keras.ops.convert_to_numpy(var)))
+    assert applied == pytest.approx([s(k) for k in range(12)], rel=1e-5, abs=1e-7)
+    assert KerasSchedule.from_config(opt._learning_rate.get_config()).gradient_accumulation_steps == 2

@@ -88,10 +88,15 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
         schedule: a resolved lrlab schedule (or its ``to_config()`` dict), in lr units.
         offset: steps added to ``optimizer.iterations`` (int >= 0): the schedule step of the first
             update of a run restarted with a fresh optimizer (``initial_epoch * steps_per_epoch``).
+        gradient_accumulation_steps: the optimizer's own setting, when it accumulates. Keras hands
+            schedules its raw micro-batch counter, so without this the curve would run that many
+            times too fast; with it the step is ``iterations // gradient_accumulation_steps``
+            (updates, as lrlab counts them).
         plateau_state: the plateau controllers' state (``get_config()["plateau"]``), restored by
             ``from_config``; ``None`` starts fresh.
 
-    ``get_config()`` is ``{"schedule": schedule.to_config(), "offset": offset}`` plus
+    ``get_config()`` is ``{"schedule": schedule.to_config(), "offset": ...,
+    "gradient_accumulation_steps": ...}`` plus
     ``"plateau": {key: controller state}`` when the schedule has plateau nodes: plain JSON.
 
     >>> from lrlab.schedules import constant, plateau
@@ -102,11 +107,18 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
     ({'plateau': 0.5}, 0.05)
     """
 
-    def __init__(self, schedule: Any, offset: int = 0, plateau_state: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, schedule: Any, offset: int = 0, gradient_accumulation_steps: int | None = None,
+                 plateau_state: Mapping[str, Any] | None = None) -> None:
         self.schedule = _as_schedule(schedule, "KerasSchedule: schedule")
         if isinstance(offset, bool) or not isinstance(offset, int | np.integer) or offset < 0:
             raise ValueError(f"KerasSchedule: offset must be an integer >= 0 (steps), got offset={offset!r}")
+        g = gradient_accumulation_steps
+        if g is not None and (isinstance(g, bool) or not isinstance(g, int | np.integer) or g < 1):
+            raise ValueError(
+                f"KerasSchedule: gradient_accumulation_steps must be an integer >= 1 or None, got gradient_accumulation_steps={g!r}"
+            )
         self.offset = int(offset)
+        self.gradient_accumulation_steps = None if g is None or g == 1 else int(g)
         self._runner = ScheduleState(self.schedule)
         if plateau_state is not None:
             if not isinstance(plateau_state, Mapping) or set(plateau_state) != set(self._runner.controllers):
@@ -124,6 +136,8 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     # ---- evaluation ---------------------------------------------------------------------------
     def __call__(self, step: Any) -> Any:
+        if self.gradient_accumulation_steps:
+            step = keras.ops.floor_divide(step, self.gradient_accumulation_steps)
         t = keras.ops.cast(step, keras.config.floatx())
         if self.offset:
             t = t + float(self.offset)
@@ -162,7 +176,8 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     # ---- serialization ------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        cfg: dict[str, Any] = {"schedule": self.schedule.to_config(), "offset": self.offset}
+        cfg: dict[str, Any] = {"schedule": self.schedule.to_config(), "offset": self.offset,
+                               "gradient_accumulation_steps": self.gradient_accumulation_steps}
         if self._runner.controllers:
             cfg["plateau"] = {k: c.state_dict() for k, c in self._runner.controllers.items()}
         return cfg
@@ -173,10 +188,13 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(f"KerasSchedule.from_config needs a mapping, got {type(config).__name__}")
         if "name" in config:  # a bare lrlab config
             return cls(config)
-        unknown = sorted(set(config) - {"schedule", "offset", "plateau"})
+        known = {"schedule", "offset", "gradient_accumulation_steps", "plateau"}
+        unknown = sorted(set(config) - known)
         if unknown or "schedule" not in config:
-            raise ValueError(f"KerasSchedule config has keys {sorted(config)}; expected schedule, offset and plateau")
-        return cls(config["schedule"], offset=config.get("offset", 0), plateau_state=config.get("plateau"))
+            raise ValueError(f"KerasSchedule config has keys {sorted(config)}; expected {', '.join(sorted(known))}")
+        return cls(config["schedule"], offset=config.get("offset", 0),
+                   gradient_accumulation_steps=config.get("gradient_accumulation_steps"),
+                   plateau_state=config.get("plateau"))
 
     def __repr__(self) -> str:
         return f"KerasSchedule({self.schedule}, offset={self.offset}, scales={self.scales})"

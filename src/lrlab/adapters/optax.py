@@ -88,7 +88,7 @@ class PlateauState(NamedTuple):
 
     ``scale`` is the multiplier applied to the updates; ``best``, ``num_bad``,
     ``cooldown_counter`` and ``num_reductions`` mirror :class:`~lrlab.PlateauController`
-    (``best`` is ``±inf`` before the first value); ``count`` counts updates (for ``min_lr``);
+    (``best`` is ``±inf`` before the first value); ``step`` counts updates (for ``min_lr``);
     ``acc_count``/``acc_value`` hold the running average of the ``accumulation_size`` window.
     """
 
@@ -97,7 +97,7 @@ class PlateauState(NamedTuple):
     num_bad: jax.Array
     cooldown_counter: jax.Array
     num_reductions: jax.Array
-    count: jax.Array
+    step: jax.Array
     acc_count: jax.Array
     acc_value: jax.Array
 
@@ -127,7 +127,7 @@ def reduce_on_plateau(node: plateau | None = None, *, schedule: Schedule | None 
         node: the plateau node (``lrlab.plateau(...)``); default ``plateau()``.
         schedule: the lr schedule these updates are scaled by (the one given to the optimizer).
             Needed only for the node's ``min_lr`` and the torch ``eps`` rule, which are in lr units:
-            the lr compared is ``schedule(count)`` with plateau nodes at 1. Without it the
+            the lr compared is ``schedule(step)`` (``step``: updates so far) with plateau nodes at 1. Without it the
             multiplier is taken as the lr (``lr = 1``), and ``min_lr > 0`` is refused.
         accumulation_size: number of ``update`` calls averaged into one observation (use the
             number of steps per epoch when ``value`` is the minibatch loss).
@@ -177,7 +177,7 @@ def reduce_on_plateau(node: plateau | None = None, *, schedule: Schedule | None 
             num_bad=jnp.zeros([], i32),
             cooldown_counter=jnp.zeros([], i32),
             num_reductions=jnp.zeros([], i32),
-            count=jnp.zeros([], i32),
+            step=jnp.zeros([], i32),
             acc_count=jnp.zeros([], i32),
             acc_value=jnp.zeros([], f),
         )
@@ -264,14 +264,14 @@ def reduce_on_plateau(node: plateau | None = None, *, schedule: Schedule | None 
                         state.acc_value)
         st = state._replace(acc_count=n.astype(i32), acc_value=avg.astype(state.acc_value.dtype))
         if schedule is not None:
-            lr = jnp.asarray(schedule(state.count, None, backend="jax"), st.scale.dtype)
+            lr = jnp.asarray(schedule(state.step, None, backend="jax"), st.scale.dtype)
         else:
             lr = jnp.asarray(1.0, st.scale.dtype)
         ready = finite & (n == accumulation_size)
         observed = observe(st, avg, lr)
         observed = observed._replace(acc_count=jnp.zeros([], i32), acc_value=jnp.zeros([], st.acc_value.dtype))
         st = jax.tree.map(lambda new, old: jnp.where(ready, new, old), observed, st)
-        st = st._replace(count=optax.safe_increment(state.count))
+        st = st._replace(step=optax.safe_increment(state.step))
         updates = jax.tree.map(lambda g: jnp.asarray(st.scale, g.dtype) * g, updates)
         return updates, st
 
