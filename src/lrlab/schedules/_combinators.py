@@ -328,6 +328,28 @@ class warmup(Schedule):
         return ops.where(ops.lt(t, w), ramp, after)
 
 
+# ---- exact integer division and cycles -------------------------------------------------------
+
+
+def _floor_div(x, d: float, ops: Ops):
+    """``floor(x / d)``, corrected so that ``q*d <= x < (q+1)*d`` holds exactly.
+
+    In float64 with whole-number steps ``x / d`` is already exact at multiples of ``d``; the
+    correction matters in float32 and under compilers that turn ``x / d`` into ``x * (1/d)``
+    (XLA), where ``k*d / d`` can come out just below ``k`` and a drop would happen a step late.
+    """
+    q = ops.floor(x / d)
+    q = ops.where(ops.lt(x, q * d), q - 1.0, q)
+    return ops.where(ops.le((q + 1.0) * d, x), q + 1.0, q)
+
+
+def _ceil_div(x, d: float, ops: Ops):
+    """``ceil(x / d)``, corrected so that ``(q-1)*d < x <= q*d`` holds exactly."""
+    q = ops.ceil(x / d)
+    q = ops.where(ops.lt(q * d, x), q + 1.0, q)
+    return ops.where(ops.le(x, (q - 1.0) * d), q - 1.0, q)
+
+
 # ---- cycles ---------------------------------------------------------------------------------
 
 
@@ -486,7 +508,7 @@ class per_epoch(Schedule):
         return [b * int(self.steps_per_epoch) for b in self.schedule.boundaries()]  # type: ignore[arg-type]
 
     def formula(self, t, ops: Ops, state: State | None):
-        return self.schedule.formula(ops.floor(t / float(self.steps_per_epoch)), ops, state)  # type: ignore[arg-type]
+        return self.schedule.formula(_floor_div(t, float(self.steps_per_epoch), ops), ops, state)  # type: ignore[arg-type]
 
 
 _COOLDOWN_SHAPES = ("linear", "cosine", "1-sqrt")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from lrlab.schedules._backend import Ops
-from lrlab.schedules._combinators import _check_number, take
+from lrlab.schedules._combinators import _check_number, _floor_div, take
 from lrlab.schedules._core import Schedule, State, duration_field, register
 from lrlab.schedules._families import _check_choice, _check_int, interpolate
 
@@ -104,7 +104,7 @@ class cyclic(Schedule):
     def _shape(self, t, ops: Ops):
         """``s * g`` of the docstring, as torch computes it (``s`` first, then times ``g``)."""
         total, r = self._sizes()
-        cycle = ops.floor(1.0 + t / total)
+        cycle = 1.0 + _floor_div(t, total, ops)  # torch: floor(1 + t/total), exact at cycle ends
         x = 1.0 + t / total - cycle
         s = ops.where(ops.le(x, r), x / r, (x - 1.0) / (r - 1.0)) if r < 1.0 else x / r
         a = cycle if self._effective_scale_mode() == "cycle" else t

@@ -48,7 +48,13 @@ import math
 from typing import Any
 
 from lrlab.schedules._backend import Ops
-from lrlab.schedules._combinators import _check_number, _cycle_index, _cycle_start
+from lrlab.schedules._combinators import (
+    _ceil_div,
+    _check_number,
+    _cycle_index,
+    _cycle_start,
+    _floor_div,
+)
 from lrlab.schedules._core import Schedule, State, duration_field, register
 
 __all__ = [
@@ -132,7 +138,7 @@ class step_decay(Schedule):
         return [k * e - self.offset for k in range(1, 11)]
 
     def formula(self, t, ops: Ops, state: State | None):
-        n = ops.floor((t + float(self.offset)) / float(self.every))  # type: ignore[arg-type]
+        n = _floor_div(t + float(self.offset), float(self.every), ops)  # type: ignore[arg-type]
         return self.initial * ops.pow(float(self.factor), n)
 
 
@@ -294,9 +300,7 @@ class exponential(Schedule):
 
     def formula(self, t, ops: Ops, state: State | None):
         d = t - float(self.begin)  # type: ignore[arg-type]
-        p = d / float(self.every)  # type: ignore[arg-type]
-        if self.staircase:
-            p = ops.floor(p)
+        p = _floor_div(d, float(self.every), ops) if self.staircase else d / float(self.every)  # type: ignore[arg-type]
         if self.rate > 1.0:  # keep rate**p finite (<= e**700) far out; the bound is reached long before
             p = ops.minimum(p, 700.0 / math.log(self.rate))
         v = self.initial * ops.pow(float(self.rate), p)
@@ -341,9 +345,7 @@ class inverse_time(Schedule):
         _check_bool("inverse_time", "staircase", self.staircase)
 
     def formula(self, t, ops: Ops, state: State | None):
-        p = t / float(self.every)  # type: ignore[arg-type]
-        if self.staircase:
-            p = ops.floor(p)
+        p = _floor_div(t, float(self.every), ops) if self.staircase else t / float(self.every)  # type: ignore[arg-type]
         return self.initial / (1.0 + self.rate * p)
 
 
@@ -440,11 +442,10 @@ class polynomial(Schedule):
     def formula(self, t, ops: Ops, state: State | None):
         D = float(self.steps)  # type: ignore[arg-type]
         if self.cycle:
-            Dp = D * ops.where(ops.le(t, 0.0), 1.0, ops.ceil(t / D))
-            p = t / Dp
-        else:
-            p = ops.minimum(t, D) / D
-        base = 1.0 - p
+            Dp = D * ops.where(ops.le(t, 0.0), 1.0, _ceil_div(t, D, ops))
+            base = 1.0 - t / Dp
+        else:  # (D - min(t, D)) / D is exactly 0 from t = D on, in float32 and under XLA too
+            base = (D - ops.minimum(t, D)) / D
         f = base if self.power == 1.0 else ops.pow(ops.maximum(base, 0.0), float(self.power))
         return (self.start - self.end) * f + self.end
 
@@ -598,7 +599,7 @@ class snapshot(Schedule):
     def formula(self, t, ops: Ops, state: State | None):
         P = self._period()
         tau = ops.minimum(t, float(self.steps) - 1.0)  # type: ignore[arg-type]
-        r = tau - P * ops.floor(tau / P)
+        r = tau - P * _floor_div(tau, P, ops)
         return self.peak / 2.0 * (ops.cos(ops.pi * r / P) + 1.0)
 
 
