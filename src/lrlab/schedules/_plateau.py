@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lrlab.schedules._backend import Ops, is_python_number
+from lrlab.schedules._backend import Ops, is_python_number, ops_for
 from lrlab.schedules._core import Schedule, State, from_config, register
 
 __all__ = ["PlateauController", "ScheduleState", "plateau", "simulate"]
@@ -36,6 +36,7 @@ __all__ = ["PlateauController", "ScheduleState", "plateau", "simulate"]
 _PRESETS = ("torch", "keras", "optax")
 _PRESET_THRESHOLD_MODE = {"torch": "rel", "keras": "abs", "optax": "rel"}
 _STATE_VERSION = 1
+_PY_OPS = ops_for(0)
 
 
 def _check_finite(field: str, v: Any, *, lo: float | None = None, hi: float | None = None,
@@ -426,14 +427,19 @@ class ScheduleState:
         """The mapping passed to ``schedule(step, state)``: each plateau key's multiplier."""
         return {k: c.scale for k, c in self.controllers.items()}
 
+    def _value(self, step: int, state: State) -> float:
+        # schedule(step, state) on the Python fast path; resolution was checked once in __init__
+        # (Schedule.__call__ re-checks it on every call, which costs more than the formula).
+        return float(self.schedule.formula(float(step), _PY_OPS, state))
+
     @property
     def lr(self) -> float:
         """The schedule's value at the current step, with the current multipliers."""
-        return float(self.schedule(self.step, self.state))
+        return self._value(self.step, self.state)
 
     def lr_at(self, step: int) -> float:
         """The value at another step with the current multipliers (e.g. for a lookahead)."""
-        return float(self.schedule(_check_step("step", step), self.state))
+        return self._value(_check_step("step", step), self.state)
 
     def advance(self, n: int = 1) -> int:
         """Count ``n`` optimizer updates; return the new step."""
@@ -463,7 +469,7 @@ class ScheduleState:
         state = self.state
         for key, c in self.controllers.items():
             value = metric[key] if isinstance(metric, Mapping) else metric
-            unscaled = float(self.schedule(self.step, {**state, key: 1.0}))
+            unscaled = self._value(self.step, {**state, key: 1.0})
             c.observe(value, lr=unscaled)
         return self.lr
 
