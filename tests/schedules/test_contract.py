@@ -103,6 +103,19 @@ def test_jax_jit_x64(s):
         assert_close(np.asarray(out), [s(float(t)) for t in steps], 1e-12)
 
 
+@pytest.mark.jax
+@pytest.mark.parametrize("s", CASES)
+def test_jax_jit_float32(s):
+    """XLA in float32 (it may turn ``t / d`` into ``t * (1/d)``): staircases and ends stay put."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    steps = np.arange(horizon(s), dtype=np.float32)
+    out = jax.jit(lambda t: jnp.broadcast_to(s(t), t.shape))(jnp.asarray(steps))
+    assert out.dtype == jnp.float32
+    assert_close(np.asarray(out), s.values(steps.astype(np.float64)), 1e-5)
+
+
 @pytest.mark.keras
 @pytest.mark.parametrize("s", FIRST)
 def test_keras_ops_float32(s):

@@ -37,7 +37,7 @@ HF ``polynomial``                              ``warmup(polynomial(peak, lr_end,
 HF ``inverse_sqrt``                            ``inverse_sqrt(peak, warmup, timescale)``
 HF ``warmup_stable_decay``                     ``wsd(peak, warmup, stable, decay, ...)``
 timm ``TanhLRScheduler``                       ``tanh(peak, end, steps, lb, ub)``
-optax ``piecewise_interpolate_schedule``       ``interpolate(knots, levels, shape)  ``
+optax ``piecewise_interpolate_schedule``       ``interpolate(knots, levels, shape)``
 =============================================  =====================================================
 """
 
