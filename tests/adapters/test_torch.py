@@ -238,6 +238,11 @@ def test_momentum_is_never_switched_on_or_invented():
     LRLabScheduler(opt, s)
     assert opt.param_groups[0]["momentum"] == 0
     assert momentum_schedule(0.5 * s) == s.momentum() and momentum_schedule(constant(1.0)) is None
+    # durations in epochs resolve for the lr and the momentum curve alike
+    q = _param()
+    opt = torch.optim.SGD([q], lr=0.1, momentum=0.9)
+    sched = LRLabScheduler(opt, onecycle(peak=0.1, steps="5ep"), momentum="auto", steps_per_epoch=10)
+    assert opt.param_groups[0]["momentum"] == pytest.approx(0.95) and sched.states[0].schedule.steps == 50
 
 
 def test_plateau_through_step_metric_matches_controller_and_torch():

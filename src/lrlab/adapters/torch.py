@@ -146,7 +146,7 @@ class LRLabScheduler(LRScheduler):
         if momentum not in _MOMENTUM_MODES:
             raise ValueError(f"momentum must be None, 'auto', 'momentum' or 'beta1', got momentum={momentum!r}")
 
-        resolved = []
+        resolved, applied = [], []
         for i, s in enumerate(schedules):
             if not s.is_resolved():
                 if total_steps is None and steps_per_epoch is None:
@@ -155,15 +155,16 @@ class LRLabScheduler(LRScheduler):
                         "pass total_steps= and/or steps_per_epoch="
                     )
                 s = s.resolve(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+            resolved.append(s)
             if not absolute:
                 base = _float_lr(groups[i].get("initial_lr", groups[i]["lr"]))
                 s = base * s  # a ``scale`` node: its config records the base lr
-            resolved.append(s)
+            applied.append(s)
 
         self.absolute = absolute
         self.momentum_mode = momentum
-        self.states = [ScheduleState(s) for s in resolved]
-        self._momentum = self._momentum_plan(optimizer, schedules, momentum)
+        self.states = [ScheduleState(s) for s in applied]
+        self._momentum = self._momentum_plan(optimizer, resolved, momentum)
         self._handle = optimizer.register_step_post_hook(_counter(self))
         super().__init__(optimizer, last_epoch=-1)
 
