@@ -39,6 +39,11 @@ HF ``warmup_stable_decay``                     ``wsd(peak, warmup, stable, decay
 timm ``TanhLRScheduler``                       ``tanh(peak, end, steps, lb, ub)``
 optax ``piecewise_interpolate_schedule``       ``interpolate(knots, levels, shape)``
 =============================================  =====================================================
+
+Every finite family holds its final value past its end. Frameworks differ there: torch's
+``CosineAnnealingLR`` keeps oscillating after ``T_max``, transformers' cosine family rises again
+after ``num_training_steps`` (its progress is not clamped), torch's ``OneCycleLR`` raises when
+stepped past ``total_steps``; lrlab equals them up to their end and holds afterwards.
 """
 
 from __future__ import annotations
@@ -721,7 +726,9 @@ class wsd(Schedule):
     warmup shapes :math:`w(p)`: linear :math:`p`, cosine :math:`\\tfrac12(1-\\cos\\pi p)`, 1-sqrt
     :math:`1-\\sqrt{1-p}`; decay shapes :math:`d(p)`: linear :math:`1-p`, cosine
     :math:`\\tfrac12(1+\\cos\\pi p)`, 1-sqrt :math:`1-\\sqrt{p}` (Hägele et al. 2024). Like
-    transformers, the warmup starts at ``peak * m`` (not 0). For a cooldown that branches off a
+    transformers, the warmup starts at ``peak * m`` (not 0). transformers derives ``S = T - W - D``
+    when given ``num_training_steps=T`` only; here ``S`` is explicit, and fractions keep it short:
+    ``wsd(peak, warmup="5%", stable="75%", decay="20%")``. For a cooldown that branches off a
     running schedule at a step chosen later, see :class:`~lrlab.schedules.cooldown`.
 
     Args:
