@@ -12,12 +12,12 @@ or feature module that needs them.
 from importlib.metadata import PackageNotFoundError, version
 
 from lrlab.schedules import *  # noqa: F403
-from lrlab.schedules import Schedule, from_config, registry
-from lrlab.spec import dumps, loads, parse
+from lrlab.schedules import __all__ as _schedules_all
+from lrlab.spec import dump, dumps, load, loads, parse
 
 try:
     __version__ = version("lrlab")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["Schedule", "__version__", "dumps", "from_config", "loads", "parse", "registry"]
+__all__ = ["__version__", "dump", "dumps", "load", "loads", "parse", *_schedules_all]

@@ -12,12 +12,35 @@ Modules (private; everything public is re-exported here and from :mod:`lrlab`):
 * ``_plateau``      the metric-driven plateau multiplier and its controller
 """
 
+from lrlab.schedules import _combinators, _custom, _cyclic, _families, _plateau
 from lrlab.schedules._combinators import *  # noqa: F403
-from lrlab.schedules._core import Schedule, State, from_config, get, register, registry, resolve_duration
+from lrlab.schedules._core import (
+    Schedule,
+    State,
+    from_config,
+    get,
+    register,
+    registry,
+    resolve_duration,
+)
 from lrlab.schedules._custom import *  # noqa: F403
-from lrlab.schedules._examples import examples
 from lrlab.schedules._cyclic import *  # noqa: F403
+from lrlab.schedules._examples import examples
 from lrlab.schedules._families import *  # noqa: F403
 from lrlab.schedules._plateau import *  # noqa: F403
 
-__all__ = ["Schedule", "State", "examples", "from_config", "get", "register", "registry", "resolve_duration"]
+__all__ = [
+    "Schedule",
+    "State",
+    "examples",
+    "from_config",
+    "get",
+    "register",
+    "registry",
+    "resolve_duration",
+    *_combinators.__all__,
+    *_custom.__all__,
+    *_cyclic.__all__,
+    *_families.__all__,
+    *_plateau.__all__,
+]
