@@ -243,6 +243,7 @@ def plot_training_curves(records: Sequence[TrialRecord], schedules: Sequence[str
               ("train_acc", "train accuracy %", False), ("test_acc", "test accuracy %", False)]
     colors = _colors(len(schedules))
     for ax, (key, label, log) in zip(axes.flat, panels):
+        positive = False
         for color, name in zip(colors, schedules):
             recs = [r for r in records if r.schedule_name == name and r.optimizer == optimizer]
             if not recs:
@@ -251,12 +252,13 @@ def plot_training_curves(records: Sequence[TrialRecord], schedules: Sequence[str
             k = 1.0 if "loss" in key else 100.0
             ls = "--" if name == BASELINE else "-"
             ax.plot(ep + 1, mean * k, ls, color=color, lw=1.3, label=name)
+            positive = positive or bool(np.any(np.isfinite(mean) & (mean > 0)))
             lo = (mean - sd) * k
-            ax.fill_between(ep + 1, np.where(log & (lo <= 0), np.nan, lo) if log else lo, (mean + sd) * k,
+            ax.fill_between(ep + 1, np.where(lo <= 0, np.nan, lo) if log else lo, (mean + sd) * k,
                             color=color, alpha=0.15, lw=0)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("epochs trained", fontsize=8)
-        if log:
+        if log and positive:  # a panel where every trial diverged at once stays linear
             from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
             ax.set_yscale("log")

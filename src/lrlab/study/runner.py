@@ -81,7 +81,7 @@ def _hash(obj: Any) -> str:
 
 def _peak_lrs(cfg: StudyConfig, task: Any, storage: StudyStorage, say: Callable[[str], None]) -> dict[str, float]:
     out: dict[str, float] = {}
-    cache = dict(storage.get_attr(_FINDER_ATTR, {}) or {})
+    cache = dict(storage.get_attr(_FINDER_ATTR, {}) or {}) if cfg.peak_lr == "find" else {}
     for name, choice in cfg.optimizers.items():
         if cfg.peak_lr == "find" and choice.peak_lr is None:
             ck = _hash({"task": cfg.task, "task_kwargs": cfg.task_build_kwargs(), "optimizer": name,

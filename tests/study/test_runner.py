@@ -1,0 +1,248 @@
+"""The study runner end to end on tiny MNIST-1D budgets: resume, a real SIGKILL, divergence,
+rebuilding the report from storage, the LR range test, and config parsing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+import lrlab
+from lrlab.study.config import DEFAULT_SCHEDULES, StudyConfig, load_config, parse_schedule
+from lrlab.study.runner import plan_trials, rebuild_report, run_study
+from lrlab.study.storage import StudyStorage
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:torch.*")
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {"task_kwargs": {"subset": 200}, "epochs": 2, "seeds": 2, "workers": 0,
+        "schedules": ["constant", "linear"], "optimizers": ["sgd", "adam"]}
+
+
+def n_optuna_trials(out: Path) -> int:
+    return len(StudyStorage(str(out / "study.db"), "lrlab").study.get_trials())
+
+
+def test_run_resume_and_rebuild(tmp_path):
+    out = tmp_path / "s"
+    cfg = {**TINY, "out": str(out)}
+    r1 = run_study(cfg, progress=False, quiet=True)
+    assert (r1.ran, r1.reused, len(r1.records)) == (8, 0, 8)
+    assert [r.trial_id for r in r1.records][:3] == ["constant/sgd/s0", "constant/sgd/s1", "linear/sgd/s0"]
+    assert all(len(r.curves["epoch"]) == 2 and not r.diverged for r in r1.records)
+    assert {r.peak_lr for r in r1.records} == {0.05, 0.01}
+    assert n_optuna_trials(out) == 8
+    for f in ("report.html", "summary.csv", "trials.csv", "curves.csv", "results.json", "lr_curves.png"):
+        assert (out / f).is_file()
+    # the same command again: nothing is retrained, the table is identical
+    r2 = run_study(cfg, progress=False, quiet=True)
+    assert (r2.ran, r2.reused) == (0, 8) and n_optuna_trials(out) == 8
+    assert [c.acc_mean for c in r2.summaries] == [c.acc_mean for c in r1.summaries]
+    # a different budget is a different trial: rerun
+    r3 = run_study({**cfg, "epochs": 1, "schedules": ["constant"], "optimizers": ["adam"]}, progress=False, quiet=True)
+    assert (r3.ran, r3.reused) == (2, 0)
+    # --fresh ignores what is stored
+    r4 = run_study({**cfg, "epochs": 1, "schedules": ["constant"], "optimizers": ["adam"], "fresh": True},
+                   progress=False, quiet=True)
+    assert (r4.ran, r4.reused) == (2, 0)
+    # report from storage alone: the last run's study (the fresh 2-trial one)
+    (out / "report.html").unlink()
+    rb = rebuild_report(out, quiet=True)
+    assert len(rb.records) == 2 and (out / "report.html").is_file()
+    assert [c.acc_mean for c in rb.summaries] == [c.acc_mean for c in r4.summaries]
+
+
+def test_schedules_are_peak_times_relative_spec():
+    cfg = StudyConfig.from_mapping({"schedules": ["warmup_cosine", "plateau", "step"], "optimizers": {"sgd": 0.2},
+                                    "seeds": [3]})
+    plans = plan_trials(cfg, epochs=10, steps_per_epoch=7, peak_lrs={"sgd": 0.2})
+    assert [p.spec.trial_id for p in plans] == ["warmup_cosine/sgd/s3", "plateau/sgd/s3", "step/sgd/s3"]
+    rel = parse_schedule(DEFAULT_SCHEDULES["warmup_cosine"]).resolve(total_steps=70, steps_per_epoch=7)
+    np.testing.assert_allclose(plans[0].spec.schedule.values(80), 0.2 * rel.values(80), rtol=1e-15)
+    assert plans[0].spec.schedule(3) == pytest.approx(0.2 * 3 / 4)  # 5% of 70 steps = 4 warmup steps (rounded)
+    step = plans[2].spec.schedule  # x0.25 every 15% = 10.5 -> 10 steps (rounded): torch StepLR convention
+    assert step(9) == pytest.approx(0.2) and step(10) == pytest.approx(0.05) and step(69) == pytest.approx(0.2 * 0.25**6)
+    assert plans[1].spec.plateau_metric == "test_loss"
+    other = plan_trials(cfg, epochs=11, steps_per_epoch=7, peak_lrs={"sgd": 0.2})
+    assert all(a.key != b.key and a.spec.trial_id == b.spec.trial_id for a, b in zip(plans, other))
+    assert [p.key for p in plans] == [p.key for p in plan_trials(cfg, epochs=10, steps_per_epoch=7,
+                                                                  peak_lrs={"sgd": 0.2})]
+
+
+def test_default_grid_parses_and_covers_the_seeds_catalogue():
+    assert len(DEFAULT_SCHEDULES) == 12
+    for name, spec in DEFAULT_SCHEDULES.items():
+        s = parse_schedule(spec).resolve(total_steps=1600, steps_per_epoch=40)
+        v = s.values(1600)
+        assert np.all(np.isfinite(v)) and v.max() == pytest.approx(1.0, abs=1e-3), name
+        assert lrlab.parse(str(parse_schedule(spec))) == parse_schedule(spec)
+    cfg = StudyConfig()
+    assert list(cfg.optimizers) == ["sgd", "adam"] and cfg.seeds == (0, 1, 2)
+
+
+def test_divergence_is_recorded_and_the_study_goes_on(tmp_path):
+    res = run_study({**TINY, "optimizers": {"sgd": 1e4}, "seeds": 1, "out": str(tmp_path)}, progress=False, quiet=True)
+    assert len(res.records) == 2 and all(r.diverged for r in res.records)
+    assert all(c.diverged == 1 for c in res.summaries)
+    assert "1/1 diverged" in (tmp_path / "report.html").read_text()
+    st = StudyStorage(str(tmp_path / "study.db"), "lrlab")
+    assert {t.state for t in st.study.get_trials()} == {optuna.trial.TrialState.FAIL}
+    again = run_study({**TINY, "optimizers": {"sgd": 1e4}, "seeds": 1, "out": str(tmp_path)}, progress=False, quiet=True)
+    assert again.ran == 0  # a diverged trial is a finished trial
+
+
+def test_journal_storage_and_report_verb(tmp_path):
+    journal = tmp_path / "j" / "study.log"
+    run_study({**TINY, "schedules": ["constant"], "optimizers": ["adam"], "seeds": 1, "epochs": 1,
+               "out": str(tmp_path / "o"), "storage": str(journal), "study_name": "mine"}, progress=False, quiet=True)
+    assert journal.is_file() and not (tmp_path / "o" / "study.db").exists()
+    rb = rebuild_report(tmp_path / "r", storage=str(journal), study_name="mine", quiet=True)
+    assert len(rb.records) == 1 and (tmp_path / "r" / "report.html").is_file()
+    with pytest.raises(ValueError, match="no lrlab study named 'other'"):
+        rebuild_report(tmp_path / "r", storage=str(journal), study_name="other", quiet=True)
+    with pytest.raises(ValueError, match="no study storage"):
+        rebuild_report(tmp_path / "empty", quiet=True)
+
+
+def test_peak_lr_find_is_used_and_cached(tmp_path, monkeypatch):
+    import lrlab.finder as finder
+
+    calls = []
+    real = finder.find_for_task
+
+    def spy(task, optimizer, kwargs=None, **kw):
+        calls.append(optimizer)
+        return real(task, optimizer, kwargs, seeds=(0,), num_steps=30, **kw)
+
+    monkeypatch.setattr(finder, "find_for_task", spy)
+    cfg = {**TINY, "schedules": ["constant"], "optimizers": {"adam": None, "sgd": 0.05}, "seeds": 1, "epochs": 1,
+           "peak_lr": "find", "out": str(tmp_path)}
+    r1 = run_study(cfg, progress=False, quiet=True)
+    assert calls == ["adam"]  # sgd has a fixed peak lr in the config
+    assert r1.peak_lrs["sgd"] == 0.05 and 1e-7 < r1.peak_lrs["adam"] < 10
+    r2 = run_study(cfg, progress=False, quiet=True)
+    assert calls == ["adam"] and r2.ran == 0 and r2.peak_lrs == r1.peak_lrs  # stored: no second search
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    from lrlab.study.runner import run_study
+    run_study({"task_kwargs": {"subset": 400}, "epochs": 6, "seeds": 2, "workers": 0,
+               "schedules": ["constant", "linear"], "optimizers": ["sgd", "adam", "rmsprop", "adagrad"],
+               "out": sys.argv[1]}, progress=False)
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_loses_no_finished_trial(tmp_path):
+    """kill -9 after some trials finished; rerun; nothing finished is rerun and the table is complete."""
+    out = tmp_path / "k"
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db = out / "study.db"
+    stored: set[str] = set()
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if db.is_file():
+                try:
+                    stored = StudyStorage(str(db), "lrlab").done_keys()
+                except Exception:  # the database is being created
+                    stored = set()
+                if stored:
+                    break
+            time.sleep(0.1)
+        assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()[-500:]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    stored = StudyStorage(str(db), "lrlab").done_keys()
+    assert 0 < len(stored) < 16, len(stored)
+    before = {t.user_attrs["lrlab_key"]: t.datetime_complete for t in StudyStorage(str(db), "lrlab").study.get_trials()}
+    res = run_study({"task_kwargs": {"subset": 400}, "epochs": 6, "seeds": 2, "workers": 0,
+                     "schedules": ["constant", "linear"], "optimizers": ["sgd", "adam", "rmsprop", "adagrad"],
+                     "out": str(out)}, progress=False, quiet=True)
+    assert res.reused == len(stored) and res.ran == 16 - len(stored)
+    trials = StudyStorage(str(db), "lrlab").study.get_trials()
+    assert len(trials) == 16  # one Optuna trial per lrlab trial: nothing stored twice
+    for t in trials:  # the stored ones were not touched
+        k = t.user_attrs["lrlab_key"]
+        if k in before:
+            assert t.datetime_complete == before[k]
+    assert len(res.summaries) == 8 and all(c.n == 2 for c in res.summaries)
+    data = json.loads((out / "results.json").read_text())
+    assert len(data["trials"]) == 16
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"schedule": ["constant"]}, "unknown key 'schedule'"),
+        ({"schedules": ["cosine_typo"]}, "unknown schedule name 'cosine_typo'"),
+        ({"schedules": {"a": 3}}, r"schedules\.a: expected a text spec"),
+        ({"optimizers": ["lion"]}, "unknown optimizer 'lion'"),
+        ({"optimizers": {"sgd": -1}}, "peak_lr must be a positive number"),
+        ({"optimizers": {"sgd": {"lr": 0.1}}}, "give the learning rate as peak_lr"),
+        ({"seeds": 0}, "number of seeds must be >= 1"),
+        ({"seeds": [1, 1]}, "seeds must be distinct"),
+        ({"epochs": 0}, "epochs must be an int >= 1"),
+        ({"peak_lr": "auto"}, "peak_lr must be 'fixed' or 'find'"),
+        ({"model": "gru"}, "model must be 'cnn' or 'mlp'"),
+        ({"task": "cifar10", "model": "mlp"}, "applies to the mnist1d task only"),
+        ({"plateau_metric": "val_loss"}, "plateau_metric must be one of"),
+        ({"fresh": "yes"}, "fresh must be true or false"),
+        ([1, 2], "expected a mapping"),
+    ],
+)
+def test_malformed_configs(data, match):
+    with pytest.raises(ValueError, match=match):
+        StudyConfig.from_mapping(data)
+
+
+def test_bad_spec_names_the_schedule(tmp_path):
+    cfg = StudyConfig.from_mapping({"schedules": ["mine=cosine(1.0, steps=100%"]})
+    with pytest.raises(ValueError, match=r"^schedules\.mine: "):
+        cfg.schedule_objects()
+    with pytest.raises(ValueError, match="no default peak lr for optimizer"):
+        from lrlab.study.runner import _peak_lrs
+
+        class T:
+            name, peak_lr = "toy", {}
+
+        _peak_lrs(StudyConfig(), T(), None, print)
+
+
+def test_config_files(tmp_path):
+    cfg = load_config(REPO / "examples" / "study_config.yaml")
+    assert cfg.schedule_objects() and cfg.optimizers
+    (tmp_path / "c.toml").write_text('epochs = 3\nseeds = [0, 5]\nschedules = ["constant", "mine=linear(1.0, 0.0, '
+                                     'steps=100%)"]\n[optimizers.sgd]\npeak_lr = 0.1\nmomentum = 0.5\n')
+    t = load_config(tmp_path / "c.toml")
+    assert t.epochs == 3 and t.seeds == (0, 5) and t.optimizers["sgd"].kwargs == {"momentum": 0.5}
+    assert t.schedules["mine"] == "linear(1.0, 0.0, steps=100%)"
+    (tmp_path / "bad.yaml").write_text("epochs: [1\n")
+    with pytest.raises(ValueError, match="is not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        load_config(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_config(tmp_path / "none.yaml")
+    (tmp_path / "c.ini").write_text("")
+    with pytest.raises(ValueError, match=r"use \.yaml"):
+        load_config(tmp_path / "c.ini")
+    round_trip = StudyConfig.from_mapping(t.to_dict())
+    assert round_trip == t and round_trip.fingerprint() == t.fingerprint()
