@@ -300,6 +300,8 @@ def test_learning_rate_scheduler_errors():
         LearningRateScheduler(constant(0.1), unit="step", steps_per_epoch=0)
     with pytest.raises(ValueError, match="schedule must be"):
         LearningRateScheduler(0.1)
+    with pytest.raises(ValueError, match=r"must take \(epoch\)"):
+        LearningRateScheduler(lambda: 0.1)
 
 
 def test_offset_restarts_a_fresh_optimizer_mid_curve():

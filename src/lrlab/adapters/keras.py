@@ -45,7 +45,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import keras
 import numpy as np
@@ -376,6 +376,11 @@ class LearningRateScheduler(keras.callbacks.Callback):
                 raise ValueError("LearningRateScheduler: monitor= feeds lrlab plateau nodes; a plain function has none")
             self.fn = schedule
             self._arity = _positional_arity(schedule)
+            if self._arity < 1:
+                raise ValueError(
+                    f"LearningRateScheduler: {getattr(schedule, '__name__', schedule)!r} must take (epoch) or "
+                    "(epoch, lr) positionally"
+                )
         else:
             raise ValueError(
                 f"LearningRateScheduler: schedule must be an lrlab schedule or a function fn(epoch, lr), got {schedule!r}"
@@ -404,8 +409,7 @@ class LearningRateScheduler(keras.callbacks.Callback):
         if self.runner is not None:
             self.runner.step = index
             return self.runner.lr
-        fn = self.fn
-        assert fn is not None  # set in __init__ when runner is None
+        fn = cast(Callable[..., Any], self.fn)  # set in __init__ whenever runner is None
         if self._arity >= 2:
             out = fn(index, _to_float(optimizer.learning_rate))
         else:
