@@ -4,11 +4,13 @@ Three pieces, for the two ways a Keras optimizer can hold its learning rate:
 
 * :class:`KerasSchedule` (the optimizer's lr *is* a schedule): a
   ``keras.optimizers.schedules.LearningRateSchedule`` that evaluates the lrlab schedule with
-  ``keras.ops`` at ``optimizer.iterations`` inside the compiled train step (torch and JAX
-  backends; TensorFlow too when installed). It is registered with
+  ``keras.ops`` at ``optimizer.iterations`` inside the compiled train step (tested on the torch
+  backend and inside the JAX backend's jitted train step; it uses ``keras.ops`` only, so TensorFlow
+  should work too, but it is not installed here and not tested). It is registered with
   ``keras.saving.register_keras_serializable``, its ``get_config()`` is the lrlab config (plus the
   plateau controllers' state when the schedule has a :class:`~lrlab.plateau` node), so
-  ``model.save("m.keras")`` / ``keras.saving.load_model`` restore it, mid-run state included.
+  ``model.save("m.keras")`` / ``keras.saving.load_model`` restore it, mid-run state included
+  (import ``lrlab.adapters.keras`` before loading: that registers the class).
 * :class:`PlateauCallback` (metric-driven control for a :class:`KerasSchedule`): Keras' own
   ``ReduceLROnPlateau`` raises ``TypeError`` when the lr is a schedule (anchors quirk 16). Here the
   plateau multipliers live in non-trainable Keras Variables that the schedule reads inside the
@@ -32,7 +34,7 @@ optimizer variables, which is what keeps ``model.save`` files loadable by a fres
 :class:`PlateauCallback` rebuilds the train function whenever a multiplier changes: one retrace per
 reduction, nothing per step.
 
->>> from lrlab.schedules import constant, plateau, warmup
+>>> from lrlab.schedules import constant, warmup
 >>> ks = KerasSchedule(warmup(constant(0.1), steps=10))
 >>> round(float(ks(5)), 6)
 0.05
