@@ -82,36 +82,38 @@ def test_sgd_applies_the_schedule_torch(sid):
 
 
 # ---- the same on the JAX backend, in one subprocess ---------------------------------------------
-@pytest.fixture(scope="module")
-def jax_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("keras_jax") / "results.json"
-    script = _SHARED
+def _run_jax_check(tmp_path):
+    out = tmp_path / "results.json"
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, str(script), str(out), str(N_STEPS)], env=env,
+    proc = subprocess.run([sys.executable, str(_SHARED), str(out), str(N_STEPS)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(out.read_text())
 
 
 @pytest.mark.jax
-def test_jax_backend_compiled_parity(jax_results):
-    """stateless_apply inside jax.jit (what Keras' JAX trainer runs) applies every schedule."""
-    assert jax_results["backend"] == "jax"
-    assert set(jax_results["parity"]) == set(EXAMPLES)
-    for sid, lrs in jax_results["parity"].items():
+def test_jax_backend(tmp_path):
+    """One subprocess on the JAX backend (one test, so xdist never starts it twice):
+
+    * stateless_apply inside jax.jit (what Keras' JAX trainer runs) applies every schedule;
+    * model.fit with a KerasSchedule * plateau and PlateauCallback: reductions reach the compiled
+      step (the callback retraces it) and move the weight;
+    * LearningRateScheduler(unit='step') sets the lr before each batch (state synced);
+    * the plateau state survives model.save / load_model.
+    """
+    res = _run_jax_check(tmp_path)
+    assert res["backend"] == "jax"
+    assert set(res["parity"]) == set(EXAMPLES)
+    for sid, lrs in res["parity"].items():
         _close(lrs, EXAMPLES[sid].values(N_STEPS), sid)
 
-
-@pytest.mark.jax
-def test_jax_backend_fit_with_plateau_and_step_scheduler(jax_results):
-    fit = jax_results["fit_plateau"]
+    fit = res["fit_plateau"]
     np.testing.assert_allclose(fit["lrs"], expected_fit_plateau(fit["trace"]), rtol=1e-6)
     assert min(fit["lrs"]) < max(fit["lrs"])  # a reduction happened inside compiled training
     np.testing.assert_allclose(fit["deltas"], fit["lrs"], rtol=1e-6, atol=5e-7)  # and moved the weight
-    step = jax_results["step_scheduler"]
-    np.testing.assert_allclose(step["lrs"], expected_step_scheduler(), rtol=1e-6)
-    ks = KerasSchedule.from_config(jax_results["saved_config"])
-    assert ks.scales == jax_results["saved_scales"]
+    np.testing.assert_allclose(res["step_scheduler"]["lrs"], expected_step_scheduler(), rtol=1e-6)
+    ks = KerasSchedule.from_config(res["saved_config"])
+    assert ks.scales == res["saved_scales"] and min(ks.scales.values()) < 1.0
 
 
 # ---- fit with a KerasSchedule and the plateau callback (torch backend) ----------------------------
