@@ -296,4 +296,4 @@ def test_momentum_curves_follow_torch_defaults():
 
 def test_lrlab_reexports():
     for name in ("cosine", "onecycle", "repeat", "per_epoch", "cooldown", "custom", "register_function"):
-        assert hasattr(lrlab, name) or hasattr(lrlab.schedules, name)
+        assert getattr(lrlab, name) is getattr(lrlab.schedules, name)
