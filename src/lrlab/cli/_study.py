@@ -8,6 +8,7 @@ defaults. Running the same command again resumes: stored trials are not rerun.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
@@ -28,25 +29,25 @@ def _quiet_optuna() -> None:
 @study_app.callback(invoke_without_command=True)
 def study(
     ctx: typer.Context,
-    out: str = typer.Option(None, "--out", help="Output directory (report, plots, CSV/JSON, default storage). [default: runs/study]"),
+    out: str = typer.Option(None, "--out", help="Output directory (report, plots, CSV/JSON, default storage). (default: runs/study)"),
     model: str = typer.Option(None, "--model", help="MNIST-1D model: cnn (benchmark CNN, default) or mlp."),
-    optimizers: str = typer.Option(None, "--optimizers", help="Comma-separated: sgd, adam, rmsprop, adagrad, adadelta. [default: sgd,adam]"),
+    optimizers: str = typer.Option(None, "--optimizers", help="Comma-separated: sgd, adam, rmsprop, adagrad, adadelta. (default: sgd,adam)"),
     schedules: str = typer.Option(
         None, "--schedules",
         help="Comma-separated default names (constant, linear, ...) and/or text specs in multiples of the "
-             "peak lr, e.g. 'constant,mine=warmup(cosine(1.0, 0.0, steps=90%), steps=10%)'. [default: all 12]",
+             "peak lr, e.g. 'constant,mine=warmup(cosine(1.0, 0.0, steps=90%), steps=10%)'. (default: all 12)",
     ),
-    seeds: int = typer.Option(None, "--seeds", help="Number of seeds per schedule x optimizer. [default: 3]"),
-    epochs: int = typer.Option(None, "--epochs", help="Training length in epochs. [default: 40 on MNIST-1D]"),
-    workers: int = typer.Option(None, "--workers", help="Worker processes for the fleets (0: train in this process). [default: one per core]"),
-    storage: str = typer.Option(None, "--storage", help="Optuna storage URL (sqlite:///, postgresql://, ...) or a journal file (*.log). [default: OUT/study.db]"),
+    seeds: int = typer.Option(None, "--seeds", help="Number of seeds per schedule x optimizer. (default: 3)"),
+    epochs: int = typer.Option(None, "--epochs", help="Training length in epochs. (default: 40 on MNIST-1D)"),
+    workers: int = typer.Option(None, "--workers", help="Worker processes for the fleets (0: train in this process). (default: one per core)"),
+    storage: str = typer.Option(None, "--storage", help="Optuna storage URL (sqlite:///, postgresql://, ...) or a journal file (*.log). (default: OUT/study.db)"),
     config: str = typer.Option(None, "--config", help="Study config file (.yaml, .toml or .json)."),
     task: str = typer.Option(None, "--task", help="mnist1d, mnist1d_mlp, cifar10 or package.module:function returning a Task."),
     data: str = typer.Option(None, "--data", help="Dataset directory (CIFAR-10 python batches; implies --task cifar10 unless --task is given)."),
-    device: str = typer.Option(None, "--device", help="torch device: cpu or cuda. [default: cpu]"),
+    device: str = typer.Option(None, "--device", help="torch device: cpu or cuda. (default: cpu)"),
     peak_lr: str = typer.Option(None, "--peak-lr", help="fixed (documented defaults / config) or find (LR range test per optimizer)."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore stored results and rerun every trial."),
-    study_name: str = typer.Option(None, "--study-name", help="Name of the Optuna study in the storage. [default: lrlab]"),
+    study_name: str = typer.Option(None, "--study-name", help="Name of the Optuna study in the storage. (default: lrlab)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Run (or resume) a study; without options, the default MNIST-1D study."""
@@ -81,15 +82,23 @@ def study(
         settings["task"] = "mnist1d"
     if fresh:
         settings["fresh"] = True
-    cfg = StudyConfig.from_mapping(settings, where="options" if config is None else str(config))
+    cfg = StudyConfig.from_mapping(settings, where="" if config is None else str(config))
     _quiet_optuna()
-    run_study(cfg, progress=not no_progress)
+    from lrlab.study.fleet import TrialsFailed
+
+    try:
+        run_study(cfg, progress=not no_progress)
+    except TrialsFailed as e:  # a worker crashed: the finished trials are stored, say so in one line
+        first = str(e).splitlines()[0]
+        print(f"lrlab: error: {first}; {len(e.results)} finished trials are stored, rerun to retry the rest",
+              file=sys.stderr)
+        raise typer.Exit(1) from e
 
 
 @study_app.command("report")
 def report(
     out: str = typer.Option("runs/study", "--out", help="Directory of the study (and where the report goes)."),
-    storage: str = typer.Option(None, "--storage", help="Storage URL or journal file. [default: OUT/study.db]"),
+    storage: str = typer.Option(None, "--storage", help="Storage URL or journal file. (default: OUT/study.db)"),
     study_name: str = typer.Option("lrlab", "--study-name", help="Name of the Optuna study in the storage."),
 ) -> None:
     """Rebuild the report (table, HTML, PNG, CSV, JSON) from the stored trials."""

@@ -318,47 +318,48 @@ class StudyConfig:
         list), ``epochs``, ``batch_size``, ``peak_lr`` (fixed/find), ``plateau_metric``,
         ``workers``, ``device``, ``out``, ``storage``, ``study_name``, ``fresh``.
         """
+        pre = f"{where}: " if where else ""
         if not isinstance(data, Mapping):
-            raise ValueError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+            raise ValueError(f"{pre}expected a mapping of settings, got {type(data).__name__}")
         unknown = [k for k in data if k not in _TOP_KEYS]
         if unknown:
-            raise ValueError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(_TOP_KEYS)}")
+            raise ValueError(f"{pre}unknown key {unknown[0]!r}; known keys: {', '.join(_TOP_KEYS)}")
         kw: dict[str, Any] = {}
         task = data.get("task", "mnist1d")
         model = data.get("model")
         if model is not None:
             if model not in ("cnn", "mlp"):
-                raise ValueError(f"{where}: model must be 'cnn' or 'mlp', got {model!r}")
+                raise ValueError(f"{pre}model must be 'cnn' or 'mlp', got {model!r}")
             if task not in ("mnist1d", "mnist1d_mlp"):
-                raise ValueError(f"{where}: model={model!r} applies to the mnist1d task only, not {task!r}")
+                raise ValueError(f"{pre}model={model!r} applies to the mnist1d task only, not {task!r}")
             task = "mnist1d" if model == "cnn" else "mnist1d_mlp"
         kw["task"] = task
         task_kwargs = data.get("task_kwargs") or {}
         if not isinstance(task_kwargs, Mapping):
-            raise ValueError(f"{where}: task_kwargs must be a mapping, got {task_kwargs!r}")
+            raise ValueError(f"{pre}task_kwargs must be a mapping, got {task_kwargs!r}")
         task_kwargs = dict(task_kwargs)
         if data.get("data") is not None:
             task_kwargs["data_dir"] = str(data["data"])
         kw["task_kwargs"] = task_kwargs
         if "schedules" in data:
-            kw["schedules"] = _schedules_from(data["schedules"], f"{where}: schedules")
+            kw["schedules"] = _schedules_from(data["schedules"], f"{pre}schedules")
         if "optimizers" in data:
-            kw["optimizers"] = _optimizers_from(data["optimizers"], f"{where}: optimizers")
+            kw["optimizers"] = _optimizers_from(data["optimizers"], f"{pre}optimizers")
         if "seeds" in data:
-            kw["seeds"] = _seeds_from(data["seeds"], f"{where}: seeds")
+            kw["seeds"] = _seeds_from(data["seeds"], f"{pre}seeds")
         for k in ("epochs", "batch_size", "peak_lr", "plateau_metric", "workers", "device", "out",
                   "storage", "study_name", "fresh"):
             if k in data and data[k] is not None:
                 kw[k] = data[k]
         if "fresh" in kw and not isinstance(kw["fresh"], bool):
-            raise ValueError(f"{where}: fresh must be true or false, got {kw['fresh']!r}")
+            raise ValueError(f"{pre}fresh must be true or false, got {kw['fresh']!r}")
         for k in ("out", "storage"):
             if k in kw:
                 kw[k] = str(kw[k])
         try:
             return cls(**kw)
         except ValueError as e:
-            raise ValueError(f"{where}: {e}") from e
+            raise ValueError(f"{pre}{e}") from e
 
 
 def _check_name(name: Any, what: str) -> None:
