@@ -17,15 +17,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from lrlab.adapters.keras import KerasSchedule, LearningRateScheduler, PlateauCallback  # noqa: E402
-from lrlab.schedules import examples  # noqa: E402
-from lrlab.schedules._combinators import constant, take, warmup  # noqa: E402
-from lrlab.schedules._plateau import PlateauController, plateau  # noqa: E402
+from lrlab.adapters.keras import KerasSchedule, LearningRateScheduler, PlateauCallback
+from lrlab.schedules import examples
+from lrlab.schedules._combinators import constant, take, warmup
+from lrlab.schedules._plateau import PlateauController, plateau
 
 pytestmark = pytest.mark.keras
 
