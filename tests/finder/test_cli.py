@@ -19,7 +19,7 @@ def test_json_output_and_plot(tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert set(data["suggestions"]) == {"steepest", "valley", "minimum"}
-    assert data["recommended"] == "valley" and data["lr"] == data["suggestions"]["valley"]["lr"]
+    assert data["recommended"] == "minimum" and data["lr"] == data["suggestions"]["minimum"]["lr"]
     assert isinstance(data["confident"], bool) and isinstance(data["notes"], list)
     s = data["settings"]
     assert (s["task"], s["optimizer"], s["num_steps"], s["seeds"], s["batch_size"]) == (
@@ -36,12 +36,12 @@ def test_json_output_and_plot(tmp_path):
 def test_json_with_curves_and_options():
     res = runner.invoke(
         app,
-        [*TINY, "--format", "json", "--curves", "--mode", "linear", "--start-lr", "1e-4", "--end-lr", "1", "--recommend", "minimum",
+        [*TINY, "--format", "json", "--curves", "--mode", "linear", "--start-lr", "1e-4", "--end-lr", "1", "--recommend", "valley",
          "--optimizer-kwargs", '{"momentum": 0.5}', "--max-spread", "1.5"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
-    assert data["recommended"] == "minimum" and data["max_spread"] == 1.5
+    assert data["recommended"] == "valley" and data["max_spread"] == 1.5
     assert (
         data["settings"]["optimizer_kwargs"] == {"momentum": 0.5}
         and data["settings"]["mode"] == "linear"
@@ -56,7 +56,7 @@ def test_table_output():
     for text in (
         "suggestion",
         "steepest",
-        "valley *",
+        "minimum *",
         "minimum",
         "spread (decades)",
         "recommended peak lr:",

@@ -108,9 +108,10 @@ def cmd_find(
     recommend: Annotated[
         str,
         typer.Option(
-            "--recommend", help="Suggestion behind the recommended lr: valley, steepest or minimum."
+            "--recommend",
+            help="Suggestion behind the recommended lr: minimum (min/10), valley or steepest.",
         ),
-    ] = "valley",
+    ] = "minimum",
     max_spread: Annotated[
         float,
         typer.Option(

@@ -8,7 +8,9 @@ order; 3 seeds by default) and returns a :class:`FinderResult` with
 * three labelled suggestions per repeat (:func:`suggest`): ``steepest`` (steepest descent of the
   smoothed loss against *log* lr), ``valley`` (fastai's default) and ``minimum`` (min / 10);
 * per method, the median over repeats and the **spread** in decades of lr;
-* ``lr``: the recommended lr (median ``valley``), and ``confident``: ``False`` with reasons in
+* ``lr``: the recommended peak lr (median ``minimum``: on MNIST-1D it was within 1-3x of the best
+  peak of a cosine schedule, where valley was 4-16x too low; see :mod:`lrlab.finder._result`),
+  and ``confident``: ``False`` with reasons in
   ``notes`` when the repeats disagree by more than ``max_spread`` (0.5 decades) or the range
   was wrong (see :mod:`lrlab.finder._result`);
 * ``plot()``: loss against lr, one curve per repeat, suggestions and spreads marked.
@@ -36,7 +38,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from lrlab.finder._plot import plot
-from lrlab.finder._result import DEFAULT_MAX_SPREAD, FinderResult, MethodSummary, aggregate
+from lrlab.finder._result import (
+    DEFAULT_MAX_SPREAD,
+    DEFAULT_RECOMMEND,
+    FinderResult,
+    MethodSummary,
+    aggregate,
+)
 from lrlab.finder._suggest import METHODS, Suggestion, suggest
 from lrlab.finder._sweep import Curve, run_sweep, smooth, sweep_lrs
 
@@ -90,7 +98,7 @@ def find(
     beta: float = 0.98,
     diverge_factor: float | None = 4.0,
     methods: Sequence[str] = METHODS,
-    recommend: str = "valley",
+    recommend: str = DEFAULT_RECOMMEND,
     skip_start: int | None = None,
     skip_end: int = 5,
     max_spread: float = DEFAULT_MAX_SPREAD,

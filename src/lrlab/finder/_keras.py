@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lrlab.finder._result import DEFAULT_MAX_SPREAD, FinderResult, aggregate
+from lrlab.finder._result import DEFAULT_MAX_SPREAD, DEFAULT_RECOMMEND, FinderResult, aggregate
 from lrlab.finder._suggest import METHODS
 from lrlab.finder._sweep import check_seeds, run_sweep, sweep_lrs
 
@@ -145,7 +145,7 @@ def find_keras(
     beta: float = 0.98,
     diverge_factor: float | None = 4.0,
     methods: Sequence[str] = METHODS,
-    recommend: str = "valley",
+    recommend: str = DEFAULT_RECOMMEND,
     skip_start: int | None = None,
     skip_end: int = 5,
     max_spread: float = DEFAULT_MAX_SPREAD,

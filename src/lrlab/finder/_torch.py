@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrlab.finder._result import DEFAULT_MAX_SPREAD, FinderResult, aggregate
+from lrlab.finder._result import DEFAULT_MAX_SPREAD, DEFAULT_RECOMMEND, FinderResult, aggregate
 from lrlab.finder._suggest import METHODS
 from lrlab.finder._sweep import Curve, check_seeds, run_sweep, sweep_lrs
 
@@ -196,7 +196,7 @@ def find_torch(
     beta: float = 0.98,
     diverge_factor: float | None = 4.0,
     methods: Sequence[str] = METHODS,
-    recommend: str = "valley",
+    recommend: str = DEFAULT_RECOMMEND,
     skip_start: int | None = None,
     skip_end: int = 5,
     max_spread: float = DEFAULT_MAX_SPREAD,
@@ -302,7 +302,7 @@ def find_for_task(
     beta: float = 0.98,
     diverge_factor: float | None = 4.0,
     methods: Sequence[str] = METHODS,
-    recommend: str = "valley",
+    recommend: str = DEFAULT_RECOMMEND,
     skip_start: int | None = None,
     skip_end: int = 5,
     max_spread: float = DEFAULT_MAX_SPREAD,
@@ -314,7 +314,7 @@ def find_for_task(
     (a name of :data:`lrlab.study.optimizers.OPTIMIZERS`, with ``optimizer_kwargs``), cross-entropy
     on ``task.x_train``/``task.y_train`` in batches of ``task.batch_size``, shuffled by
     ``torch.Generator().manual_seed(seed)``. The global RNG states are restored afterwards.
-    ``result.lr`` is the median over seeds of the ``recommend`` method (valley by default).
+    ``result.lr`` is the median over seeds of the ``recommend`` method (minimum/10 by default).
     Other arguments as :func:`lrlab.finder.find`.
     """
     seeds = check_seeds(seeds)
