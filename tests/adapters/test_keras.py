@@ -329,3 +329,19 @@ def test_gradient_accumulation_counts_updates_not_micro_batches():
         applied.append(before - float(keras.ops.convert_to_numpy(var)))
     assert applied == pytest.approx([s(k) for k in range(12)], rel=1e-5, abs=1e-7)
     assert KerasSchedule.from_config(opt._learning_rate.get_config()).gradient_accumulation_steps == 2
+
+
+def test_fn_returning_a_tensor_is_accepted():
+    """The seeds' exponential example (003) returns a tensor; Keras' own callback rejects it, ours takes it."""
+    import math
+
+    def custom_exp(epoch):
+        return 0.01 if epoch < 2 else 0.01 * keras.ops.exp(0.1 * (2 - epoch))
+
+    x, y = data()
+    rec = LrRecorder()
+    tiny_model(0.5).fit(x, y, batch_size=4, epochs=5, shuffle=False, verbose=0,
+                        callbacks=[LearningRateScheduler(custom_exp), rec])
+    assert rec.epoch_lrs == pytest.approx([0.01, 0.01, 0.01, 0.01 * math.exp(-0.1), 0.01 * math.exp(-0.2)], rel=1e-6)
+    with pytest.raises(ValueError, match="should be a float"):
+        tiny_model(0.5).fit(x, y, epochs=3, verbose=0, callbacks=[keras.callbacks.LearningRateScheduler(custom_exp)])
