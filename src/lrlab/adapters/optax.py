@@ -132,7 +132,8 @@ def reduce_on_plateau(node: plateau | None = None, *, schedule: Schedule | None 
         accumulation_size: number of ``update`` calls averaged into one observation (use the
             number of steps per epoch when ``value`` is the minibatch loss).
 
-    A non-finite ``value`` is skipped when ``node.on_nan == 'skip'``; otherwise the update raises
+    A non-finite ``value`` is skipped when ``node.on_nan == 'skip'`` (it does not count towards the
+    ``accumulation_size`` window); otherwise the update raises
     (inside ``jit`` as a ``JaxRuntimeError`` carrying the ``ValueError`` message: compiled code
     cannot raise Python exceptions, so the check runs in a ``jax.debug.callback`` that is only
     executed on a non-finite value; under ``vmap`` it runs at every update).
