@@ -136,7 +136,8 @@ class product(Schedule):
 
     .. math:: \\eta(t) = \\prod_i s_i(t)
 
-    Finite when every factor is; its duration is the longest factor's.
+    Finite when every factor is; its duration is the longest factor's (metric-driven factors such
+    as :class:`plateau` do not count: they never end on their own).
 
     >>> (constant(0.5) * constant(0.2))(3)
     0.1
@@ -152,8 +153,9 @@ class product(Schedule):
 
     @property
     def duration(self) -> int | None:
-        ds = [f.duration for f in self.factors]
-        return None if any(d is None for d in ds) else max(ds)  # type: ignore[type-var]
+        # Metric-driven factors (plateau) scale the curve but do not give it a length.
+        ds = [f.duration for f in self.factors if not getattr(f, "metric_driven", False)]
+        return None if not ds or any(d is None for d in ds) else max(ds)  # type: ignore[type-var]
 
     def boundaries(self) -> list[int]:
         return sorted({b for f in self.factors for b in f.boundaries()})

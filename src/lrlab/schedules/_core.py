@@ -122,6 +122,11 @@ def resolve_duration(value: Any, *, total_steps: int | None, steps_per_epoch: in
     return round(steps)
 
 
+# A nominal run used to validate schedules whose durations are still in epochs or fractions.
+_NOMINAL_TOTAL = 1_000_000
+_NOMINAL_EPOCH = 1_000
+
+
 def _check_duration(v: Any, what: str) -> None:
     if v is None:
         return
@@ -173,8 +178,16 @@ class Schedule:
             if f.metadata.get("duration"):
                 for x in getattr(self, f.name) if isinstance(v, list | tuple) else (v,):
                     _check_duration(x, f"{self.name}: {f.name}")
-        if self.is_resolved():
+        resolved = all(not _is_unresolved(v) and (not isinstance(v, Schedule) or v.is_resolved())
+                       for v in self._flat_field_values())
+        # Instances are frozen and children immutable: decide once, not on every evaluation.
+        object.__setattr__(self, "_lrlab_resolved", resolved)
+        if resolved:
             self._validate()
+        else:
+            # Validate what does not depend on the durations now (a misspelt shape should not wait
+            # for resolve()): check a copy resolved against a nominal long run.
+            self.resolve(total_steps=_NOMINAL_TOTAL, steps_per_epoch=_NOMINAL_EPOCH)
 
     def __call__(self, step: Any, state: State | None = None, *, backend: str | None = None) -> Any:
         """The learning rate at ``step`` (a number, an array or a tensor of steps).
@@ -201,8 +214,8 @@ class Schedule:
         return np.broadcast_to(np.asarray(out, dtype=np.float64), np.shape(steps)).copy()
 
     def is_resolved(self) -> bool:
-        return all(not _is_unresolved(v) and (not isinstance(v, Schedule) or v.is_resolved())
-                   for v in self._flat_field_values())
+        """Whether every duration is in steps (no ``"5ep"`` or ``"10%"`` left anywhere below)."""
+        return bool(self.__dict__["_lrlab_resolved"])
 
     def _flat_field_values(self) -> Iterator[Any]:
         for f in _fields(self):
@@ -284,9 +297,14 @@ class Schedule:
 
         if not isinstance(other, Schedule):
             return NotImplemented
-        left = self.phases if isinstance(self, sequence) else (self,)
-        right = other.phases if isinstance(other, sequence) else (other,)
-        return sequence(phases=(*left, *right))
+        def phases(s: Schedule) -> tuple[Schedule, ...]:
+            # Flatten only sequences whose phase lengths are implied: explicit durations belong to
+            # their own sequence (and print as one), so it stays one phase.
+            if isinstance(s, sequence) and all(d is None for d in s.durations):
+                return s.phases
+            return (s,)
+
+        return sequence(phases=(*phases(self), *phases(other)))
 
     def __mul__(self, other: Any) -> Schedule:
         from lrlab.schedules._combinators import product, scale
