@@ -140,6 +140,17 @@ def find(
 
     Raises:
         ValueError: on bad arguments, or when no repeat produced a suggestion.
+
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    >>> x = torch.randn(256, 8); y = (x @ torch.randn(8, 3)).argmax(1)
+    >>> before = [p.clone() for p in model.parameters()]
+    >>> r = find(model, torch.nn.functional.cross_entropy, (x, y), "adam", batch_size=32, num_steps=30)
+    >>> sorted(r.suggestions), len(r.curves), 1e-7 < r.lr < 10
+    (['minimum', 'steepest', 'valley'], 3, True)
+    >>> all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
+    True
     """
     kwargs: dict[str, Any] = dict(
         optimizer_kwargs=optimizer_kwargs,

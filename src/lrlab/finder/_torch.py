@@ -276,7 +276,7 @@ def find_torch(
         "seeds": list(seeds),
         "beta": float(beta),
         "diverge_factor": diverge_factor,
-        "batch_size": batch_size,
+        "batch_size": batch_size if batch_size is not None else getattr(data, "batch_size", None),
     }
     return aggregate(
         curves,
@@ -316,6 +316,11 @@ def find_for_task(
     ``torch.Generator().manual_seed(seed)``. The global RNG states are restored afterwards.
     ``result.lr`` is the median over seeds of the ``recommend`` method (minimum/10 by default).
     Other arguments as :func:`lrlab.finder.find`.
+
+    >>> from lrlab.study.tasks import load_task
+    >>> r = find_for_task(load_task("mnist1d", subset=200), "sgd", seeds=(0, 1), num_steps=20)
+    >>> r.settings["task"], r.settings["batch_size"], len(r.curves), r.recommended
+    ('mnist1d', 100, 2, 'minimum')
     """
     seeds = check_seeds(seeds)
     lrs = sweep_lrs(start_lr, end_lr, num_steps, mode)
