@@ -448,7 +448,7 @@ class polynomial(Schedule):
         D = float(self.steps)  # type: ignore[arg-type]
         if self.cycle:
             Dp = D * ops.where(ops.le(t, 0.0), 1.0, _ceil_div(t, D, ops))
-            base = 1.0 - t / Dp
+            base = (Dp - t) / Dp  # not 1 - t/Dp: XLA multiplies by a rounded reciprocal
         else:  # (D - min(t, D)) / D is exactly 0 from t = D on, in float32 and under XLA too
             base = (D - ops.minimum(t, D)) / D
         f = base if self.power == 1.0 else ops.pow(ops.maximum(base, 0.0), float(self.power))
