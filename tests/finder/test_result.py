@@ -156,6 +156,6 @@ def test_plot_marks_every_method_and_repeat(tmp_path):
     assert [lab.split(":")[0] for lab in labels if not lab.startswith("seed ")] == [
         "steepest",
         "valley",
-        "minimum",
+        "minimum/10",
     ]
-    assert any(lab.endswith("*") and lab.startswith("minimum") for lab in labels)
+    assert any(lab.endswith("*") and lab.startswith("minimum/10") for lab in labels)

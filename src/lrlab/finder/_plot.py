@@ -3,7 +3,8 @@
 Each repeat is drawn as its smoothed loss (solid) over its raw batch losses (faint). Each
 suggestion method gets one colour: a marker on every repeat's curve at the point it read, a
 vertical line at its median over repeats and a band from its lowest to its highest repeat (the
-spread). The recommended method's line is solid, the others dashed. matplotlib is imported here
+spread); ``minimum/10``'s markers sit on the minima, a decade right of its line. The
+recommended method's line is solid, the others dashed. matplotlib is imported here
 only (``pip install 'lrlab[plot]'``); no pyplot state is touched, so it is safe in scripts and
 threads.
 """
@@ -77,7 +78,8 @@ def plot(
         lo, hi = min(summary.lrs), max(summary.lrs)
         if hi > lo:
             ax.axvspan(lo, hi, color=color, alpha=0.12, linewidth=0)
-        label = f"{method}: {summary.lr:.3g} (spread {summary.spread:.2f} dec)" + (
+        name = "minimum/10" if method == "minimum" else method  # its markers sit on the minima
+        label = f"{name}: {summary.lr:.3g} (spread {summary.spread:.2f} dec)" + (
             " *" if recommended else ""
         )
         ax.axvline(
