@@ -102,9 +102,9 @@ def test_one_epoch_study_on_synthetic_cifar(tmp_path):
         {"task": "cifar10", "data": str(tmp_path / "data"), "task_kwargs": {"subset": 8, "test_subset": 8},
          "batch_size": 4, "epochs": 1, "schedules": ["constant", "linear"], "optimizers": ["sgd"], "seeds": 1,
          "workers": 0, "out": str(tmp_path / "out")},
-        progress=False, quiet=True,
+        progress=False, quiet=True, report=False,
     )
     assert res.ran == 2 and len(res.records) == 2
     r = res.records[0]
     assert r.epochs == 1 and r.peak_lr == 0.1 and len(r.curves["epoch"]) == 1
-    assert (tmp_path / "out" / "report.html").is_file()
+    assert (tmp_path / "out" / "study.db").is_file()

@@ -24,7 +24,7 @@ from lrlab.study.storage import StudyStorage
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:torch.*")
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {"task_kwargs": {"subset": 200}, "epochs": 2, "seeds": 2, "workers": 0,
+TINY = {"task_kwargs": {"subset": 100}, "epochs": 2, "seeds": 2, "workers": 0,
         "schedules": ["constant", "linear"], "optimizers": ["sgd", "adam"]}
 
 
@@ -44,20 +44,17 @@ def test_run_resume_and_rebuild(tmp_path):
     for f in ("report.html", "summary.csv", "trials.csv", "curves.csv", "results.json", "lr_curves.png"):
         assert (out / f).is_file()
     # the same command again: nothing is retrained, the table is identical
-    r2 = run_study(cfg, progress=False, quiet=True)
+    r2 = run_study(cfg, progress=False, quiet=True, report=False)
     assert (r2.ran, r2.reused) == (0, 8) and n_optuna_trials(out) == 8
     assert [c.acc_mean for c in r2.summaries] == [c.acc_mean for c in r1.summaries]
-    # a different budget is a different trial: rerun
-    r3 = run_study({**cfg, "epochs": 1, "schedules": ["constant"], "optimizers": ["adam"]}, progress=False, quiet=True)
-    assert (r3.ran, r3.reused) == (2, 0)
-    # --fresh ignores what is stored
-    r4 = run_study({**cfg, "epochs": 1, "schedules": ["constant"], "optimizers": ["adam"], "fresh": True},
-                   progress=False, quiet=True)
-    assert (r4.ran, r4.reused) == (2, 0)
+    # --fresh ignores what is stored (a changed budget also reruns: see the key test below)
+    r4 = run_study({**cfg, "schedules": ["constant"], "optimizers": ["adam"], "fresh": True},
+                   progress=False, quiet=True, report=False)
+    assert (r4.ran, r4.reused) == (2, 0) and n_optuna_trials(out) == 10
     # report from storage alone: the last run's study (the fresh 2-trial one)
     (out / "report.html").unlink()
     rb = rebuild_report(out, quiet=True)
-    assert len(rb.records) == 2 and (out / "report.html").is_file()
+    assert len(rb.records) == 2 and (out / "report.html").is_file() and rb.peak_lrs == {"adam": 0.01}
     assert [c.acc_mean for c in rb.summaries] == [c.acc_mean for c in r4.summaries]
 
 
@@ -96,14 +93,16 @@ def test_divergence_is_recorded_and_the_study_goes_on(tmp_path):
     assert "1/1 diverged" in (tmp_path / "report.html").read_text()
     st = StudyStorage(str(tmp_path / "study.db"), "lrlab")
     assert {t.state for t in st.study.get_trials()} == {optuna.trial.TrialState.FAIL}
-    again = run_study({**TINY, "optimizers": {"sgd": 1e4}, "seeds": 1, "out": str(tmp_path)}, progress=False, quiet=True)
+    again = run_study({**TINY, "optimizers": {"sgd": 1e4}, "seeds": 1, "out": str(tmp_path)}, progress=False,
+                      quiet=True, report=False)
     assert again.ran == 0  # a diverged trial is a finished trial
 
 
 def test_journal_storage_and_report_verb(tmp_path):
     journal = tmp_path / "j" / "study.log"
     run_study({**TINY, "schedules": ["constant"], "optimizers": ["adam"], "seeds": 1, "epochs": 1,
-               "out": str(tmp_path / "o"), "storage": str(journal), "study_name": "mine"}, progress=False, quiet=True)
+               "out": str(tmp_path / "o"), "storage": str(journal), "study_name": "mine"}, progress=False, quiet=True,
+              report=False)
     assert journal.is_file() and not (tmp_path / "o" / "study.db").exists()
     rb = rebuild_report(tmp_path / "r", storage=str(journal), study_name="mine", quiet=True)
     assert len(rb.records) == 1 and (tmp_path / "r" / "report.html").is_file()
@@ -121,22 +120,22 @@ def test_peak_lr_find_is_used_and_cached(tmp_path, monkeypatch):
 
     def spy(task, optimizer, kwargs=None, **kw):
         calls.append(optimizer)
-        return real(task, optimizer, kwargs, seeds=(0,), num_steps=30, **kw)
+        return real(task, optimizer, kwargs, seeds=(0,), num_steps=20, **kw)
 
     monkeypatch.setattr(finder, "find_for_task", spy)
     cfg = {**TINY, "schedules": ["constant"], "optimizers": {"adam": None, "sgd": 0.05}, "seeds": 1, "epochs": 1,
            "peak_lr": "find", "out": str(tmp_path)}
-    r1 = run_study(cfg, progress=False, quiet=True)
+    r1 = run_study(cfg, progress=False, quiet=True, report=False)
     assert calls == ["adam"]  # sgd has a fixed peak lr in the config
     assert r1.peak_lrs["sgd"] == 0.05 and 1e-7 < r1.peak_lrs["adam"] < 10
-    r2 = run_study(cfg, progress=False, quiet=True)
+    r2 = run_study(cfg, progress=False, quiet=True, report=False)
     assert calls == ["adam"] and r2.ran == 0 and r2.peak_lrs == r1.peak_lrs  # stored: no second search
 
 
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     from lrlab.study.runner import run_study
-    run_study({"task_kwargs": {"subset": 400}, "epochs": 6, "seeds": 2, "workers": 0,
+    run_study({"task_kwargs": {"subset": 200}, "epochs": 4, "seeds": 2, "workers": 0,
                "schedules": ["constant", "linear"], "optimizers": ["sgd", "adam", "rmsprop", "adagrad"],
                "out": sys.argv[1]}, progress=False)
 """)
@@ -172,7 +171,7 @@ def test_sigkill_loses_no_finished_trial(tmp_path):
     stored = StudyStorage(str(db), "lrlab").done_keys()
     assert 0 < len(stored) < 16, len(stored)
     before = {t.user_attrs["lrlab_key"]: t.datetime_complete for t in StudyStorage(str(db), "lrlab").study.get_trials()}
-    res = run_study({"task_kwargs": {"subset": 400}, "epochs": 6, "seeds": 2, "workers": 0,
+    res = run_study({"task_kwargs": {"subset": 200}, "epochs": 4, "seeds": 2, "workers": 0,
                      "schedules": ["constant", "linear"], "optimizers": ["sgd", "adam", "rmsprop", "adagrad"],
                      "out": str(out)}, progress=False, quiet=True)
     assert res.reused == len(stored) and res.ran == 16 - len(stored)

@@ -179,6 +179,7 @@ def run_study(
     progress: bool = True,
     console: Any = None,
     quiet: bool = False,
+    report: bool = True,
 ) -> StudyResult:
     """Run (or resume) a study and write its report; see the module docstring for the steps.
 
@@ -188,6 +189,8 @@ def run_study(
         progress: show a progress bar with ETA (rich) while training.
         console: a ``rich.console.Console`` to print to (default: stdout).
         quiet: print nothing (the report files are still written).
+        report: write the report files into ``config.out`` (the table is printed either way);
+            ``lrlab study report`` can write them later from the storage.
 
     >>> # run_study({"schedules": ["constant", "linear"], "optimizers": ["adam"], "epochs": 2})
     """
@@ -240,7 +243,7 @@ def run_study(
     if missing:
         raise RuntimeError(f"{len(missing)} trials finished without a stored result (first: {missing[0]})")
     records = [records_by_key[k] for k in keys]
-    result = _report(cfg.out, records, study_info, con, storage.url, time.perf_counter() - t0)
+    result = _report(cfg.out, records, study_info, con, storage.url, time.perf_counter() - t0, write=report)
     return StudyResult(cfg, records, result[0], result[1], result[2], len(pending), reused,
                        time.perf_counter() - t0, peak_lrs)
 
@@ -297,7 +300,7 @@ def _train(cfg: StudyConfig, task: Any, pending: list[PlannedTrial], epochs: int
 
 
 def _report(out: str | Path, records: list[TrialRecord], info: Mapping[str, Any], con: Any, url: str,
-            seconds: float | None) -> tuple[list[CellSummary], list[OptimizerEffect], dict[str, Path]]:
+            seconds: float | None, *, write: bool = True) -> tuple[list[CellSummary], list[OptimizerEffect], dict[str, Path]]:
     from lrlab.study.report import SIGNIFICANCE_NOTE, effect_lines, results_table, write_report
 
     summaries = summarize(records, info["schedules"], info["optimizers"])
@@ -315,13 +318,16 @@ def _report(out: str | Path, records: list[TrialRecord], info: Mapping[str, Any]
     }
     if seconds is not None:
         meta["wall time of this run"] = f"{seconds:.0f} s"
-    paths = write_report(out, records, summaries, effects, config=info["config"], schedules=info["schedules"],
-                         steps_per_epoch=int(info["steps_per_epoch"]), title=title, meta=meta)
+    paths: dict[str, Path] = {}
+    if write:
+        paths = write_report(out, records, summaries, effects, config=info["config"], schedules=info["schedules"],
+                             steps_per_epoch=int(info["steps_per_epoch"]), title=title, meta=meta)
     con.print(results_table(summaries, title=title))
     con.print(SIGNIFICANCE_NOTE, style="dim")
     for line in effect_lines(effects):
         con.print(line)
-    con.print(f"report: {paths['report.html']}")
+    if write:
+        con.print(f"report: {paths['report.html']}")
     return summaries, effects, paths
 
 
