@@ -107,3 +107,12 @@ def test_task_validation():
         Task("t", x.numpy(), y, x, y, lambda: torch.nn.Linear(2, 2))
     t = Task("t", x, y, x, y, lambda: torch.nn.Linear(2, 2), batch_size=3)
     assert t.steps_per_epoch == math.ceil(4 / 3) and t.replace(batch_size=4).steps_per_epoch == 1
+
+
+def test_study_package_imports_lazily():
+    import subprocess
+
+    code = ("import sys, lrlab, lrlab.study, lrlab.study.config; from lrlab.study import StudyConfig; StudyConfig(); "
+            "print(sorted(m for m in ('torch', 'optuna', 'matplotlib', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr

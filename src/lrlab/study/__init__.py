@@ -1,7 +1,17 @@
 """The study: train many trials (schedule x optimizer x seed) and report which schedule is best.
 
-Public API (imported lazily, so ``import lrlab.study`` alone does not import torch):
-:class:`Task` and :func:`load_task` (:mod:`lrlab.study.tasks`).
+Public API (imported lazily, so ``import lrlab.study`` alone does not import torch, Optuna or
+matplotlib):
+
+* :func:`run_study` (``lrlab study``) and :func:`rebuild_report` (``lrlab study report``),
+  returning a :class:`StudyResult`;
+* :class:`StudyConfig` (also from YAML/TOML/JSON with :func:`load_config`),
+  :data:`DEFAULT_SCHEDULES` (the default grid, as text specs in multiples of the peak lr);
+* :class:`Task` and :func:`load_task` (MNIST-1D, CIFAR-10, or your own ``package.module:function``).
+
+>>> from lrlab.study import StudyConfig
+>>> StudyConfig().seeds
+(0, 1, 2)
 """
 
 from __future__ import annotations
@@ -12,6 +22,13 @@ from typing import Any
 _LAZY = {
     "Task": "lrlab.study.tasks",
     "load_task": "lrlab.study.tasks",
+    "StudyConfig": "lrlab.study.config",
+    "OptimizerChoice": "lrlab.study.config",
+    "DEFAULT_SCHEDULES": "lrlab.study.config",
+    "load_config": "lrlab.study.config",
+    "run_study": "lrlab.study.runner",
+    "rebuild_report": "lrlab.study.runner",
+    "StudyResult": "lrlab.study.runner",
 }
 
 __all__ = sorted(_LAZY)
@@ -21,3 +38,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'lrlab.study' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
