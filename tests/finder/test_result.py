@@ -48,7 +48,8 @@ def test_even_number_of_repeats_uses_the_middle_of_the_logs():
 
 @pytest.mark.parametrize(("recommend", "at_least"), [("minimum", 18), ("valley", 14)])
 def test_noisy_repeats_are_flagged_and_clean_ones_are_not(recommend, at_least):
-    # 20 trials of 3 repeats each; with these seeds minimum is flagged 20 times and valley 16
+    # 20 trials of 3 repeats each; with these seeds minimum is flagged 20 times and valley 16.
+    # Clean repeats differ by a shift of 0.02 decade per seed (identical ones are flagged anyway).
     lrs = sweep_lrs(1e-6, 10.0, 100)
     flagged = {0.0: 0, 3.0: 0}
     for noise in flagged:
@@ -58,8 +59,8 @@ def test_noisy_repeats_are_flagged_and_clean_ones_are_not(recommend, at_least):
                 rng = np.random.default_rng(1000 * trial + s)
                 curves.append(
                     run_sweep(
-                        lambda lr, rng=rng, noise=noise: abs(
-                            realistic(lr) + noise * rng.standard_normal()
+                        lambda lr, rng=rng, noise=noise, s=s: abs(
+                            realistic(lr * 10 ** (0.02 * s)) + noise * rng.standard_normal()
                         ),
                         lrs,
                         seed=s,
@@ -88,6 +89,15 @@ def test_single_repeat_is_not_confident():
     r = aggregate([run_sweep(bowl(0.0), sweep_lrs(1e-4, 1.0, 81), beta=0.0, seed=0)])
     assert not r.confident and r.spread == 0.0
     assert "agreement not measured" in r.notes[0]
+
+
+def test_identical_repeats_are_not_evidence_of_agreement():
+    lrs = sweep_lrs(1e-4, 1.0, 81)
+    r = aggregate([run_sweep(bowl(0.0), lrs, beta=0.0, seed=s) for s in (0, 1, 2)])
+    assert not r.confident and r.spread == 0.0
+    assert r.notes == (
+        "all repeats recorded identical losses: the seeds did not change the data order or the model",
+    )
 
 
 def test_range_that_misses_the_rise_is_flagged():

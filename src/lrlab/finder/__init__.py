@@ -25,10 +25,13 @@ Importing this package imports NumPy only.
 >>> import numpy as np
 >>> from lrlab.finder import sweep_lrs
 >>> lrs = sweep_lrs(1e-4, 1.0, 81)
->>> loss = lambda lr: 1.0 + (np.log10(lr) + 1.0) ** 2       # lowest at lr = 0.1
->>> r = aggregate([run_sweep(loss, lrs, beta=0.0, seed=s) for s in (0, 1)])
->>> round(r.suggestions["minimum"].lr, 6), r.spread, r.confident
-(0.01, 0.0, True)
+>>> def loss(lr, s):  # repeat s is lowest at lr = 10 ** -(1 + 0.05 s)
+...     return 1.0 + (np.log10(lr) + 1.0 + 0.05 * s) ** 2
+>>> r = aggregate([run_sweep(lambda lr, s=s: loss(lr, s), lrs, beta=0.0, seed=s) for s in (0, 1)])
+>>> r.suggestions["minimum"].lrs  # minimum/10 of each repeat
+(0.01, 0.008912509381337459)
+>>> f"{r.lr:.4g}", round(r.spread, 2), r.confident  # geometric median, decades
+('0.009441', 0.05, True)
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ A result is **confident** when none of these holds (each adds a line to ``notes`
 2. a repeat produced none (its sweep stopped within the skipped start);
 3. the recommended method's spread exceeds ``max_spread`` (default 0.5 decades);
 4. a completed sweep's smoothed loss was lowest at the last point of its window: the loss was
-   still falling at ``end_lr``, so the range did not reach the rise and minimum/valley are cut off.
+   still falling at ``end_lr``, so the range did not reach the rise and minimum/valley are cut off;
+5. all repeats recorded identical losses: the seeds changed nothing (a data loader that does not
+   shuffle, say), so their agreement says nothing.
 
 The spread is a range, so it grows with the number of repeats (for normally scattered log lrs the
 expected range is about 1.7 standard deviations for 3 repeats and 3.1 for 10): three agreeing
@@ -230,6 +232,11 @@ def aggregate(
     if not ok:
         raise ValueError("no repeat produced a suggestion:\n  " + "\n  ".join(notes))
     summaries = {m: _summary(m, [s[m].lr for s in ok]) for m in methods}
+    done = [c for c, s in zip(curves, per_repeat) if s is not None]
+    if len(done) >= 2 and all(np.array_equal(c.losses, done[0].losses) for c in done[1:]):
+        notes.append(
+            "all repeats recorded identical losses: the seeds did not change the data order or the model"
+        )
     if len(ok) < 2:
         notes.append(
             f"only {len(ok)} repeat gave suggestions: agreement not measured (use 2 or more seeds)"
