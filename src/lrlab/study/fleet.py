@@ -449,9 +449,10 @@ class _Fleet:
         self.done(TrialResult(self.trials[i].trial_id, self.curves[i], diverged, diverged_epoch,
                               _final(self.curves[i], diverged, self.steps[i]), seconds, weights))
 
-    def _drop(self, rows: list[int], epoch: int) -> None:
+    def _drop(self, rows: list[int], epoch: int, steps_this_epoch: int = 0) -> None:
         """Finish the trials in ``rows`` as diverged and remove them from the stacked tensors."""
         for r in rows:
+            self.steps[self.active[r]] += steps_this_epoch
             self._finish(self.active[r], epoch, None)
         keep = [r for r in range(len(self.active)) if r not in rows]
         self.active = [self.active[r] for r in keep]
@@ -516,7 +517,7 @@ class _Fleet:
                 losses = _batched.cross_entropy_per_trial(self.form.forward(self.params, x[idx], self.buffers), y[idx])
                 bad = (~torch.isfinite(losses)).nonzero().flatten().tolist()
                 if bad:
-                    self._drop(bad, epoch)
+                    self._drop(bad, epoch, steps_this_epoch=step)
                     if not self.active:
                         break
                     keep = [r for r in range(len(rows_before)) if r not in bad]
@@ -735,11 +736,10 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
                         msg = out.get(timeout=1.0)
                     except queue_mod.Empty:
                         for fid in set(range(len(fleets))) - finished:
-                            why = "its worker process died" if fid in running.values() else "no worker was left to run it"
                             codes = ", ".join(str(p.exitcode) for p in procs)
                             for t in fleets[fid]:
                                 if t.trial_id not in results:
-                                    failed[t.trial_id] = f"{why} (worker exit codes {codes})"
+                                    failed[t.trial_id] = f"the worker processes died before finishing it (exit codes {codes})"
                             finished.add(fid)
                         break
                 else:

@@ -1,0 +1,338 @@
+"""The fleet engine against the one-at-a-time reference (real torch.optim + LRLabScheduler).
+
+Parity is checked in float64 (in float32 batched and sequential runs drift apart chaotically
+after a few hundred Adam steps; see /work/shared/reference/benchmarks.md section 4b), after 100
+optimizer steps, on the final weights of every trial, with different schedules, seeds and
+optimizer options in one call.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from lrlab.schedules import constant, plateau, warmup
+from lrlab.study.fleet import (
+    EpochRecord,
+    TrialResult,
+    TrialsFailed,
+    TrialSpec,
+    epoch_order,
+    fleet_path,
+    plan_fleets,
+    run_trials,
+    train_fleet,
+    train_one,
+)
+from lrlab.study.tasks import load_task
+
+F64 = torch.float64
+PEAK = {"sgd": 0.05, "adam": 1e-2, "rmsprop": 1e-3, "adagrad": 5e-2, "adadelta": 1.0}
+# lr-coupled options of each optimizer, so the scaled unit-lr update is exercised on all of them
+OPTIONS = {
+    "sgd": [{}, {"nesterov": True, "weight_decay": 1e-3}, {"momentum": 0.5}],
+    "adam": [{}, {"weight_decay": 1e-2, "decoupled_weight_decay": True}, {"amsgrad": True}],
+    "rmsprop": [{}, {"centered": True, "momentum": 0.5}, {}],
+    "adagrad": [{}, {"lr_decay": 1e-2}, {}],
+    "adadelta": [{}, {"weight_decay": 1e-3}, {}],
+}
+
+
+def _schedules(peak: float):
+    return [
+        constant(peak),
+        warmup(constant(peak), steps=30),
+        constant(peak, steps=40) >> constant(peak / 10),
+    ]
+
+
+def _trials(optimizers=tuple(PEAK), with_options: bool = False) -> list[TrialSpec]:
+    out = []
+    for opt in optimizers:
+        for i, sched in enumerate(_schedules(PEAK[opt])):
+            kw = OPTIONS[opt][i] if with_options else {}
+            out.append(TrialSpec(f"{opt}/{i}", sched, opt, kw, seed=[3, 0, 7][i]))
+    return out
+
+
+def _max_weight_diff(a: TrialResult, b: TrialResult) -> float:
+    assert a.weights is not None and b.weights is not None and a.weights.keys() == b.weights.keys()
+    return max(float((a.weights[k] - b.weights[k]).abs().max()) for k in a.weights)
+
+
+def _assert_parity(task, trials, epochs: int, tol: float = 1e-10) -> list[TrialResult]:
+    fleet = train_fleet(task, trials, epochs=epochs, dtype=F64, keep_weights=True)
+    assert [r.trial_id for r in fleet] == [t.trial_id for t in trials]
+    for t, r in zip(trials, fleet):
+        ref = train_one(task, t, epochs=epochs, dtype=F64, keep_weights=True)
+        assert r.diverged == ref.diverged and r.diverged_epoch == ref.diverged_epoch, t.trial_id
+        assert r.final["steps"] == ref.final["steps"] >= 100 or r.diverged
+        assert _max_weight_diff(r, ref) < tol, (t.trial_id, _max_weight_diff(r, ref))
+        assert len(r.curves) == len(ref.curves)
+        for c, cref in zip(r.curves, ref.curves):
+            assert c.epoch == cref.epoch and c.trial_id == cref.trial_id
+            assert c.lr == pytest.approx(cref.lr, rel=1e-12)
+            assert c.test_loss == pytest.approx(cref.test_loss, rel=1e-9)
+            assert c.train_acc == cref.train_acc and c.test_acc == cref.test_acc
+    return fleet
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: results do not depend on it, and on a shared 2-core machine several
+    threads per process stall each other (OpenMP barriers under oversubscription)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---- parity ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cnn_task():
+    return load_task("mnist1d", subset=100, batch_size=10)  # 10 steps per epoch
+
+
+@pytest.fixture(scope="module")
+def mlp_task():
+    return load_task("mnist1d_mlp", subset=100, batch_size=10)
+
+
+def test_cnn_fleet_matches_one_at_a_time_for_every_optimizer(cnn_task):
+    trials = _trials(with_options=True)
+    assert fleet_path(cnn_task, trials[0]) == "mnist1d_cnn"
+    results = _assert_parity(cnn_task, trials, epochs=10)
+    assert len({round(r.final["test_loss"], 6) for r in results}) == len(results)  # trials really differ
+
+
+def test_mlp_fleet_matches_one_at_a_time_for_every_optimizer(mlp_task):
+    assert fleet_path(mlp_task, _trials()[0]) == "mnist1d_mlp"
+    _assert_parity(mlp_task, _trials(with_options=True), epochs=10)
+
+
+class TinyNet(nn.Module):
+    """A model with no hand-batched formulation: the generic vmap path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1 = nn.Linear(40, 12)
+        self.l2 = nn.Linear(12, 10)
+        self.register_buffer("shift", torch.linspace(-0.1, 0.1, 40))  # a constant buffer is fine
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.l2(torch.tanh(self.l1(x + self.shift)))
+
+
+class DropNet(TinyNet):
+    def __init__(self) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.l2(self.drop(torch.tanh(self.l1(x))))
+
+
+class BNNet(TinyNet):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.l2(torch.tanh(self.bn(self.l1(x))))
+
+
+class BranchNet(TinyNet):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.l1(x)
+        if h.sum() > 0:  # data-dependent control flow: vmap refuses it
+            h = -h
+        return self.l2(h)
+
+
+def tiny_task(model: str = "tiny", subset: int = 100, batch_size: int = 10, crash_after: int | None = None):
+    """A user task (``package.module:function`` style) for the generic path and crash tests."""
+    classes = {"tiny": TinyNet, "drop": DropNet, "bn": BNNet, "branch": BranchNet}
+    made = {"n": 0}
+
+    def model_fn() -> nn.Module:
+        made["n"] += 1
+        if crash_after is not None and made["n"] > crash_after:
+            os._exit(3)  # a hard crash of the worker process (no Python exception)
+        return classes[model]()
+
+    base = load_task("mnist1d", subset=subset, batch_size=batch_size)
+    return base.replace(name=f"mnist1d_{model}", model_fn=model_fn, fleet_model=None)
+
+
+def test_generic_vmap_fleet_matches_one_at_a_time_for_every_optimizer():
+    task = tiny_task()
+    trials = _trials(with_options=True)
+    assert fleet_path(task, trials[0]) == "vmap"
+    _assert_parity(task, trials, epochs=10)
+
+
+@pytest.mark.parametrize(("model", "why"), [("drop", "random numbers"), ("bn", "updates buffer"),
+                                            ("branch", "vmap cannot batch")])
+def test_models_vmap_cannot_batch_fall_back_to_one_at_a_time(model, why):
+    task = tiny_task(model)
+    trials = _trials(("adam",))[:2]
+    path = fleet_path(task, trials[0])
+    assert path.startswith("one-at-a-time") and why in path
+    fleet = train_fleet(task, trials, epochs=2, keep_weights=True)
+    for t, r in zip(trials, fleet):
+        ref = train_one(task, t, epochs=2, keep_weights=True)
+        assert _max_weight_diff(r, ref) == 0.0  # the same code path, bit for bit
+
+
+def test_named_formulation_that_does_not_match_the_model_is_an_error():
+    task = tiny_task().replace(fleet_model="mnist1d_cnn")
+    with pytest.raises(ValueError, match=r"needs lrlab\.study\.tasks\.ConvBase, got TinyNet"):
+        train_fleet(task, _trials(("sgd",))[:1], epochs=1)
+    with pytest.raises(ValueError, match="unknown fleet_model 'resnet'"):
+        train_fleet(tiny_task().replace(fleet_model="resnet"), _trials(("sgd",))[:1], epochs=1)
+
+
+# ---- plateau, divergence, records ------------------------------------------------------------------
+
+
+def test_plateau_nodes_are_fed_each_epoch_like_the_reference(cnn_task):
+    sched = constant(0.02) * plateau(patience=0, factor=0.5)
+    trials = [TrialSpec("p/train", sched, "sgd", {}, seed=1, plateau_metric="train_acc"),
+              TrialSpec("p/test", sched, "sgd", {}, seed=2, plateau_metric="test_loss"),
+              TrialSpec("c", constant(0.02), "sgd", {}, seed=1)]
+    fleet = _assert_parity(cnn_task, trials, epochs=10)
+    lrs = [c.lr for c in fleet[0].curves]
+    assert min(lrs) < 0.02 and lrs[0] == 0.02  # reduced at least once (train_acc 'min' mode: reduces)
+    assert {c.lr for c in fleet[2].curves} == {0.02}
+
+
+def test_a_diverging_trial_is_dropped_and_the_others_are_unaffected(cnn_task):
+    trials = [TrialSpec("ok/0", constant(0.05), "sgd", {}, seed=0),
+              TrialSpec("boom", constant(0.05, steps=25) >> constant(1e12), "sgd", {}, seed=1),
+              TrialSpec("ok/2", warmup(constant(0.05), steps=20), "sgd", {}, seed=2)]
+    records: list[EpochRecord] = []
+    done: list[str] = []
+    fleet = train_fleet(cnn_task, trials, epochs=10, dtype=F64, keep_weights=True,
+                        on_epoch=records.append, on_trial_done=lambda r: done.append(r.trial_id))
+    assert done[0] == "boom"  # delivered as soon as it diverged, before its fleet finished
+    boom = fleet[1]
+    ref = train_one(cnn_task, trials[1], epochs=10, dtype=F64)
+    assert boom.diverged and ref.diverged and boom.diverged_epoch == ref.diverged_epoch in (2, 3)
+    assert len(boom.curves) == boom.diverged_epoch and boom.final["steps"] == ref.final["steps"]
+    assert boom.final["test_acc"] != boom.final["test_acc"]  # NaN: no final metrics
+    assert boom.final["best_test_acc"] == max(c.test_acc for c in boom.curves)
+    for i in (0, 2):
+        one = train_one(cnn_task, trials[i], epochs=10, dtype=F64, keep_weights=True)
+        assert not fleet[i].diverged and _max_weight_diff(fleet[i], one) < 1e-10
+    assert sum(r.trial_id == "ok/0" for r in records) == 10
+
+
+def test_records_and_validation(cnn_task):
+    with pytest.raises(ValueError, match="trial ids must be unique, repeated: a"):
+        train_fleet(cnn_task, [TrialSpec("a", constant(0.1), "sgd"), TrialSpec("a", constant(0.1), "adam")], epochs=1)
+    with pytest.raises(ValueError, match="epochs must be an int >= 1, got epochs=0"):
+        train_one(cnn_task, TrialSpec("a", constant(0.1), "sgd"), epochs=0)
+    with pytest.raises(ValueError, match="has durations in epochs or percent"):
+        TrialSpec("a", warmup(constant(0.1), steps="10%"), "sgd")
+    with pytest.raises(ValueError, match="plateau_metric must be one of"):
+        TrialSpec("a", constant(0.1), "sgd", plateau_metric="val_loss")
+    with pytest.raises(ValueError, match="unknown optimizer 'lamb'"):
+        TrialSpec("a", constant(0.1), "lamb")
+    spec = TrialSpec("x/1", warmup(constant(0.1), steps=5), "adam", {"amsgrad": True}, seed=4)
+    assert TrialSpec.from_dict(spec.to_dict()) == spec
+    r = train_one(cnn_task, spec, epochs=2)
+    assert TrialResult.from_dict(r.to_dict()) == r
+    assert [c.epoch for c in r.curves] == [0, 1] and r.final["epochs"] == 2.0 and r.final["steps"] == 20.0
+    assert r.curves[0].lr == pytest.approx(spec.schedule(9))
+    assert epoch_order(4, 1, 100).sort().values.tolist() == list(range(100))
+
+
+def test_plan_fleets_groups_by_optimizer_and_balances_workers():
+    ts = [TrialSpec(f"{o}{s}", constant(0.1), o, kw, s) for o, kw in (("sgd", {}), ("adam", {}), ("adam", {"amsgrad": True}))
+          for s in range(5)]
+    fleets = plan_fleets(ts, workers=4, max_fleet=36)
+    assert sorted(len(f) for f in fleets) == [2, 3, 5, 5]
+    for f in fleets:
+        assert len({(t.optimizer, repr(sorted(t.optimizer_kwargs.items()))) for t in f}) == 1
+    assert sorted(t.trial_id for f in fleets for t in f) == sorted(t.trial_id for t in ts)
+
+
+# ---- run_trials: processes ---------------------------------------------------------------------------
+
+
+def test_run_trials_in_workers_gives_the_in_process_results_with_callbacks_in_the_parent(cnn_task):
+    trials = [TrialSpec(f"{o}/{s}", warmup(constant(PEAK[o]), steps=10), o, {}, seed=s)
+              for o in ("sgd", "adam") for s in (0, 1)]
+    pid = os.getpid()
+    seen: list[tuple[int, str]] = []
+    done: list[tuple[int, str]] = []
+    res = run_trials("mnist1d", {"subset": 100, "batch_size": 10}, trials, epochs=2, workers=2,
+                     on_epoch=lambda r: seen.append((os.getpid(), r.trial_id)),
+                     on_trial_done=lambda r: done.append((os.getpid(), r.trial_id)))
+    assert {p for p, _ in seen + done} == {pid}
+    assert sorted(i for _, i in done) == sorted(t.trial_id for t in trials) and len(seen) == 8
+    local = train_fleet(cnn_task, trials, epochs=2)
+    for a, b in zip(res, local):
+        assert a.trial_id == b.trial_id
+        assert a.final["test_loss"] == pytest.approx(b.final["test_loss"], rel=1e-4)
+
+
+def test_a_crashed_worker_surfaces_as_an_error_and_completed_trials_are_delivered(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    trials = [TrialSpec(f"{o}/{s}", constant(PEAK[o]), o, {}, seed=s) for o in ("sgd", "adam") for s in (0, 1)]
+    done: list[str] = []
+    # one worker: fleet 1 (sgd, 2 models + 1 vmap probe) completes, fleet 2 (adam) dies building its models
+    with pytest.raises(TrialsFailed, match=r"2 of 4 trials failed \(adam/0, adam/1\): the worker processes died.*exit codes 3") as exc:
+        run_trials("test_fleet:tiny_task", {"crash_after": 3}, trials, epochs=1, workers=1,
+                   on_trial_done=lambda r: done.append(r.trial_id))
+    assert sorted(done) == ["sgd/0", "sgd/1"] == sorted(r.trial_id for r in exc.value.results)
+    assert set(exc.value.failed) == {"adam/0", "adam/1"}
+
+
+def test_an_exception_in_a_worker_names_the_trials_and_the_cause():
+    trials = [TrialSpec("a", constant(0.1), "sgd", {}, 0)]
+    with pytest.raises(TrialsFailed, match="1 of 1 trials failed \\(a\\): ValueError: unknown task 'nope'"):
+        run_trials("nope", {}, trials, epochs=1, workers=1)
+
+
+@pytest.mark.slow
+def test_ctrl_c_terminates_the_workers(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        from lrlab.schedules import constant
+        from lrlab.study.fleet import TrialSpec, run_trials
+        if __name__ == "__main__":
+            trials = [TrialSpec(f"t{s}", constant(0.01), "adam", {}, s) for s in range(4)]
+            run_trials("mnist1d", {"subset": 400}, trials, epochs=10_000, workers=2,
+                       on_epoch=lambda r: print("EPOCH", flush=True))
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "EPOCH"  # workers are training
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) >= 2
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the whole group
+        proc.wait(timeout=60)
+        assert "KeyboardInterrupt" in proc.stderr.read()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{c}").exists() and "Z" not in Path(f"/proc/{c}/stat").read_text().split()[2]
+                       for c in children)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
