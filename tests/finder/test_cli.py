@@ -84,6 +84,10 @@ def test_default_task_is_mnist1d():
         (["--start-lr", "0"], "start_lr must be"),
         (["--mode", "cubic"], "mode must be one of"),
         (["--task", "no_such_module_xyz:task"], "cannot import module"),
+        (
+            ["--task", "mnist1d", "--data", "/no/such/dir"],
+            "CIFAR-10 directory '/no/such/dir' does not exist",
+        ),
     ],
 )
 def test_user_errors_exit_2_with_one_line(args, message, capsys):

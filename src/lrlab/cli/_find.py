@@ -8,6 +8,7 @@ reasons if not). The exit status is 0 either way; ``--format json`` prints the s
     lrlab find
     lrlab find --optimizer adam -o adam.png
     lrlab find --task mypkg.tasks:my_task --optimizer sgd --optimizer-kwargs '{"momentum": 0.5}'
+    lrlab find --data ~/data/cifar-10-batches-py --num-steps 200
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def cmd_find(
             help="mnist1d, mnist1d_mlp, cifar10 or package.module:function returning a Task.",
         ),
     ] = "mnist1d",
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Dataset directory (CIFAR-10 python batches; implies --task cifar10 unless --task is given).",
+        ),
+    ] = None,
     optimizer: Annotated[
         str,
         typer.Option("--optimizer", help="sgd (momentum 0.9), adam, rmsprop, adagrad or adadelta."),
@@ -148,7 +156,12 @@ def cmd_find(
 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
-    the_task = load_task(task)
+    task_kwargs: dict[str, Any] = {}
+    if data is not None:
+        task_kwargs["data_dir"] = data
+        if task in ("mnist1d", "mnist1d_mlp"):
+            task = "cifar10"
+    the_task = load_task(task, **task_kwargs)
     result = find_for_task(
         the_task,
         optimizer,
