@@ -45,9 +45,8 @@ def _make_optimizer(
 ) -> torch.optim.Optimizer:
     from lrlab.study.optimizers import make_optimizer, optimizer_kwargs
 
-    optimizer_kwargs(
-        name, overrides
-    )  # ValueError for unknown names/arguments and for an lr override
+    # ValueError for an unknown name or argument, and for an lr override
+    optimizer_kwargs(name, overrides)
     return make_optimizer(name, params, lr, **(overrides or {}))
 
 
@@ -127,11 +126,9 @@ def _batches(data: Any, batch_size: int | None, seed: int) -> Iterator[tuple[Any
         raise ValueError(
             f"data must be (x, y) tensors or an iterable of (x, y) batches, got {type(data).__name__}"
         )
-    while True:
+    while True:  # a DataLoader with shuffle=True draws its order from the seeded torch RNG
         empty = True
-        for (
-            batch
-        ) in data:  # a DataLoader with shuffle=True draws its order from the seeded torch RNG
+        for batch in data:
             empty = False
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise ValueError(
