@@ -180,10 +180,10 @@ def cmd_find(
     if output is not None:
         result.plot(output)
     if fmt == "json":
-        data = result.to_dict(curves=curves)
+        payload = result.to_dict(curves=curves)
         if output is not None:
-            data["plot"] = output
-        typer.echo(json.dumps(data, indent=2))
+            payload["plot"] = output
+        typer.echo(json.dumps(payload, indent=2))
         return
     from rich.console import Console
 
