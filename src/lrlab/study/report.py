@@ -92,8 +92,8 @@ def table_rows(summaries: Sequence[CellSummary]) -> list[dict[str, str]]:
 _COLUMNS = [
     ("optimizer", "optim"),
     ("schedule", "schedule"),
-    ("test_acc", "test acc %"),
-    ("test_loss", "test loss"),
+    ("test_acc", "acc %"),
+    ("test_loss", "loss"),
     ("best_acc", "best %"),
     ("delta", "Δ vs const"),
     ("p", "p"),
@@ -107,9 +107,10 @@ def results_table(summaries: Sequence[CellSummary], title: str | None = None) ->
     from rich import box
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1),
-                  caption="acc/loss: final epoch, mean±sd over seeds; best %: best epoch; Δ vs const: paired "
-                          "difference from constant, points ± 95% CI half-width; p: paired t-test",
+    table = Table(title=title, title_justify="left", show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+                  caption="acc %, loss: final test accuracy and loss, mean±sd over seeds; best %: best epoch "
+                          "(mean); Δ vs const: paired difference from constant, points ± 95% CI half-width; "
+                          "p: paired t-test, * p < 0.05",
                   caption_justify="left")
     any_note = any(c.diverged for c in summaries)
     columns = [(k, lbl) for k, lbl in _COLUMNS if k != "sig" and (k != "note" or any_note)]

@@ -306,8 +306,8 @@ def _report(out: str | Path, records: list[TrialRecord], info: Mapping[str, Any]
     summaries = summarize(records, info["schedules"], info["optimizers"])
     effects = optimizer_effects(records, summaries)
     n_seeds = len(info["config"]["seeds"])
-    title = (f"lrlab study: {info['task']}, {info['epochs']} epochs x {info['steps_per_epoch']} steps "
-             f"(batch {info['batch_size']}), {n_seeds} seeds: final test accuracy and loss")
+    title = (f"{info['task']}: {info['epochs']} epochs x {info['steps_per_epoch']} steps, batch "
+             f"{info['batch_size']}, {n_seeds} seeds")
     meta = {
         "task": f"{info['task']} ({info['n_train']} train / {info['n_test']} test)",
         "training": f"{info['epochs']} epochs x {info['steps_per_epoch']} steps, batch {info['batch_size']}",

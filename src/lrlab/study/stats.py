@@ -263,10 +263,10 @@ def claim_verdict(effects: Sequence[OptimizerEffect], sgd: str = "sgd", adaptive
     head = (
         f"Claim 'schedules help SGD more than adaptive optimizers': average schedule effect "
         f"{sgd} {a.average_mean:+.2f} vs {adaptive} {b.average_mean:+.2f} points "
-        f"(difference {diff:+.2f} +- {se:.2f} s.e.)"
+        f"(difference {diff:+.2f}" + (f" ± {se:.2f} s.e.)" if math.isfinite(se) else ")")
     )
     if not math.isfinite(se):
-        return head + ": not enough seeds to judge."
+        return head + ": not enough seeds to judge (needs at least 2)."
     if diff > 2 * se:
         return head + ": supported in this study."
     if diff < -2 * se:

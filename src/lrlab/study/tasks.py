@@ -52,13 +52,15 @@ __all__ = [
     "mnist1d_task",
 ]
 
-# Default peak learning rates on MNIST-1D (used by the default study; the schedule multiplies them).
-# adam 1e-2 is the MNIST-1D benchmark's own setting (greydanus/mnist1d notebooks/train.py).
-# The others are the usual defaults of each method scaled to this small problem: SGD with
-# momentum 0.9 at 0.05 (an effective step of 0.5), RMSprop 1e-3 (torch's default 1e-2 diverges
-# on the CNN), Adagrad 5e-2, Adadelta 1.0 (torch's and the paper's default).
+# Default peak learning rates on MNIST-1D (used by the default study; the schedules multiply them).
+# Anchored on published settings, not tuned on the study's outcome: adam 1e-2 is the MNIST-1D
+# benchmark's own lr (greydanus/mnist1d notebooks/train.py); sgd 0.1 with momentum 0.9 is the
+# seeds' (PyImageSearch CIFAR-10) setting and the classic SGD default. Both sit within a factor of 2
+# of lrlab's LR range test on this task (sgd ~0.06, adam ~0.02: `lrlab find`). RMSprop 1e-3
+# (torch's default 1e-2 is too large for this CNN), Adagrad 5e-2, Adadelta 1.0 (torch's and the
+# paper's default).
 MNIST1D_PEAK_LR: dict[str, float] = {
-    "sgd": 0.05,
+    "sgd": 0.1,
     "adam": 1e-2,
     "rmsprop": 1e-3,
     "adagrad": 5e-2,
