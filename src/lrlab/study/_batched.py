@@ -125,11 +125,13 @@ class _ConvReLU(torch.autograd.Function):
         k_, c, bsz, length = x.shape
         k = w.shape[-1]
         out_len = (length + 2 * pad - k) // stride + 1
-        cols = x.new_zeros(k_, c, k, bsz, out_len)
+        cols = x.new_empty(k_, c, k, bsz, out_len)
         for j in range(k):
             lo, hi, s = _tap_range(j, length, out_len, stride, pad)
             if hi > lo:
                 cols[:, :, j, :, lo:hi] = x[:, :, :, s : s + stride * (hi - lo - 1) + 1 : stride]
+            cols[:, :, j, :, :lo] = 0.0  # taps that read the zero padding (only these need filling)
+            cols[:, :, j, :, hi:] = 0.0
         cols2 = cols.view(k_, c * k, bsz * out_len)
         out = torch.baddbmm(b.unsqueeze(2), w.reshape(k_, -1, c * k), cols2).relu_()
         ctx.save_for_backward(cols2, w, out)
