@@ -291,7 +291,8 @@ def plot_final_accuracy(records: Sequence[TrialRecord], summaries: Sequence[Cell
     for ax, opt in zip(axes[0], opts):
         cells = [c for c in summaries if c.optimizer == opt]
         for i, c in enumerate(cells):
-            color = "C3" if c.significant() else ("C7" if c.schedule == BASELINE else "C0")
+            better = c.vs_baseline is not None and c.vs_baseline.mean > 0
+            color = ("C2" if better else "C3") if c.significant() else ("C7" if c.schedule == BASELINE else "C0")
             if math.isfinite(c.acc_mean):
                 ax.errorbar(c.acc_mean, i, xerr=c.acc_sd if math.isfinite(c.acc_sd) else None,
                             fmt="s", color=color, ms=5, capsize=3)
@@ -309,7 +310,8 @@ def plot_final_accuracy(records: Sequence[TrialRecord], summaries: Sequence[Cell
         ax.set_xlabel("final test accuracy %", fontsize=8)
         ax.set_title(opt, fontsize=10)
         ax.grid(alpha=0.3, axis="x")
-    fig.suptitle("Final test accuracy per seed (dots), mean ± sd; red = significant vs constant", fontsize=10)
+    fig.suptitle("Final test accuracy per seed (dots), mean ± sd (squares); green / red: significantly better / "
+                 "worse than constant (paired t-test, p < 0.05)", fontsize=10)
     fig.tight_layout()
     return _fig_png(fig)
 
