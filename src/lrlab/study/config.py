@@ -112,7 +112,9 @@ def split_specs(text: str) -> list[str]:
     >>> split_specs("constant, linear(1.0, 0.0, steps=100%),cosine_cycles")
     ['constant', 'linear(1.0, 0.0, steps=100%)', 'cosine_cycles']
     """
-    out, depth, cur = [], 0, []
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch in "([":
             depth += 1

@@ -119,7 +119,7 @@ def results_table(summaries: Sequence[CellSummary], title: str | None = None) ->
         width = max([len(label)] + [len(r[key]) + (2 if key == "p" else 0) for r in rows])
         table.add_column(label, justify="left" if key in ("optimizer", "schedule", "note") else "right",
                          no_wrap=key != "note", min_width=None if key == "note" else width)
-    best = {}
+    best: dict[str, float] = {}
     for c in summaries:
         if math.isfinite(c.acc_mean) and c.acc_mean > best.get(c.optimizer, -math.inf):
             best[c.optimizer] = c.acc_mean
@@ -477,7 +477,7 @@ def _html(
         for name, cap, png in images
     )
     meta_items = "".join(f"<li>{e(str(k))}: {e(str(v))}</li>" for k, v in meta.items())
-    specs = {}
+    specs: dict[str, str] = {}
     for r in records:
         specs.setdefault(r.schedule_name, r.schedule_text)
     spec_rows = "".join(f'<tr><td class="l">{e(n)}</td><td class="l"><code>{e(s)}</code></td></tr>'

@@ -217,7 +217,7 @@ def mnist1d_arrays(*, cache: bool = True) -> dict[str, np.ndarray]:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f"mnist1d.{os.getpid()}.tmp.npz")
-                np.savez(tmp, **data)
+                np.savez(tmp, x=data["x"], y=data["y"], x_test=data["x_test"], y_test=data["y_test"])
                 os.replace(tmp, path)  # atomic: concurrent processes never read half a file
             except OSError:
                 pass  # a read-only home is fine: the data is regenerated next time
