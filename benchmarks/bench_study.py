@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the study's)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--workers", type=int, default=None, help="fleet worker processes (default: cores)")
-    ap.add_argument("--max-fleet", type=int, default=24, help="most trials per fleet")
+    ap.add_argument("--max-fleet", type=int, default=None, help="most trials per fleet (default: run_trials')")
     ap.add_argument("--baseline", choices=("subset", "all"), default="subset",
                     help="time one seed per (schedule, optimizer) and scale (subset), or every trial")
     ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats (median ratio)")

@@ -644,7 +644,7 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
                workers: int | None = None, device: str = "cpu",
                on_epoch: Callable[[EpochRecord], None] | None = None,
                on_trial_done: Callable[[TrialResult], None] | None = None,
-               max_fleet: int = 36, threads_per_worker: int | None = None) -> list[TrialResult]:
+               max_fleet: int | None = None, threads_per_worker: int | None = None) -> list[TrialResult]:
     """Train ``trials`` as fleets spread over worker processes; callbacks run in this process.
 
     Each worker rebuilds the task with ``load_task(task_ref, **task_kwargs)`` (nothing but plain
@@ -662,7 +662,10 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
         device: ``"cpu"`` or ``"cuda"``.
         on_epoch: called with each :class:`EpochRecord` as it arrives.
         on_trial_done: called with each :class:`TrialResult` as soon as it is known.
-        max_fleet: most trials in one fleet.
+        max_fleet: most trials in one fleet (default: 24 on CPU, where per-trial cost is flat from
+            ~8 trials on and smaller fleets let idle workers take the remaining ones; 512 on CUDA,
+            where bigger fleets fill the GPU).
+        threads_per_worker: torch threads in each worker (default: usable cores / workers).
 
     Returns:
         results in the order of ``trials``.
@@ -682,6 +685,8 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
         raise ValueError(f"trial ids must be unique, repeated: {', '.join(dup)}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got epochs={epochs!r}")
+    if max_fleet is None:
+        max_fleet = 512 if str(device).startswith("cuda") else 24
     if isinstance(max_fleet, bool) or not isinstance(max_fleet, int) or max_fleet < 1:
         raise ValueError(f"max_fleet must be an int >= 1, got max_fleet={max_fleet!r}")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
