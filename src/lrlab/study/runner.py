@@ -232,7 +232,7 @@ def run_study(
     say(
         f"[bold]lrlab study[/bold]: {task.name}, {len(cfg.schedules)} schedules x {len(cfg.optimizers)} optimizers "
         f"x {len(cfg.seeds)} seeds = {len(plans)} trials, {epochs} epochs of {spe} steps "
-        f"(batch {task.batch_size}); peak lr " + ", ".join(f"{k} {v:g}" for k, v in peak_lrs.items())
+        f"(batch {task.batch_size}); peak lr " + ", ".join(f"{k} {v:.3g}" for k, v in peak_lrs.items())
     )
     if reused:
         say(f"{reused} trials already in {storage.url} (not rerun); {len(pending)} to train")
@@ -311,7 +311,7 @@ def _report(out: str | Path, records: list[TrialRecord], info: Mapping[str, Any]
     meta = {
         "task": f"{info['task']} ({info['n_train']} train / {info['n_test']} test)",
         "training": f"{info['epochs']} epochs x {info['steps_per_epoch']} steps, batch {info['batch_size']}",
-        "peak lr": ", ".join(f"{k} {v:g}" for k, v in info["peak_lrs"].items()),
+        "peak lr": ", ".join(f"{k} {v:.3g}" for k, v in info["peak_lrs"].items()),
         "trials": f"{len(records)} ({sum(r.diverged for r in records)} diverged)",
         "storage": url,
         "training time (sum over trials)": f"{sum(r.seconds for r in records):.0f} s",
