@@ -21,3 +21,11 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = ["__version__", "dump", "dumps", "load", "loads", "parse", *_schedules_all]
+
+
+def __getattr__(name: str):
+    if name == "find":  # the LR range test (lrlab.finder.find); imports torch/keras only when called
+        from lrlab.finder import find
+
+        return find
+    raise AttributeError(f"module 'lrlab' has no attribute {name!r}")
