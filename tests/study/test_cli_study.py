@@ -83,3 +83,24 @@ def test_subprocess_error_and_help():
     for opt in ("--out", "--model", "--optimizers", "--schedules", "--seeds", "--epochs", "--workers", "--storage",
                 "--config", "--task", "--data", "--device", "--peak-lr", "--fresh", "report"):
         assert opt in helped.stdout, opt
+
+
+def test_user_task_from_the_current_directory(tmp_path, monkeypatch):
+    (tmp_path / "my_study_task.py").write_text(
+        "import torch\n"
+        "from lrlab.study import Task\n"
+        "def make():\n"
+        "    g = torch.Generator().manual_seed(0)\n"
+        "    x = torch.randn(40, 6, generator=g)\n"
+        "    y = (x[:, 0] > 0).long()\n"
+        "    return Task('toy', x, y, x[:10], y[:10], lambda: torch.nn.Linear(6, 2), batch_size=10, epochs=2,\n"
+        "                peak_lr={'sgd': 0.1, 'adam': 0.01})\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    res = CliRunner().invoke(app, ["study", "--task", "my_study_task:make", "--schedules", "constant,linear",
+                                   "--seeds", "2", "--workers", "0", "--out", str(tmp_path / "o"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "toy, 2 schedules x 2 optimizers x 2 seeds = 8 trials, 2 epochs of 4 steps (batch 10)" in text
+    sys.modules.pop("my_study_task", None)

@@ -8,6 +8,7 @@ defaults. Running the same command again resumes: stored trials are not rerun.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -72,6 +73,8 @@ def study(
             settings[k] = v
     if task is not None:
         settings["task"] = task
+        if ":" in task and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # like `python -m`: your module in the current directory
         if model is None:
             settings.pop("model", None)
     elif data is not None and settings.get("task", "mnist1d") in ("mnist1d", "mnist1d_mlp"):
