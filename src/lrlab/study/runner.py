@@ -97,7 +97,7 @@ def _peak_lrs(cfg: StudyConfig, task: Any, storage: StudyStorage, say: Callable[
             lr = float(res.lr)
             if not (math.isfinite(lr) and lr > 0):
                 raise ValueError(f"the LR range test found no usable peak lr for {name} (got {lr!r}); give one")
-            conf = "" if getattr(res, "confident", True) else " (low confidence: the repeats disagree)"
+            conf = "" if res.confident else " (low confidence: " + "; ".join(res.notes) + ")"
             say(f"peak lr for {name}: {lr:.3g} (LR range test{conf})")
             out[name] = lr
             cache[ck] = lr
