@@ -80,7 +80,7 @@ PLATEAU_METRICS = ("test_loss", "test_acc", "train_loss", "train_acc")
 """Per-epoch metrics a trial's plateau nodes can be fed with."""
 
 _ORDER_MULT = 100003
-_EVAL_SAMPLES = 16384  # samples x trials per evaluation chunk (bounds the activations' memory)
+_EVAL_SAMPLES = 2048  # samples x trials per evaluation chunk: small enough to stay in cache (1.9x faster than 16384)
 
 
 # ---- records ----------------------------------------------------------------------------------
