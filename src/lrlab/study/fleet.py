@@ -390,21 +390,17 @@ def fleet_path(task: Any, trial: TrialSpec, *, device: str | torch.device = "cpu
     return task.fleet_model or "vmap"
 
 
-_REFUSALS: dict[tuple[int, str, str, str], str | None] = {}
-
-
 def _fleet_refusal(task: Any, trial: TrialSpec, device: Any, dtype: torch.dtype) -> str | None:
     reason = update_is_linear_in_lr(trial.optimizer, optimizer_kwargs(trial.optimizer, trial.optimizer_kwargs))
     if reason is not None:
         return reason
     if task.fleet_model is not None:
         return None  # a named formulation is checked (and errors) when the fleet is built
-    key = (id(task), str(device), str(dtype), task.name)
-    if key not in _REFUSALS:
-        model = _make_model(task, 0, device, dtype)
-        probe = task.x_train[: min(4, task.x_train.shape[0])].to(device=device, dtype=dtype)
-        _REFUSALS[key] = _batched.vmap_support(model, probe)
-    return _REFUSALS[key]
+    rng = torch.get_rng_state()
+    model = _make_model(task, 0, device, dtype)  # a probe copy; every trial builds its own model
+    torch.set_rng_state(rng)
+    probe = task.x_train[: min(4, task.x_train.shape[0])].to(device=device, dtype=dtype)
+    return _batched.vmap_support(model, probe)
 
 
 class _Fleet:
