@@ -292,8 +292,9 @@ def test_a_crashed_worker_surfaces_as_an_error_and_completed_trials_are_delivere
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     trials = [TrialSpec(f"{o}/{s}", constant(PEAK[o]), o, {}, seed=s) for o in ("sgd", "adam") for s in (0, 1)]
     done: list[str] = []
-    # one worker: fleet 1 (sgd, 2 models + 1 vmap probe) completes, fleet 2 (adam) dies building its models
-    with pytest.raises(TrialsFailed, match=r"2 of 4 trials failed \(adam/0, adam/1\): the worker processes died.*exit codes 3") as exc:
+    # one worker: fleet 1 (sgd: 1 vmap probe + 2 models) completes, fleet 2 (adam) dies building its probe.
+    # Whether its 'start' message got out before os._exit is a race: both messages name the death.
+    with pytest.raises(TrialsFailed, match=r"2 of 4 trials failed \(adam/0, adam/1\): .*died before finishing it \(exit codes? 3\)") as exc:
         run_trials("test_fleet:tiny_task", {"crash_after": 3}, trials, epochs=1, workers=1,
                    on_trial_done=lambda r: done.append(r.trial_id))
     assert sorted(done) == ["sgd/0", "sgd/1"] == sorted(r.trial_id for r in exc.value.results)

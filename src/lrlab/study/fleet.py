@@ -611,6 +611,8 @@ def _usable_cores() -> int:
 
 def _worker(wid: int, task_ref: str, task_kwargs: dict[str, Any], jobs: Any, out: Any, epochs: int,
             device: str, threads: int) -> None:
+    """Train fleets from ``jobs``; report on ``out``, a pipe whose ``send`` is synchronous, so a
+    message sent (a finished trial) is delivered even if the process dies right after."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
@@ -621,19 +623,20 @@ def _worker(wid: int, task_ref: str, task_kwargs: dict[str, Any], jobs: Any, out
     while True:
         job = jobs.get()
         if job is None:
+            out.close()
             return
         fid, trial_dicts = job
-        out.put(("start", wid, fid))
+        out.send(("start", wid, fid))
         try:
             if task is None:
                 task = load_task(task_ref, **task_kwargs)
             specs = [TrialSpec.from_dict(d) for d in trial_dicts]
             train_fleet(task, specs, epochs=epochs, device=device,
-                        on_epoch=lambda r, f=fid: out.put(("epoch", wid, f, asdict(r))),
-                        on_trial_done=lambda r, f=fid: out.put(("trial", wid, f, r.to_dict())))
-            out.put(("fleet_done", wid, fid))
-        except BaseException as e:
-            out.put(("fleet_error", wid, fid, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+                        on_epoch=lambda r, f=fid: out.send(("epoch", wid, f, asdict(r))),
+                        on_trial_done=lambda r, f=fid: out.send(("trial", wid, f, r.to_dict())))
+            out.send(("fleet_done", wid, fid))
+        except Exception as e:
+            out.send(("fleet_error", wid, fid, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
 
 
 def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Sequence[TrialSpec], *, epochs: int,
@@ -672,7 +675,7 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
         KeyboardInterrupt: after terminating the workers.
     """
     import multiprocessing as mp
-    import queue as queue_mod
+    from multiprocessing import connection as mp_connection
 
     trials = list(trials)
     ids = [t.trial_id for t in trials]
@@ -714,62 +717,68 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
 
     threads = threads_per_worker or max(1, cores // workers)
     ctx = mp.get_context("spawn")
-    jobs, out = ctx.Queue(), ctx.Queue()
+    jobs = ctx.Queue()
     for fid, f in enumerate(fleets):
         jobs.put((fid, [t.to_dict() for t in f]))
     for _ in range(workers):
         jobs.put(None)
-    procs = [ctx.Process(target=_worker, args=(w, task_ref, task_kwargs, jobs, out, epochs, str(device), threads),
+    pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(w, task_ref, task_kwargs, jobs, pipes[w][1], epochs, str(device), threads),
                          daemon=True, name=f"lrlab-fleet-{w}") for w in range(workers)]
     failed: dict[str, str] = {}
-    running: dict[int, int] = {}  # worker -> fleet
+    running: dict[int, int] = {}  # worker -> fleet it is training
     finished: set[int] = set()
-    try:
-        for p in procs:
-            p.start()
-        while len(finished) < len(fleets):
-            try:
-                msg = out.get(timeout=0.5)
-            except queue_mod.Empty:
-                if all(not p.is_alive() for p in procs):
-                    # drain anything sent just before the last exit, then give up on the rest
-                    try:
-                        msg = out.get(timeout=1.0)
-                    except queue_mod.Empty:
-                        for fid in set(range(len(fleets))) - finished:
-                            codes = ", ".join(str(p.exitcode) for p in procs)
-                            for t in fleets[fid]:
-                                if t.trial_id not in results:
-                                    failed[t.trial_id] = f"the worker processes died before finishing it (exit codes {codes})"
-                            finished.add(fid)
-                        break
-                else:
-                    for w, p in enumerate(procs):
-                        if not p.is_alive() and w in running:
-                            fid = running.pop(w)
-                            if fid not in finished:
-                                for t in fleets[fid]:
-                                    if t.trial_id not in results:
-                                        failed[t.trial_id] = f"worker {w} died (exit code {p.exitcode})"
-                                finished.add(fid)
-                    continue
-            kind, wid, fid = msg[0], msg[1], msg[2]
-            if kind == "start":
-                running[wid] = fid
-            elif kind == "epoch":
-                if on_epoch is not None:
-                    on_epoch(EpochRecord(**msg[3]))
-            elif kind == "trial":
-                deliver(TrialResult.from_dict(msg[3]))
-            elif kind == "fleet_done":
-                finished.add(fid)
-                running.pop(wid, None)
-            elif kind == "fleet_error":
+    open_readers = {w: pipes[w][0] for w in range(workers)}
+
+    def handle(msg: tuple[Any, ...]) -> None:
+        kind, wid, fid = msg[0], msg[1], msg[2]
+        if kind == "start":
+            running[wid] = fid
+        elif kind == "epoch":
+            if on_epoch is not None:
+                on_epoch(EpochRecord(**msg[3]))
+        elif kind == "trial":
+            deliver(TrialResult.from_dict(msg[3]))
+        else:  # fleet_done, fleet_error
+            if kind == "fleet_error":
                 for t in fleets[fid]:
                     if t.trial_id not in results:
                         failed[t.trial_id] = msg[3]
+            finished.add(fid)
+            running.pop(wid, None)
+
+    def drain(w: int) -> None:
+        """Read everything worker ``w`` sent; close its pipe once the worker is gone."""
+        reader = open_readers[w]
+        try:
+            while reader.poll():
+                handle(reader.recv())
+        except (EOFError, OSError):
+            pass
+        if not procs[w].is_alive():
+            reader.close()
+            del open_readers[w]
+            fid = running.pop(w, None)
+            if fid is not None and fid not in finished:
+                for t in fleets[fid]:
+                    if t.trial_id not in results:
+                        failed[t.trial_id] = f"worker process {w} died before finishing it (exit code {procs[w].exitcode})"
                 finished.add(fid)
-                running.pop(wid, None)
+
+    try:
+        for w, p in enumerate(procs):
+            p.start()
+            pipes[w][1].close()  # the worker holds the write end now
+        while len(finished) < len(fleets) and open_readers:
+            ready = mp_connection.wait([*open_readers.values(), *(procs[w].sentinel for w in open_readers)], timeout=1.0)
+            for w in list(open_readers):
+                if open_readers[w] in ready or procs[w].sentinel in ready:
+                    drain(w)
+        codes = ", ".join(str(p.exitcode) for p in procs)
+        for fid in set(range(len(fleets))) - finished:  # every worker is gone and these never ran
+            for t in fleets[fid]:
+                if t.trial_id not in results:
+                    failed[t.trial_id] = f"the worker processes died before finishing it (exit codes {codes})"
     except BaseException:
         for p in procs:
             if p.is_alive():
