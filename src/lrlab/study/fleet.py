@@ -631,9 +631,14 @@ def _worker(wid: int, task_ref: str, task_kwargs: dict[str, Any], jobs: Any, out
             if task is None:
                 task = load_task(task_ref, **task_kwargs)
             specs = [TrialSpec.from_dict(d) for d in trial_dicts]
-            train_fleet(task, specs, epochs=epochs, device=device,
-                        on_epoch=lambda r, f=fid: out.send(("epoch", wid, f, asdict(r))),
-                        on_trial_done=lambda r, f=fid: out.send(("trial", wid, f, r.to_dict())))
+
+            def send_epoch(r: EpochRecord, f: int = fid) -> None:
+                out.send(("epoch", wid, f, asdict(r)))
+
+            def send_trial(r: TrialResult, f: int = fid) -> None:
+                out.send(("trial", wid, f, r.to_dict()))
+
+            train_fleet(task, specs, epochs=epochs, device=device, on_epoch=send_epoch, on_trial_done=send_trial)
             out.send(("fleet_done", wid, fid))
         except Exception as e:
             out.send(("fleet_error", wid, fid, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))

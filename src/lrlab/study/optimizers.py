@@ -99,7 +99,7 @@ def optimizer_kwargs(name: str, overrides: Mapping[str, Any] | None = None) -> d
         raise ValueError(
             f"optimizer {name!r}: lr comes from the schedule, do not pass it in optimizer_kwargs (got lr={overrides['lr']!r})"
         )
-    accepted = set(inspect.signature(d.cls.__init__).parameters) - {"self", "params", "lr"}
+    accepted = set(inspect.signature(d.cls).parameters) - {"params", "lr"}
     unknown = sorted(set(overrides) - accepted)
     if unknown:
         raise ValueError(
