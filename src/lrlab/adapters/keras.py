@@ -52,23 +52,14 @@ from typing import Any, cast
 import keras
 import numpy as np
 
-from lrlab.schedules._core import Schedule, from_config
+from lrlab.schedules._core import Schedule, as_schedule
 from lrlab.schedules._plateau import ScheduleState
 
 __all__ = ["KerasSchedule", "LearningRateScheduler", "PlateauCallback"]
 
 
 def _as_schedule(schedule: Any, what: str) -> Schedule:
-    if isinstance(schedule, Mapping):
-        schedule = from_config(schedule, where=what)
-    if not isinstance(schedule, Schedule):
-        raise ValueError(f"{what} must be an lrlab schedule or its config, got {schedule!r}")
-    if not schedule.is_resolved():
-        raise ValueError(
-            f"{what}: {schedule} has durations in epochs or fractions of training; call "
-            ".resolve(total_steps=..., steps_per_epoch=...) first"
-        )
-    return schedule
+    return as_schedule(schedule, what)
 
 
 def _to_float(value: Any) -> float:

@@ -41,21 +41,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrlab.schedules._core import Schedule
+from lrlab.schedules._core import Schedule, as_schedule
 from lrlab.schedules._plateau import plateau
 
 __all__ = ["PlateauState", "current_lr", "reduce_on_plateau", "to_optax"]
 
 
 def _as_schedule(schedule: Any, what: str) -> Schedule:
-    if not isinstance(schedule, Schedule):
-        raise ValueError(f"{what} must be an lrlab schedule, got {schedule!r}")
-    if not schedule.is_resolved():
-        raise ValueError(
-            f"{what}: {schedule} has durations in epochs or fractions of training; call "
-            ".resolve(total_steps=..., steps_per_epoch=...) first"
-        )
-    return schedule
+    return as_schedule(schedule, what, configs=False)
 
 
 def to_optax(schedule: Schedule) -> Callable[[Any], jax.Array]:

@@ -43,6 +43,7 @@ else:
 __all__ = [
     "Schedule",
     "State",
+    "as_schedule",
     "duration_field",
     "from_config",
     "get",
@@ -350,6 +351,25 @@ def _from_plain(v: Any, where: str) -> Any:
     if isinstance(v, list | tuple):
         return tuple(_from_plain(x, f"{where}[{i}]") for i, x in enumerate(v))
     return v
+
+
+def as_schedule(value: Any, what: str = "schedule", *, configs: bool = True) -> Schedule:
+    """``value`` as a resolved schedule (a :class:`Schedule`, or its config when ``configs``).
+
+    The check every adapter makes at its boundary: a clear ValueError for anything else, and for a
+    schedule whose durations are still in epochs or fractions of training.
+    """
+    if configs and isinstance(value, Mapping):
+        value = from_config(value, where=what)
+    if not isinstance(value, Schedule):
+        kinds = "an lrlab schedule or its config" if configs else "an lrlab schedule"
+        raise ValueError(f"{what} must be {kinds}, got {value!r}")
+    if not value.is_resolved():
+        raise ValueError(
+            f"{what}: {value} has durations in epochs or fractions of training; call "
+            ".resolve(total_steps=..., steps_per_epoch=...) first"
+        )
+    return value
 
 
 def from_config(config: Mapping[str, Any], *, where: str = "config") -> Schedule:
