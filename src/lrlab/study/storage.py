@@ -146,8 +146,9 @@ class StudyStorage:
             self.study = optuna.create_study(
                 study_name=study_name, storage=backend, direction="maximize", load_if_exists=True
             )
-        except ImportError as e:  # e.g. psycopg2 missing for postgresql://
-            raise ValueError(f"storage {url!r} needs a database driver: {e}") from e
+        except ImportError as e:  # e.g. psycopg (SQLAlchemy 2.1's default) missing for postgresql://
+            hint = " (pip install 'lrlab[postgres]')" if url.startswith("postgresql") else ""
+            raise ValueError(f"storage {url!r} needs a database driver{hint}: {e}") from e
         except Exception as e:  # sqlalchemy errors: bad URL, unreachable server
             if isinstance(e, ValueError):
                 raise
