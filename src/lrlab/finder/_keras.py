@@ -26,7 +26,7 @@ import numpy as np
 
 from lrlab.finder._result import DEFAULT_MAX_SPREAD, DEFAULT_RECOMMEND, FinderResult, aggregate
 from lrlab.finder._suggest import METHODS
-from lrlab.finder._sweep import check_seeds, run_sweep, sweep_lrs
+from lrlab.finder._sweep import check_seeds, run_sweep, sweep_lrs, sweep_settings
 
 __all__ = ["find_keras"]
 
@@ -186,19 +186,11 @@ def find_keras(
                 return float(logs["loss"])
 
             curves.append(run_sweep(step, lrs, beta=beta, diverge_factor=diverge_factor, seed=seed))
-    settings = {
-        "framework": f"keras/{keras.backend.backend()}",
-        "optimizer": optimizer if isinstance(optimizer, str) else opt_cls.__name__,
-        "optimizer_kwargs": dict(optimizer_kwargs or {}),
-        "start_lr": float(start_lr),
-        "end_lr": float(end_lr),
-        "num_steps": int(num_steps),
-        "mode": mode,
-        "seeds": list(seeds),
-        "beta": float(beta),
-        "diverge_factor": diverge_factor,
-        "batch_size": batch_size,
-    }
+    settings = sweep_settings(
+        f"keras/{keras.backend.backend()}", optimizer if isinstance(optimizer, str) else opt_cls.__name__,
+        optimizer_kwargs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, seeds=seeds, beta=beta,
+        diverge_factor=diverge_factor, batch_size=batch_size,
+    )
     return aggregate(
         curves,
         methods=methods,

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -200,3 +201,24 @@ def run_sweep(
         stop=stop,
         seed=seed,
     )
+
+
+def sweep_settings(framework: str, optimizer: str, optimizer_kwargs: Mapping[str, Any] | None, *,
+                   start_lr: float, end_lr: float, num_steps: int, mode: str, seeds: Sequence[int],
+                   beta: float, diverge_factor: float | None, batch_size: int | None,
+                   **extra: Any) -> dict[str, Any]:
+    """The settings a :class:`~lrlab.finder.FinderResult` records (plain, JSON-ready values)."""
+    return {
+        "framework": framework,
+        **extra,
+        "optimizer": optimizer,
+        "optimizer_kwargs": dict(optimizer_kwargs or {}),
+        "start_lr": float(start_lr),
+        "end_lr": float(end_lr),
+        "num_steps": int(num_steps),
+        "mode": mode,
+        "seeds": list(seeds),
+        "beta": float(beta),
+        "diverge_factor": diverge_factor,
+        "batch_size": batch_size,
+    }

@@ -35,7 +35,7 @@ import torch
 
 from lrlab.finder._result import DEFAULT_MAX_SPREAD, DEFAULT_RECOMMEND, FinderResult, aggregate
 from lrlab.finder._suggest import METHODS
-from lrlab.finder._sweep import Curve, check_seeds, run_sweep, sweep_lrs
+from lrlab.finder._sweep import Curve, check_seeds, run_sweep, sweep_lrs, sweep_settings
 
 __all__ = ["find_for_task", "find_torch"]
 
@@ -258,23 +258,13 @@ def find_torch(
                 )
         finally:
             snap.restore()
-    settings = {
-        "framework": "torch",
-        "optimizer": optimizer
-        if isinstance(optimizer, str)
-        else type(optimizer).__name__
-        if instance
-        else getattr(optimizer, "__name__", repr(optimizer)),
-        "optimizer_kwargs": dict(optimizer_kwargs or {}),
-        "start_lr": float(start_lr),
-        "end_lr": float(end_lr),
-        "num_steps": int(num_steps),
-        "mode": mode,
-        "seeds": list(seeds),
-        "beta": float(beta),
-        "diverge_factor": diverge_factor,
-        "batch_size": batch_size if batch_size is not None else getattr(data, "batch_size", None),
-    }
+    name = (optimizer if isinstance(optimizer, str) else type(optimizer).__name__ if instance
+            else getattr(optimizer, "__name__", repr(optimizer)))
+    settings = sweep_settings(
+        "torch", name, optimizer_kwargs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, seeds=seeds, beta=beta,
+        diverge_factor=diverge_factor,
+        batch_size=batch_size if batch_size is not None else getattr(data, "batch_size", None),
+    )
     return aggregate(
         curves,
         methods=methods,
@@ -343,20 +333,11 @@ def find_for_task(
                     seed=seed,
                 )
             )
-    settings = {
-        "framework": "torch",
-        "task": getattr(task, "name", None),
-        "optimizer": optimizer,
-        "optimizer_kwargs": dict(optimizer_kwargs or {}),
-        "start_lr": float(start_lr),
-        "end_lr": float(end_lr),
-        "num_steps": int(num_steps),
-        "mode": mode,
-        "seeds": list(seeds),
-        "beta": float(beta),
-        "diverge_factor": diverge_factor,
-        "batch_size": task.batch_size,
-    }
+    settings = sweep_settings(
+        "torch", optimizer, optimizer_kwargs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, seeds=seeds, beta=beta,
+        diverge_factor=diverge_factor,
+        batch_size=task.batch_size, task=getattr(task, "name", None),
+    )
     return aggregate(
         curves,
         methods=methods,
