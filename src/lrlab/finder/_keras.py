@@ -188,7 +188,8 @@ def find_keras(
             curves.append(run_sweep(step, lrs, beta=beta, diverge_factor=diverge_factor, seed=seed))
     settings = sweep_settings(
         f"keras/{keras.backend.backend()}", optimizer if isinstance(optimizer, str) else opt_cls.__name__,
-        optimizer_kwargs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, seeds=seeds, beta=beta,
+        optimizer_kwargs,
+        start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, seeds=seeds, beta=beta,
         diverge_factor=diverge_factor, batch_size=batch_size,
     )
     return aggregate(

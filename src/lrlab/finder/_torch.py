@@ -261,7 +261,8 @@ def find_torch(
     name = (optimizer if isinstance(optimizer, str) else type(optimizer).__name__ if instance
             else getattr(optimizer, "__name__", repr(optimizer)))
     settings = sweep_settings(
-        "torch", name, optimizer_kwargs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, seeds=seeds, beta=beta,
+        "torch", name, optimizer_kwargs,
+        start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, seeds=seeds, beta=beta,
         diverge_factor=diverge_factor,
         batch_size=batch_size if batch_size is not None else getattr(data, "batch_size", None),
     )
@@ -334,7 +335,8 @@ def find_for_task(
                 )
             )
     settings = sweep_settings(
-        "torch", optimizer, optimizer_kwargs, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, seeds=seeds, beta=beta,
+        "torch", optimizer, optimizer_kwargs,
+        start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, seeds=seeds, beta=beta,
         diverge_factor=diverge_factor,
         batch_size=task.batch_size, task=getattr(task, "name", None),
     )
