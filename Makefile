@@ -7,7 +7,7 @@ PIP     := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 export KERAS_BACKEND ?= torch
 export MPLBACKEND ?= Agg
 
-.PHONY: venv demo test test-fast lint typecheck bench gallery clean
+.PHONY: venv demo test test-fast lint typecheck docs bench gallery clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory docs
 	$(BIN)/python -m pytest -n 2 -q src tests
 
 test-fast: $(STAMP)
@@ -38,6 +39,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## The documentation site into site/ (open site/index.html; offline): guides and the API reference.
+## --strict turns every warning (a broken link, a docstring that does not parse) into an error.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 ## Benchmarks: ratios against baselines measured in the same run.
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
@@ -47,4 +53,4 @@ gallery: $(STAMP)
 	$(BIN)/lrlab gallery docs/gallery
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) runs site .pytest_cache .mypy_cache .ruff_cache

@@ -20,8 +20,9 @@ def test_readme_opens_with_the_two_commands():
     assert first_block.splitlines()[1].startswith("make test")
 
 
-def _runnable_blocks() -> list[str]:
-    return re.findall(r"<!-- runnable -->\n```python\n(.*?)```", TEXT, re.S)
+def _runnable_blocks(text: str = TEXT) -> list[str]:
+    """The ```python blocks marked ``<!-- runnable -->`` (tests/test_docs.py uses it for docs/)."""
+    return re.findall(r"<!-- runnable -->\n```python\n(.*?)```", text, re.S)
 
 
 def test_readme_has_runnable_blocks():
@@ -35,10 +36,10 @@ def test_runnable_python_block(index, capsys):
     assert "0.0 0.1 1e-05 1e-05" in out  # the values the quick start's comment promises
 
 
-def _console_examples() -> list[tuple[str, list[str]]]:
+def _console_examples(text: str = TEXT) -> list[tuple[str, list[str]]]:
     """(command, shown output lines) for each `$ lrlab ...` line of the console blocks."""
     examples = []
-    for block in re.findall(r"```console\n(.*?)```", TEXT, re.S):
+    for block in re.findall(r"```console\n(.*?)```", text, re.S):
         lines = block.splitlines()
         i = 0
         while i < len(lines):
@@ -68,6 +69,11 @@ def test_readme_console_examples_found():
 @pytest.mark.parametrize("cmd,shown", SHOWN, ids=[c[:50] for c, _ in SHOWN])
 def test_console_example_prints_what_the_readme_shows(cmd, shown, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    _check_console_example(cmd, shown, capsys)
+
+
+def _check_console_example(cmd: str, shown: list[str], capsys) -> None:
+    """Run ``cmd`` (an ``lrlab ...`` line) in-process and compare its output with ``shown``."""
     argv = shlex.split(cmd)[1:]
     if "lrlab: error" in shown[0]:
         with pytest.raises(SystemExit) as e:
