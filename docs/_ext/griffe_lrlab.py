@@ -163,8 +163,10 @@ def _field_parameters(cls: griffe.Class) -> list[griffe.Parameter]:
     for member in cls.members.values():
         if member.is_alias or not member.is_attribute or member.annotation is None:
             continue
-        if "class-attribute" in member.labels and "instance-attribute" not in member.labels:
-            continue  # ClassVar
+        if "property" in member.labels or (
+            "class-attribute" in member.labels and "instance-attribute" not in member.labels
+        ):
+            continue  # a property, or a ClassVar
         default: Any = member.value
         if isinstance(default, griffe.ExprCall) and default.function.canonical_path == _DURATION_FIELD:
             default = default.arguments[0] if default.arguments else None
