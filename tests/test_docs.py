@@ -113,6 +113,9 @@ def test_gallery_page_shows_every_gallery_png(site):
     pngs = {p.name for p in (DOCS / "gallery").glob("*.png")}
     assert pngs and shown == pngs, sorted(pngs ^ shown)
     assert all((site / "gallery" / name).exists() for name in pngs)
+    # each picture's caption links to the schedule's entry in the API reference
+    linked = set(re.findall(r'href="api/schedules\.html#lrlab\.schedules\.(\w+)"', html))
+    assert linked == {n[:-4] for n in pngs} - {"overview"}, sorted(linked ^ ({n[:-4] for n in pngs} - {"overview"}))
 
 
 def test_api_reference_renders_signatures_and_parameter_tables(site):
