@@ -326,8 +326,9 @@ class LRLabScheduler(LRScheduler):
                     else:
                         group["betas"] = (m, b2)
         self.last_epoch = self.states[0].step
-        self._last_lr = [_float_lr(g["lr"]) for g in groups]
-        self._written = list(self._last_lr)
+        written = [_float_lr(g["lr"]) for g in groups]
+        self._last_lr = written  # type: ignore[assignment]  # torch types it list[float | Tensor]
+        self._written = list(written)
 
     def _before_optimizer_step(self) -> None:
         self._apply()  # this update's lr, whether or not step() was called since the last update

@@ -1,0 +1,106 @@
+"""🤗 transformers adapter: feed an :class:`~lrlab.adapters.torch.LRLabScheduler`'s plateau nodes
+from each evaluation of a ``Trainer``.
+
+The scheduler goes in through ``Trainer(optimizers=(optimizer, scheduler))``; the Trainer checkpoints
+its ``state_dict`` (``scheduler.pt``: plain JSON, so ``torch.load(weights_only=True)`` reads it) and
+restores it on ``train(resume_from_checkpoint=...)``, plateau state included. The Trainer feeds
+metrics only to torch's own ``ReduceLROnPlateau``; :class:`LRLabCallback` feeds lrlab's:
+
+* ``metrics[monitor]`` of every evaluation made *during* ``train()`` (a ``trainer.evaluate()``
+  after training does not change the lr of a finished run);
+* at most once per ``state.global_step``, so the same step's evaluation is never fed twice.
+
+The Trainer evaluates before it saves in the same step, so a checkpoint holds that step's
+observation and a resumed run neither replays nor loses it. With ``eval_strategy="epoch"`` and
+``save_strategy="steps"`` a checkpoint on an epoch's last step is saved *before* the epoch-end
+evaluation and a run resumed from it skips that evaluation (the Trainer's behaviour, which its own
+``ReduceLROnPlateau`` and early stopping share); evaluate and save on the same strategy (both
+``"steps"`` or both ``"epoch"``) to resume exactly.
+
+>>> callback = LRLabCallback(monitor="eval_loss")   # Trainer(..., callbacks=[callback])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import TrainerCallback
+
+from lrlab.adapters.torch import LRLabScheduler
+
+__all__ = ["LRLabCallback"]
+
+
+def _unwrap(scheduler: Any) -> Any:
+    """The LRLabScheduler inside accelerate's ``AcceleratedScheduler`` (or the object itself)."""
+    for _ in range(4):
+        if isinstance(scheduler, LRLabScheduler):
+            return scheduler
+        scheduler = getattr(scheduler, "scheduler", None)
+    return scheduler
+
+
+class LRLabCallback(TrainerCallback):
+    """Feed ``metrics[monitor]`` of each evaluation during ``train()`` to the scheduler's plateau nodes.
+
+    Args:
+        monitor: the metric key (``"eval_loss"``; the Trainer prefixes ``eval_``; with several eval
+            datasets ``"eval_<name>_loss"``). The plateau node's ``mode`` says whether lower or
+            higher is better.
+        scheduler: the scheduler to feed; by default the Trainer's ``lr_scheduler`` (an error at
+            the start of ``train()`` when it is not an ``LRLabScheduler``).
+
+    Raises ``ValueError`` at the start of ``train()`` when there is no ``LRLabScheduler`` or its
+    schedule has no ``plateau`` node; at an evaluation whose metrics lack ``monitor`` (naming the
+    keys there are).
+    """
+
+    def __init__(self, monitor: str = "eval_loss", scheduler: LRLabScheduler | None = None) -> None:
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"LRLabCallback: monitor must be a metric key such as 'eval_loss', got monitor={monitor!r}")
+        if scheduler is not None and not isinstance(scheduler, LRLabScheduler):
+            raise ValueError(f"LRLabCallback: scheduler must be an LRLabScheduler, got {type(scheduler).__name__}")
+        self.monitor = monitor
+        self.scheduler = scheduler
+        self.observed_at: int | None = None  # state.global_step of the last observation
+        self.observations = 0
+        self._training = False
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.scheduler is None:
+            found = _unwrap(kwargs.get("lr_scheduler"))
+            if not isinstance(found, LRLabScheduler):
+                raise ValueError(
+                    f"LRLabCallback: the Trainer's lr_scheduler is {type(found).__name__}, not an LRLabScheduler; "
+                    "pass Trainer(optimizers=(optimizer, LRLabScheduler(optimizer, schedule)))"
+                )
+            self.scheduler = found
+        if not self.scheduler.states[0].controllers:
+            raise ValueError(
+                f"LRLabCallback: the schedule {self.scheduler.states[0].schedule} has no plateau node to feed "
+                f"{self.monitor!r} to; multiply it by lrlab.plateau(...), or drop the callback"
+            )
+        self._training = True
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._training = False
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                    **kwargs: Any) -> None:
+        if not self._training or self.scheduler is None:
+            return
+        step = int(state.global_step)
+        if self.observed_at == step:
+            return
+        metrics = metrics or {}
+        if self.monitor not in metrics:
+            raise ValueError(
+                f"LRLabCallback: monitor={self.monitor!r} is not in this evaluation's metrics (there are: "
+                f"{', '.join(sorted(metrics)) or 'none'})"
+            )
+        try:
+            self.scheduler.observe(float(metrics[self.monitor]))
+        except ValueError as e:
+            raise ValueError(f"LRLabCallback: {self.monitor}={metrics[self.monitor]} at step {step}: {e}") from None
+        self.observed_at = step
+        self.observations += 1
