@@ -155,7 +155,7 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
         theirs = getattr(opt, "gradient_accumulation_steps", None) or None
         if theirs == self.gradient_accumulation_steps:
             return
-        if self.gradient_accumulation_steps is None and not self._adopted:
+        if theirs is not None and self.gradient_accumulation_steps is None and not self._adopted:
             self.gradient_accumulation_steps = int(theirs)
             self._adopted = True
             return
