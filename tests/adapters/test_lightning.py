@@ -5,6 +5,8 @@ per-update lrs."""
 
 from __future__ import annotations
 
+import warnings
+
 import lightning as L
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from lrlab.adapters.lightning import LRLabCallback
+from lrlab.adapters.lightning import LRLabCallback, LRLabResumeWarning
 from lrlab.adapters.torch import LRLabScheduler
 from lrlab.schedules import constant, cosine, plateau, warmup
 from lrlab.schedules._plateau import simulate
@@ -146,7 +148,11 @@ def test_a_checkpoint_between_an_epochs_last_batch_and_its_validation_misses_tha
     # (ModelCheckpoint's default, saved after validation) are exact.
     mid = ModelCheckpoint(dirpath=tmp_path / "mid", filename="{step}", save_top_k=-1, every_n_train_steps=SPE)
     rec, _ = _fit(tmp_path / "full", Regressor(), checkpoints=[mid])
-    again, trainer = _fit(tmp_path / "r", Regressor(seed=1), ckpt_path=str(tmp_path / "mid" / "step=12.ckpt"))
+    with warnings.catch_warnings(record=True) as caught:  # Lightning warns about its own callbacks, too
+        warnings.simplefilter("always")
+        again, trainer = _fit(tmp_path / "r", Regressor(seed=1), ckpt_path=str(tmp_path / "mid" / "step=12.ckpt"))
+    ours = [str(w.message) for w in caught if issubclass(w.category, LRLabResumeWarning)]
+    assert len(ours) == 1 and "saved at step 12, after the last batch of epoch 1 but before its validation" in ours[0]
     feed = next(c for c in trainer.callbacks if isinstance(c, LRLabCallback))
     assert len(rec.val) == EPOCHS and len(again.val) == EPOCHS - 2  # epochs 2, 3, 4; not 1
     assert feed.observations == EPOCHS - 1

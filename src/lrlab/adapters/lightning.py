@@ -20,6 +20,13 @@ does it right:
 The plateau state lives in the scheduler's ``state_dict``, which Lightning checkpoints with the
 other schedulers (plain JSON).
 
+One limit is Lightning's: a checkpoint saved after an epoch's last training batch but before its
+validation (``ModelCheckpoint(every_n_train_steps=...)`` landing on that step) resumes without
+that validation, so the plateau never sees it (nor would ``ReduceLROnPlateau`` or
+``EarlyStopping``). The callback then warns (:class:`LRLabResumeWarning`) at the start of training.
+Checkpoints saved after validation (``ModelCheckpoint``'s default) and mid-epoch ones resume
+exactly.
+
 >>> import lightning as L, torch
 >>> from lrlab.adapters.torch import LRLabScheduler
 >>> from lrlab.schedules import constant, plateau
@@ -33,6 +40,8 @@ other schedulers (plain JSON).
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 import lightning as L
@@ -40,7 +49,11 @@ import torch
 
 from lrlab.adapters.torch import LRLabScheduler
 
-__all__ = ["LRLabCallback"]
+__all__ = ["LRLabCallback", "LRLabResumeWarning"]
+
+
+class LRLabResumeWarning(UserWarning):
+    """A resumed run cannot feed the plateau exactly as the uninterrupted one did (see :class:`LRLabCallback`)."""
 
 _FORMAT = "lrlab.lightning/1"
 
@@ -71,6 +84,7 @@ class LRLabCallback(L.Callback):
         self.scheduler: LRLabScheduler | None = scheduler
         self.observed_at: int | None = None  # trainer.global_step of the last observation
         self.observations = 0
+        self._restored = False  # whether load_state_dict ran (a resume)
 
     @property
     def state_key(self) -> str:
@@ -97,6 +111,27 @@ class LRLabCallback(L.Callback):
             raise ValueError(
                 f"LRLabCallback: the schedule {sched.states[0].schedule} has no plateau node to feed "
                 f"{self.monitor!r} to; multiply it by lrlab.plateau(...), or drop the callback"
+            )
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """After a resume: warn when the checkpoint was saved between an epoch's last batch and its
+        validation, which Lightning does not run again (the plateau misses that observation)."""
+        step = int(trainer.global_step)
+        if not self._restored or step == 0 or self.observed_at == step:
+            return
+        batches = trainer.num_training_batches
+        if not isinstance(batches, int) or batches <= 0 or trainer.val_check_interval != 1.0:
+            return
+        per_epoch = math.ceil(batches / max(1, trainer.accumulate_grad_batches))
+        every = trainer.check_val_every_n_epoch
+        if step % per_epoch == 0 and (every is None or (step // per_epoch) % every == 0):
+            warnings.warn(
+                f"LRLabCallback: the checkpoint was saved at step {step}, after the last batch of epoch "
+                f"{step // per_epoch - 1} but before its validation, which Lightning does not run on resume: the "
+                f"plateau misses {self.monitor!r} of that epoch (as ReduceLROnPlateau and EarlyStopping would). "
+                "Resume from checkpoints saved after validation (ModelCheckpoint's default) to continue exactly",
+                LRLabResumeWarning,
+                stacklevel=1,
             )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -131,3 +166,4 @@ class LRLabCallback(L.Callback):
         at = state_dict["observed_at"]
         self.observed_at = None if at is None else int(at)
         self.observations = int(state_dict["observations"])
+        self._restored = True
