@@ -51,7 +51,7 @@ def _data():
             Rows(xv, xv @ w + 0.3 * torch.randn(32, 1, generator=g)))
 
 
-def _train(out, *, seed=0, resume=None, schedule=SCHEDULE, callback=None):
+def _train(out, *, seed=0, resume=None, schedule=SCHEDULE, callback=None, two_evals=False):
     """One Trainer run, evaluating every epoch and saving every 3 steps (evaluation first at a step
     that does both): the lr each update used (a pre-hook after the scheduler's), the eval losses."""
     model = Regressor(seed)
@@ -64,7 +64,8 @@ def _train(out, *, seed=0, resume=None, schedule=SCHEDULE, callback=None):
 
     class Record(TrainerCallback):
         def on_evaluate(self, args, state, control, metrics=None, **k):
-            evals.append(metrics["eval_loss"])
+            if "eval_loss" in metrics or "eval_b_loss" in metrics:
+                evals.append(metrics.get("eval_loss", metrics.get("eval_b_loss")))
 
     args = TrainingArguments(
         output_dir=str(out), num_train_epochs=EPOCHS, per_device_train_batch_size=8, per_device_eval_batch_size=16,
@@ -72,6 +73,8 @@ def _train(out, *, seed=0, resume=None, schedule=SCHEDULE, callback=None):
         report_to=[], use_cpu=True, disable_tqdm=True, seed=0, dataloader_num_workers=0,
     )
     train, val = _data()
+    if two_evals:  # each dataset gets its own evaluate() and on_evaluate call, keys eval_a_*, eval_b_*
+        val = {"a": Rows(val.x[:16], val.y[:16]), "b": val}
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val, optimizers=(opt, sched),
                       callbacks=[callback, Record()])
     trainer.train(resume_from_checkpoint=resume)
@@ -102,5 +105,13 @@ def test_evaluate_after_training_does_not_feed_and_errors_are_clear(tmp_path):
     assert sched.state_dict() == state and feed.observations == EPOCHS
     with pytest.raises(ValueError, match="has no plateau node"):
         _train(tmp_path / "b", schedule=constant(0.1))
-    with pytest.raises(ValueError, match=r"monitor='eval_acc' is not in this evaluation's metrics .*eval_loss"):
+    with pytest.raises(ValueError, match=r"monitor='eval_acc' was in none of the metrics of the evaluation at step 6 .*eval_loss"):
         _train(tmp_path / "c", callback=LRLabCallback(monitor="eval_acc"))
+
+
+def test_several_eval_datasets_feed_the_monitored_one(tmp_path):
+    lrs, evals, _, _, feed, _ = _train(tmp_path / "a", two_evals=True, callback=LRLabCallback(monitor="eval_b_loss"))
+    assert feed.observations == len(evals) == EPOCHS
+    np.testing.assert_allclose(lrs, simulate(SCHEDULE, evals, SPE), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match=r"monitor='eval_c_loss' was in none .*eval_a_loss, .*eval_b_loss"):
+        _train(tmp_path / "b", two_evals=True, callback=LRLabCallback(monitor="eval_c_loss"))

@@ -51,8 +51,8 @@ class LRLabCallback(TrainerCallback):
             the start of ``train()`` when it is not an ``LRLabScheduler``).
 
     Raises ``ValueError`` at the start of ``train()`` when there is no ``LRLabScheduler`` or its
-    schedule has no ``plateau`` node; at an evaluation whose metrics lack ``monitor`` (naming the
-    keys there are).
+    schedule has no ``plateau`` node; after an evaluation none of whose datasets' metrics had
+    ``monitor`` (at the next step, or at the end of training, naming the keys there were).
     """
 
     def __init__(self, monitor: str = "eval_loss", scheduler: LRLabScheduler | None = None) -> None:
@@ -65,6 +65,7 @@ class LRLabCallback(TrainerCallback):
         self.observed_at: int | None = None  # state.global_step of the last observation
         self.observations = 0
         self._training = False
+        self._unmatched: tuple[int, list[str]] | None = None  # (step, metric keys) of evaluations without monitor
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.scheduler is None:
@@ -82,8 +83,22 @@ class LRLabCallback(TrainerCallback):
             )
         self._training = True
 
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._check_unmatched()
+
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = False
+        self._check_unmatched()
+
+    def _check_unmatched(self) -> None:
+        if self._unmatched is not None and self._unmatched[0] != self.observed_at:
+            step, keys = self._unmatched
+            self._unmatched = None
+            raise ValueError(
+                f"LRLabCallback: monitor={self.monitor!r} was in none of the metrics of the evaluation at step {step} "
+                f"(there were: {', '.join(keys) or 'none'})"
+            )
+        self._unmatched = None
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
                     **kwargs: Any) -> None:
@@ -94,10 +109,11 @@ class LRLabCallback(TrainerCallback):
             return
         metrics = metrics or {}
         if self.monitor not in metrics:
-            raise ValueError(
-                f"LRLabCallback: monitor={self.monitor!r} is not in this evaluation's metrics (there are: "
-                f"{', '.join(sorted(metrics)) or 'none'})"
-            )
+            # With several eval datasets each has its own on_evaluate call; the monitor is in one of
+            # them. Remember the keys and complain only if no call of this step had it.
+            keys = self._unmatched[1] if self._unmatched and self._unmatched[0] == step else []
+            self._unmatched = (step, sorted({*keys, *metrics}))
+            return
         try:
             self.scheduler.observe(float(metrics[self.monitor]))
         except ValueError as e:
