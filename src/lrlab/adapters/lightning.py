@@ -28,7 +28,7 @@ Checkpoints saved after validation (``ModelCheckpoint``'s default) and mid-epoch
 exactly.
 
 >>> import lightning as L, torch
->>> from lrlab.adapters.torch import LRLabScheduler
+>>> from lrlab.adapters.torch import LRLabScheduler, check_feed, require_plateau
 >>> from lrlab.schedules import constant, plateau
 >>> class Model(L.LightningModule):
 ...     def configure_optimizers(self):
@@ -47,7 +47,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from lrlab.adapters.torch import LRLabScheduler
+from lrlab.adapters.torch import LRLabScheduler, check_feed, require_plateau
 
 __all__ = ["LRLabCallback", "LRLabResumeWarning"]
 
@@ -75,10 +75,7 @@ class LRLabCallback(L.Callback):
     """
 
     def __init__(self, monitor: str = "val_loss", scheduler: LRLabScheduler | None = None) -> None:
-        if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"LRLabCallback: monitor must be a logged metric name such as 'val_loss', got monitor={monitor!r}")
-        if scheduler is not None and not isinstance(scheduler, LRLabScheduler):
-            raise ValueError(f"LRLabCallback: scheduler must be an LRLabScheduler, got {type(scheduler).__name__}")
+        check_feed(monitor, scheduler, "val_loss")
         self.monitor = monitor
         self._given = scheduler
         self.scheduler: LRLabScheduler | None = scheduler
@@ -107,11 +104,7 @@ class LRLabCallback(L.Callback):
                     f"LRLabCallback: the lr_scheduler entry has monitor={c.monitor!r}, so Lightning would also "
                     "call scheduler.step(metric) at every interval; remove 'monitor' from the entry"
                 )
-        if not sched.states[0].controllers:
-            raise ValueError(
-                f"LRLabCallback: the schedule {sched.states[0].schedule} has no plateau node to feed "
-                f"{self.monitor!r} to; multiply it by lrlab.plateau(...), or drop the callback"
-            )
+        require_plateau(sched, self.monitor)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """After a resume: warn when the checkpoint was saved between an epoch's last batch and its

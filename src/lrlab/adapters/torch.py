@@ -374,6 +374,23 @@ class LRLabScheduler(LRScheduler):
             h.remove()
 
 
+def check_feed(monitor: Any, scheduler: Any, example: str) -> None:
+    """Validate a metric-feeding callback's arguments (the Lightning and transformers callbacks)."""
+    if not isinstance(monitor, str) or not monitor:
+        raise ValueError(f"LRLabCallback: monitor must be a metric name such as {example!r}, got monitor={monitor!r}")
+    if scheduler is not None and not isinstance(scheduler, LRLabScheduler):
+        raise ValueError(f"LRLabCallback: scheduler must be an LRLabScheduler, got {type(scheduler).__name__}")
+
+
+def require_plateau(scheduler: LRLabScheduler, monitor: str) -> None:
+    """Refuse to feed a metric to a scheduler whose schedule has no plateau node."""
+    if not scheduler.states[0].controllers:
+        raise ValueError(
+            f"LRLabCallback: the schedule {scheduler.states[0].schedule} has no plateau node to feed "
+            f"{monitor!r} to; multiply it by lrlab.plateau(...), or drop the callback"
+        )
+
+
 def _hook(sched: LRLabScheduler, method: str):
     """An optimizer step hook calling ``sched.<method>()``; it holds the scheduler weakly."""
     ref = weakref.ref(sched)

@@ -26,7 +26,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from lrlab.adapters.torch import LRLabScheduler
+from lrlab.adapters.torch import LRLabScheduler, check_feed, require_plateau
 
 __all__ = ["LRLabCallback"]
 
@@ -56,10 +56,7 @@ class LRLabCallback(TrainerCallback):
     """
 
     def __init__(self, monitor: str = "eval_loss", scheduler: LRLabScheduler | None = None) -> None:
-        if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"LRLabCallback: monitor must be a metric key such as 'eval_loss', got monitor={monitor!r}")
-        if scheduler is not None and not isinstance(scheduler, LRLabScheduler):
-            raise ValueError(f"LRLabCallback: scheduler must be an LRLabScheduler, got {type(scheduler).__name__}")
+        check_feed(monitor, scheduler, "eval_loss")
         self.monitor = monitor
         self.scheduler = scheduler
         self.observed_at: int | None = None  # state.global_step of the last observation
@@ -76,11 +73,7 @@ class LRLabCallback(TrainerCallback):
                     "pass Trainer(optimizers=(optimizer, LRLabScheduler(optimizer, schedule)))"
                 )
             self.scheduler = found
-        if not self.scheduler.states[0].controllers:
-            raise ValueError(
-                f"LRLabCallback: the schedule {self.scheduler.states[0].schedule} has no plateau node to feed "
-                f"{self.monitor!r} to; multiply it by lrlab.plateau(...), or drop the callback"
-            )
+        require_plateau(self.scheduler, self.monitor)
         self._training = True
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

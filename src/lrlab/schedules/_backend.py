@@ -288,22 +288,18 @@ class _KerasOps(Ops):
         return keras.config.floatx() == "float64"
 
     def minimum(self, a, b):
-        if not self._f64():
-            return self.kops.minimum(a, b)
-        if is_python_number(a) and is_python_number(b):
-            return min(a, b)
-        if is_python_number(b):
-            a, b = b, a  # b is a tensor: its operators apply
-        return self.kops.where((b < a) | (b != b), b, a)  # NaN propagates, as in minimum
+        return self._pick(a, b, "min") if self._f64() else self.kops.minimum(a, b)
 
     def maximum(self, a, b):
-        if not self._f64():
-            return self.kops.maximum(a, b)
+        return self._pick(a, b, "max") if self._f64() else self.kops.maximum(a, b)
+
+    def _pick(self, a, b, which: str):
         if is_python_number(a) and is_python_number(b):
-            return max(a, b)
+            return min(a, b) if which == "min" else max(a, b)
         if is_python_number(b):
-            a, b = b, a
-        return self.kops.where((b > a) | (b != b), b, a)
+            a, b = b, a  # b is a tensor: its operators apply
+        better = b < a if which == "min" else b > a
+        return self.kops.where(better | (b != b), b, a)  # NaN propagates, as in minimum/maximum
 
     def floor(self, x):
         if not self._f64() or is_python_number(x):
