@@ -377,13 +377,15 @@ def test_an_lr_changed_behind_the_schedulers_back_warns_and_is_set_back():
     rop.step(1.0)  # a bad epoch: torch cuts the lr to 0.05 ...
     assert opt.param_groups[0]["lr"] == 0.05
     with pytest.warns(LRLabOverwriteWarning, match=r"param group 0's lr was changed from 0\.1 to 0\.05 "
-                      r"outside the scheduler .*ReduceLROnPlateau.*lrlab\.plateau"):
+                      r"outside the scheduler .*ReduceLROnPlateau.*lrlab\.plateau") as caught:
         lrs = _sgd_lrs(opt, p, 1)
+    assert caught[0].filename == __file__  # it points at the optimizer.step() line
     assert lrs == [pytest.approx(0.1)]  # ... which the next update undoes: hence the warning
 
     opt.param_groups[0]["lr"] = 0.3  # user code
-    with pytest.warns(LRLabOverwriteWarning, match="from 0.1 to 0.3"):
+    with pytest.warns(LRLabOverwriteWarning, match="from 0.1 to 0.3") as caught:
         sched.step()
+    assert caught[0].filename == __file__
     assert opt.param_groups[0]["lr"] == 0.1
     with warnings.catch_warnings():  # the documented way to silence it
         warnings.simplefilter("error")

@@ -50,6 +50,7 @@ Units (``absolute``):
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 import weakref
 from collections.abc import Sequence
@@ -297,7 +298,7 @@ class LRLabScheduler(LRScheduler):
                     "Put the change in the schedule (e.g. * lrlab.plateau(...) fed by scheduler.observe(metric)), "
                     "or filter LRLabOverwriteWarning if it is deliberate",
                     LRLabOverwriteWarning,
-                    stacklevel=3,
+                    stacklevel=_caller_level(),
                 )
 
     def _apply(self, check: bool = True) -> None:
@@ -389,6 +390,15 @@ def require_plateau(scheduler: LRLabScheduler, monitor: str) -> None:
             f"LRLabCallback: the schedule {scheduler.states[0].schedule} has no plateau node to feed "
             f"{monitor!r} to; multiply it by lrlab.plateau(...), or drop the callback"
         )
+
+
+def _caller_level() -> int:
+    """``stacklevel`` for a warning raised in this module: the first frame outside lrlab's torch
+    adapter and torch itself (the line that called ``optimizer.step()`` or ``scheduler.step()``)."""
+    frame, level = sys._getframe(2), 2  # level 1: the function calling warnings.warn
+    while frame is not None and frame.f_globals.get("__name__", "").startswith((__name__, "torch.")):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _hook(sched: LRLabScheduler, method: str):
