@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 import sys
+import types
 import warnings
 import weakref
 from collections.abc import Sequence
@@ -395,7 +396,8 @@ def require_plateau(scheduler: LRLabScheduler, monitor: str) -> None:
 def _caller_level() -> int:
     """``stacklevel`` for a warning raised in this module: the first frame outside lrlab's torch
     adapter and torch itself (the line that called ``optimizer.step()`` or ``scheduler.step()``)."""
-    frame, level = sys._getframe(2), 2  # level 1: the function calling warnings.warn
+    frame: types.FrameType | None = sys._getframe(2)
+    level = 2  # level 1: the function calling warnings.warn
     while frame is not None and frame.f_globals.get("__name__", "").startswith((__name__, "torch.")):
         frame, level = frame.f_back, level + 1
     return level
