@@ -4,13 +4,15 @@ uninterrupted run's lrs and weights (the plateau state travels in the Trainer's 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from lrlab.adapters.torch import LRLabScheduler
-from lrlab.adapters.transformers import LRLabCallback
+from lrlab.adapters.transformers import LRLabCallback, LRLabResumeWarning
 from lrlab.schedules import constant, cosine, plateau, warmup
 from lrlab.schedules._plateau import simulate
 
@@ -123,6 +125,11 @@ def test_a_checkpoint_saved_before_the_epoch_end_evaluation_resumes_without_it(t
     # epoch's evaluation, which the resumed run skips. Same strategy for both (above) is exact.
     _, evals, _, sched, _, _ = _train(tmp_path / "full", eval_strategy="epoch")
     assert len(evals) == EPOCHS == sched.states[0].controllers["plateau"].num_observed
-    _, again, _, sched2, _, _ = _train(tmp_path / "r", eval_strategy="epoch", resume=str(tmp_path / "full" / "checkpoint-12"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, again, _, sched2, _, _ = _train(tmp_path / "r", eval_strategy="epoch",
+                                           resume=str(tmp_path / "full" / "checkpoint-12"))
+    ours = [str(w.message) for w in caught if issubclass(w.category, LRLabResumeWarning)]
+    assert len(ours) == 1 and "saved at step 12, the end of epoch 1, before its evaluation" in ours[0]
     assert len(again) == EPOCHS - 2  # epochs 2 and 3; epoch 1's evaluation is lost
     assert sched2.states[0].controllers["plateau"].num_observed == EPOCHS - 1

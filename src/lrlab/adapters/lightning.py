@@ -28,7 +28,7 @@ Checkpoints saved after validation (``ModelCheckpoint``'s default) and mid-epoch
 exactly.
 
 >>> import lightning as L, torch
->>> from lrlab.adapters.torch import LRLabScheduler, check_feed, require_plateau
+>>> from lrlab.adapters.torch import LRLabResumeWarning, LRLabScheduler, check_feed, require_plateau
 >>> from lrlab.schedules import constant, plateau
 >>> class Model(L.LightningModule):
 ...     def configure_optimizers(self):
@@ -47,13 +47,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from lrlab.adapters.torch import LRLabScheduler, check_feed, require_plateau
+from lrlab.adapters.torch import LRLabResumeWarning, LRLabScheduler, check_feed, require_plateau
 
 __all__ = ["LRLabCallback", "LRLabResumeWarning"]
-
-
-class LRLabResumeWarning(UserWarning):
-    """A resumed run cannot feed the plateau exactly as the uninterrupted one did (see :class:`LRLabCallback`)."""
 
 _FORMAT = "lrlab.lightning/1"
 

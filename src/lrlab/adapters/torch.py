@@ -66,7 +66,7 @@ from lrlab.schedules._core import Schedule
 from lrlab.schedules._plateau import ScheduleState
 from lrlab.spec import parse
 
-__all__ = ["LRLabOverwriteWarning", "LRLabScheduler", "momentum_schedule"]
+__all__ = ["LRLabOverwriteWarning", "LRLabResumeWarning", "LRLabScheduler", "momentum_schedule"]
 
 _FORMAT = "lrlab.torch/1"
 _MOMENTUM_MODES = (None, "auto", "momentum", "beta1")
@@ -101,6 +101,15 @@ class LRLabOverwriteWarning(UserWarning):
     wrote last: another scheduler (torch's ``ReduceLROnPlateau``) or user code changed it, and the
     change is undone at the next update. Express the change in the schedule (``* lrlab.plateau``),
     or ``warnings.filterwarnings("ignore", category=LRLabOverwriteWarning)`` if it is deliberate.
+    """
+
+
+class LRLabResumeWarning(UserWarning):
+    """A resumed run cannot feed the plateau exactly as the uninterrupted one did.
+
+    Raised by the Lightning and transformers callbacks when training resumes from a checkpoint
+    saved after an epoch's last update but before that epoch's evaluation, which neither framework
+    runs again: the plateau misses one observation. Save checkpoints after evaluating.
     """
 
 

@@ -15,20 +15,23 @@ observation and a resumed run neither replays nor loses it. With ``eval_strategy
 ``save_strategy="steps"`` a checkpoint on an epoch's last step is saved *before* the epoch-end
 evaluation and a run resumed from it skips that evaluation (the Trainer's behaviour, which its own
 ``ReduceLROnPlateau`` and early stopping share); evaluate and save on the same strategy (both
-``"steps"`` or both ``"epoch"``) to resume exactly.
+``"steps"`` or both ``"epoch"``) to resume exactly; the callback warns (``LRLabResumeWarning``)
+when a run resumes from such a checkpoint.
 
 >>> callback = LRLabCallback(monitor="eval_loss")   # Trainer(..., callbacks=[callback])
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 from transformers import TrainerCallback
 
-from lrlab.adapters.torch import LRLabScheduler, check_feed, require_plateau
+from lrlab.adapters.torch import LRLabResumeWarning, LRLabScheduler, check_feed, require_plateau
 
-__all__ = ["LRLabCallback"]
+__all__ = ["LRLabCallback", "LRLabResumeWarning"]
 
 
 def _unwrap(scheduler: Any) -> Any:
@@ -75,6 +78,25 @@ class LRLabCallback(TrainerCallback):
             self.scheduler = found
         require_plateau(self.scheduler, self.monitor)
         self._training = True
+        self._warn_if_resumed_before_evaluation(args, state)
+
+    def _warn_if_resumed_before_evaluation(self, args: Any, state: Any) -> None:
+        """A run resumed from a checkpoint on an epoch's last step that has no evaluation at that
+        step (``eval_strategy="epoch"`` with ``save_strategy="steps"``) skips that evaluation."""
+        step = int(state.global_step)
+        strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
+        if not step or strategy != "epoch" or not state.max_steps or not state.num_train_epochs:
+            return
+        per_epoch = math.ceil(state.max_steps / state.num_train_epochs)
+        evaluated = {h.get("step") for h in state.log_history if self.monitor in h}
+        if step % per_epoch == 0 and step not in evaluated:
+            warnings.warn(
+                f"LRLabCallback: the checkpoint was saved at step {step}, the end of epoch {step // per_epoch - 1}, "
+                "before its evaluation, which the Trainer does not run on resume: the plateau misses "
+                f"{self.monitor!r} of that epoch. Evaluate and save on the same strategy to continue exactly",
+                LRLabResumeWarning,
+                stacklevel=1,
+            )
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._check_unmatched()
