@@ -193,3 +193,30 @@ def test_callback_names_the_logged_metrics_when_monitor_is_missing(tmp_path):
                         callbacks=[LRLabCallback(monitor="val_acc")])
     with pytest.raises(ValueError, match=r"monitor='val_acc' was not logged .*logged: val_loss"):
         trainer.fit(Regressor(), *_data())
+
+
+class _Replay(L.Callback):
+    """Replays LRLabCallback's hook for a validation it has already seen (at the same global step):
+    after each validation, and at the start of a resumed run (the checkpoint's step)."""
+
+    def on_validation_end(self, trainer, pl_module):
+        self._feed(trainer).on_validation_end(trainer, pl_module)
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.global_step:  # resumed
+            trainer.callback_metrics["val_loss"] = torch.tensor(123.0)  # would count as a bad epoch
+            self._feed(trainer).on_validation_end(trainer, pl_module)
+
+    @staticmethod
+    def _feed(trainer):
+        return next(c for c in trainer.callbacks if isinstance(c, LRLabCallback))
+
+
+def test_a_replayed_validation_is_not_fed_twice_even_across_a_resume(tmp_path):
+    ends = ModelCheckpoint(dirpath=tmp_path / "ends", filename="{epoch}-{step}", save_top_k=-1)
+    rec, trainer = _fit(tmp_path / "full", Regressor(), checkpoints=[ends, _Replay()])
+    assert _Replay._feed(trainer).observations == EPOCHS
+    np.testing.assert_allclose(rec.lrs, simulate(SCHEDULE, rec.val, SPE), rtol=1e-12, atol=0)
+    again, trainer = _fit(tmp_path / "r", Regressor(seed=1), ckpt_path=str(tmp_path / "ends" / "epoch=1-step=12.ckpt"),
+                          checkpoints=[_Replay()])  # replays step 12's validation: the checkpoint says it was fed
+    assert again.lrs == rec.lrs[12:] and _Replay._feed(trainer).observations == EPOCHS
