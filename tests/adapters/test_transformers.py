@@ -53,7 +53,7 @@ def _data():
             Rows(xv, xv @ w + 0.3 * torch.randn(32, 1, generator=g)))
 
 
-def _train(out, *, seed=0, resume=None, schedule=SCHEDULE, callback=None, two_evals=False, eval_strategy="steps"):
+def _train(out, *, seed=0, resume=None, schedule=SCHEDULE, callback=None, two_evals=False, eval_strategy="steps", extra=()):
     """One Trainer run, evaluating every epoch and saving every 3 steps (evaluation first at a step
     that does both): the lr each update used (a pre-hook after the scheduler's), the eval losses."""
     model = Regressor(seed)
@@ -78,7 +78,7 @@ def _train(out, *, seed=0, resume=None, schedule=SCHEDULE, callback=None, two_ev
     if two_evals:  # each dataset gets its own evaluate() and on_evaluate call, keys eval_a_*, eval_b_*
         val = {"a": Rows(val.x[:16], val.y[:16]), "b": val}
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val, optimizers=(opt, sched),
-                      callbacks=[callback, Record()])
+                      callbacks=[callback, Record(), *extra])
     trainer.train(resume_from_checkpoint=resume)
     return lrs, evals, model, sched, callback, trainer
 
@@ -133,3 +133,15 @@ def test_a_checkpoint_saved_before_the_epoch_end_evaluation_resumes_without_it(t
     assert len(ours) == 1 and "saved at step 12, the end of epoch 1, before its evaluation" in ours[0]
     assert len(again) == EPOCHS - 2  # epochs 2 and 3; epoch 1's evaluation is lost
     assert sched2.states[0].controllers["plateau"].num_observed == EPOCHS - 1
+
+
+def test_an_evaluation_replayed_at_the_same_step_is_fed_once(tmp_path):
+    feed = LRLabCallback(monitor="eval_loss")
+
+    class Replay(TrainerCallback):  # hands every evaluation to the feed a second time
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            feed.on_evaluate(args, state, control, metrics={**metrics, "eval_loss": 123.0})
+
+    lrs, evals, _, _, _, _ = _train(tmp_path, callback=feed, extra=[Replay()])
+    assert feed.observations == len(evals) == EPOCHS
+    np.testing.assert_allclose(lrs, simulate(SCHEDULE, evals, SPE), rtol=1e-12, atol=0)
