@@ -3,9 +3,11 @@
 Run it: ``python examples/hf_trainer.py``. The ``LRLabScheduler`` goes in through
 ``Trainer(optimizers=(optimizer, scheduler))``; the Trainer calls ``scheduler.step()`` after each
 optimizer update, and the scheduler counts updates that really happened (skipped mixed-precision
-steps and accumulation micro-batches don't advance it). The Trainer only feeds metrics to torch's
-own ``ReduceLROnPlateau``, so a ``TrainerCallback`` feeds ``eval_loss`` to the plateau node at
-each evaluation (here once per epoch).
+steps and accumulation micro-batches don't advance it) and writes the lr before every update. The
+Trainer feeds metrics only to torch's own ``ReduceLROnPlateau``, so
+``lrlab.adapters.transformers.LRLabCallback(monitor="eval_loss")`` feeds the plateau node at each
+evaluation during ``train()`` (here once per epoch), at most once per step; the plateau state is
+in the scheduler's ``state_dict``, which the Trainer checkpoints and restores on resume.
 
 The last line is a JSON record (``RESULT {...}``) that the test suite checks against
 ``lrlab.schedules.simulate`` on the same schedule and eval-loss trace.
@@ -20,6 +22,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from lrlab.adapters.torch import LRLabScheduler
+from lrlab.adapters.transformers import LRLabCallback
 from lrlab.schedules import cosine, plateau, warmup
 
 EPOCHS, BATCH, N_TRAIN = 6, 32, 384  # 12 steps per epoch
@@ -49,16 +52,14 @@ class Rows(torch.utils.data.Dataset):
         return {"x": self.x[i], "labels": self.y[i]}
 
 
-class FeedPlateau(TrainerCallback):
-    """Give each evaluation's eval_loss to the schedule's plateau node."""
+class RecordEvals(TrainerCallback):
+    """Keep each evaluation's eval_loss (for the printout and the test)."""
 
-    def __init__(self, scheduler: LRLabScheduler) -> None:
-        self.scheduler = scheduler
+    def __init__(self) -> None:
         self.metrics: list[float] = []
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         self.metrics.append(metrics["eval_loss"])
-        self.scheduler.observe(metrics["eval_loss"])
 
 
 def main() -> dict:
@@ -76,7 +77,7 @@ def main() -> dict:
     scheduler = LRLabScheduler(optimizer, schedule)
     applied: list[float] = []
     optimizer.register_step_pre_hook(lambda opt, args, kwargs: applied.append(opt.param_groups[0]["lr"]))
-    feed = FeedPlateau(scheduler)
+    feed = RecordEvals()
 
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
@@ -86,7 +87,7 @@ def main() -> dict:
             dataloader_num_workers=0,
         )
         trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val,
-                          optimizers=(optimizer, scheduler), callbacks=[feed])
+                          optimizers=(optimizer, scheduler), callbacks=[LRLabCallback(monitor="eval_loss"), feed])
         trainer.train()
     for epoch, v in enumerate(feed.metrics):
         lrs = applied[epoch * steps_per_epoch:(epoch + 1) * steps_per_epoch]

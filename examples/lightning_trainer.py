@@ -1,11 +1,12 @@
-"""An lrlab schedule in a Lightning ``Trainer``: per-step schedule, per-epoch plateau.
+"""An lrlab schedule in a Lightning ``Trainer``: per-step schedule, plateau fed by ``val_loss``.
 
 Run it: ``python examples/lightning_trainer.py``. ``configure_optimizers`` returns the
-``LRLabScheduler`` with ``"interval": "step"``, so Lightning calls ``scheduler.step()`` after every
-optimizer update (the scheduler counts real updates itself, so accumulation and skipped steps are
-handled). The plateau node is fed once per validation epoch with ``scheduler.observe(val_loss)``:
-a single Lightning scheduler entry cannot be stepped per batch *and* given a monitored metric per
-epoch, and lrlab does not need it to be.
+``LRLabScheduler`` (any ``"interval"`` gives the same lrs: the scheduler writes the lr before every
+optimizer update and counts real updates itself, so accumulation and skipped steps are handled).
+``LRLabCallback(monitor="val_loss")`` feeds the plateau node the logged ``val_loss`` once per real
+validation: not during the sanity check, not twice after ``fit(ckpt_path=...)``, its state in the
+checkpoint. Don't call ``observe`` from ``on_validation_epoch_end`` yourself, and don't put
+``"monitor"`` in the scheduler entry (Lightning would feed it at every interval).
 
 The last line is a JSON record (``RESULT {...}``) that the test suite checks against
 ``lrlab.schedules.simulate`` on the same schedule and validation-loss trace.
@@ -20,6 +21,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from lrlab.adapters.lightning import LRLabCallback
 from lrlab.adapters.torch import LRLabScheduler
 from lrlab.schedules import cosine, plateau, warmup
 
@@ -35,25 +37,21 @@ class Regressor(L.LightningModule):
             steps_per_epoch=steps_per_epoch)
         self.applied: list[float] = []
         self.val_losses: list[float] = []
-        self._batch_losses: list[torch.Tensor] = []
+
+    def on_fit_start(self):  # record the lr every optimizer update really uses (after the scheduler wrote it)
+        self.optimizers().optimizer.register_step_pre_hook(lambda o, a, k: self.applied.append(o.param_groups[0]["lr"]))
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        self.applied.append(self.optimizers().param_groups[0]["lr"])  # the lr this update uses
         return torch.nn.functional.mse_loss(self.net(x), y)
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        self._batch_losses.append(torch.nn.functional.mse_loss(self.net(x), y, reduction="sum"))
+        self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y), on_epoch=True)  # LRLabCallback reads it
 
-    def on_validation_epoch_end(self):
-        n = len(self.trainer.val_dataloaders.dataset)
-        val = float(torch.stack(self._batch_losses).sum() / n)
-        self._batch_losses.clear()
-        if self.trainer.sanity_checking:
-            return
-        self.val_losses.append(val)
-        self.lr_schedulers().observe(val)  # the plateau node, once per epoch
+    def on_validation_end(self):
+        if not self.trainer.sanity_checking:
+            self.val_losses.append(float(self.trainer.callback_metrics["val_loss"]))
 
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.parameters(), lr=0.0, momentum=0.9)
@@ -72,7 +70,8 @@ def main() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(
             max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp,
+            enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp,
+            callbacks=[LRLabCallback(monitor="val_loss")],  # the sanity check runs and is not observed
         )
         trainer.fit(model, DataLoader(train, batch_size=BATCH, shuffle=True), DataLoader(val, batch_size=128))
     for epoch, v in enumerate(model.val_losses):

@@ -166,13 +166,19 @@ def test_plateau_callback_errors():
         PlateauCallback(monitor="")
 
 
-def test_keras_own_callback_refuses_a_schedule():
-    """Why PlateauCallback exists: Keras' ReduceLROnPlateau cannot touch a schedule's lr (quirk 16)."""
+def test_keras_own_callback_refuses_a_schedule_at_the_start_of_fit():
+    """Why PlateauCallback exists: Keras' ReduceLROnPlateau cannot touch a schedule's lr (quirk 16).
+    Keras would raise at its first reduction; with the adapter imported it refuses before any batch."""
     x, y = data()
     model = tiny_model(KerasSchedule(constant(0.1)))
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match=r"ReduceLROnPlateau cannot reduce .*KerasSchedule.*PlateauCallback"):
         model.fit(x, y, epochs=2, verbose=0, callbacks=[
             TraceMetric([1.0, 1.0]), keras.callbacks.ReduceLROnPlateau(monitor="trace", mode="min", patience=0)])
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0  # not a single update ran
+    plain = tiny_model(0.1)  # a float lr: Keras' callback works as before
+    plain.fit(x, y, epochs=2, verbose=0, callbacks=[
+        TraceMetric([1.0, 1.0]), keras.callbacks.ReduceLROnPlateau(monitor="trace", mode="min", patience=0)])
+    assert float(keras.ops.convert_to_numpy(plain.optimizer.learning_rate)) == pytest.approx(0.01)
 
 
 # ---- save / load ----------------------------------------------------------------------------------
@@ -261,7 +267,7 @@ def test_lrlab_schedule_epoch_and_step_cadence_and_initial_epoch_resume():
     for initial in (0, 3):
         rec = LrRecorder()
         tiny_model(0.5).fit(x, y, batch_size=4, epochs=6, initial_epoch=initial, shuffle=False, verbose=0,
-                            callbacks=[LearningRateScheduler(s), rec])
+                            callbacks=[LearningRateScheduler(s, unit="epoch"), rec])
         assert rec.epoch_lrs == pytest.approx([s(e) for e in range(initial, 6)], rel=1e-6)
     # step cadence: lr of batch b of epoch e is s(e * steps_per_epoch + b), also after a resume
     for initial in (0, 2):
@@ -276,7 +282,7 @@ def test_learning_rate_scheduler_feeds_plateau_nodes_from_monitor():
     rec = LrRecorder()
     trace = [1.0, 1.0, 0.5, 0.5, 0.5]
     tiny_model(0.5).fit(x, y, batch_size=4, epochs=len(trace), shuffle=False, verbose=0,
-                        callbacks=[TraceMetric(trace), LearningRateScheduler(s, monitor="trace"), rec])
+                        callbacks=[TraceMetric(trace), LearningRateScheduler(s, unit="epoch", monitor="trace"), rec])
     c = PlateauController(node)
     expected = []
     for v in trace:
@@ -288,7 +294,7 @@ def test_learning_rate_scheduler_feeds_plateau_nodes_from_monitor():
 def test_learning_rate_scheduler_errors():
     x, y = data()
     with pytest.raises(ValueError, match="float learning rate"):
-        tiny_model(KerasSchedule(constant(0.1))).fit(x, y, epochs=1, verbose=0, callbacks=[LearningRateScheduler(constant(0.1))])
+        tiny_model(KerasSchedule(constant(0.1))).fit(x, y, epochs=1, verbose=0, callbacks=[LearningRateScheduler(constant(0.1), unit="epoch")])
     with pytest.raises(ValueError, match="must return a finite number"):
         tiny_model(0.1).fit(x, y, epochs=1, verbose=0, callbacks=[LearningRateScheduler(lambda e, lr: "fast")])
     with pytest.raises(ValueError, match="unit"):
@@ -345,3 +351,71 @@ def test_fn_returning_a_tensor_is_accepted():
     assert rec.epoch_lrs == pytest.approx([0.01, 0.01, 0.01, 0.01 * math.exp(-0.1), 0.01 * math.exp(-0.2)], rel=1e-6)
     with pytest.raises(ValueError, match="should be a float"):
         tiny_model(0.5).fit(x, y, epochs=3, verbose=0, callbacks=[keras.callbacks.LearningRateScheduler(custom_exp)])
+
+
+# ---- misuse gives errors that say what to do (issue 10) -----------------------------------------
+def test_an_lrlab_schedule_given_straight_to_a_keras_optimizer_names_kerasschedule():
+    x, y = data()
+    with pytest.raises(TypeError, match=r"called without a step.*learning_rate=lrlab\.adapters\.keras\.KerasSchedule"):
+        tiny_model(constant(0.1)).fit(x, y, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("schedule", [constant(0.1), constant(0.1) * plateau()], ids=["plain", "plateau"])
+def test_an_lrlab_schedule_in_keras_learning_rate_scheduler_is_refused(schedule):
+    # Keras calls schedule(epoch, lr) and, on a TypeError, schedule(epoch): per epoch, silently.
+    x, y = data()
+    with pytest.raises(ValueError, match=r"keras\.callbacks\.LearningRateScheduler calls schedule\(epoch, lr\).*"
+                       r"KerasSchedule.*lrlab\.adapters\.keras\.LearningRateScheduler\(schedule, unit="):
+        tiny_model(0.1).fit(x, y, epochs=1, verbose=0, callbacks=[keras.callbacks.LearningRateScheduler(schedule)])
+    # lrlab's own callback makes the index explicit: per update or per epoch
+    with pytest.raises(ValueError, match=r"unit='step' .*unit='epoch'"):
+        LearningRateScheduler(constant(0.1))
+    assert LearningRateScheduler(lambda epoch, lr: lr).unit == "epoch"  # Keras' functions stay per epoch
+
+
+def test_load_model_without_the_adapter_names_the_module_to_import(tmp_path):
+    model = tiny_model(KerasSchedule(warmup(constant(0.1), steps=4)))
+    model.save(tmp_path / "m.keras")
+    code = "import keras, sys; keras.saving.load_model(sys.argv[1])"
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "KERAS_BACKEND": keras.backend.backend()})
+    assert proc.returncode != 0
+    assert "Could not locate class 'KerasSchedule'" in proc.stderr
+    assert "lrlab.adapters.keras>KerasSchedule" in proc.stderr  # what to import
+    loaded = keras.saving.load_model(tmp_path / "m.keras")  # imported: it loads
+    assert loaded.optimizer._learning_rate.schedule == warmup(constant(0.1), steps=4)
+
+
+def test_gradient_accumulation_is_read_from_the_optimizer_or_a_contradiction_refused():
+    s = warmup(take(constant(0.1), steps=6) >> constant(0.01), steps=3)
+    var = keras.Variable(0.0)
+    ks = KerasSchedule(s)  # not told about the accumulation
+    opt = keras.optimizers.SGD(learning_rate=ks, gradient_accumulation_steps=2)
+    opt.build([var])
+    applied = []
+    for _ in range(8):
+        before = float(keras.ops.convert_to_numpy(var))
+        for _ in range(2):
+            opt.apply([keras.ops.ones(())], [var])
+        applied.append(before - float(keras.ops.convert_to_numpy(var)))
+    assert applied == pytest.approx([s(k) for k in range(8)], rel=1e-5, abs=1e-7)  # updates, not micro-batches
+    assert ks.get_config()["gradient_accumulation_steps"] == 2
+    other = keras.optimizers.SGD(learning_rate=KerasSchedule(s, gradient_accumulation_steps=4), gradient_accumulation_steps=2)
+    other.build([var])
+    with pytest.raises(ValueError, match=r"gradient_accumulation_steps=2, this schedule was built for gradient_accumulation_steps=4"):
+        for _ in range(2):  # the lr is computed at the update, on the second micro-batch
+            other.apply([keras.ops.ones(())], [var])
+
+
+def test_float64_floatx_gives_float64_values_for_every_example():
+    # keras.ops.minimum/floor/less drop float64 to float32 on the torch backend; lrlab's Keras ops don't.
+    steps = np.array(sorted({0, 1, 2, 3, 5, 8, 13, 50, 99, 100, 101, 150, 299, 300, 1000, 10**6 + 1}))
+    keras.config.set_floatx("float64")
+    try:
+        for name, s in EXAMPLES.items():
+            got = KerasSchedule(s)(keras.ops.convert_to_tensor(steps, dtype="int64"))
+            assert keras.backend.standardize_dtype(got.dtype) == "float64", name
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(got), s.values(steps), rtol=1e-12, atol=1e-300,
+                                       err_msg=name)
+    finally:
+        keras.config.set_floatx("float32")

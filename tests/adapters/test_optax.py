@@ -87,18 +87,19 @@ TRACES = {
 }
 
 
-def _run_transform(tx, values):
+def _run_transform(tx, values, dtype=None):
     """Scales applied by ``tx`` for each value (updates of ones) and the states, under jit.
 
-    ``values`` is one trace, or a 2-d array of traces run side by side (vmap: one compile).
+    ``values`` is one trace, or a 2-d array of traces run side by side (vmap: one compile);
+    ``dtype``: the params' dtype (default: JAX's default float).
     """
     values = jnp.asarray(values)
 
     def one(vals):
         def body(st, v):
-            u, st = tx.update(jnp.ones(()), st, value=v)
+            u, st = tx.update(jnp.ones((), dtype), st, value=v)
             return st, (u, st)
-        return jax.lax.scan(body, tx.init(jnp.zeros(())), vals)[1]
+        return jax.lax.scan(body, tx.init(jnp.zeros((), dtype)), vals)[1]
 
     scales, states = jax.jit(jax.vmap(one) if values.ndim == 2 else one)(values)
     return np.asarray(scales, np.float64), states
@@ -127,6 +128,20 @@ def test_matches_optax_contrib_reduce_on_plateau(cfg):
     assert ours[0, -1] < 1.0  # the constant trace reduces: the comparison is not vacuous
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_optax_preset_compares_in_the_params_dtype_as_optax_does(dtype):
+    # Steps of 1e-8 are improvements beyond atol=1e-9 in float64 and no change at all in float32.
+    trace = 1.0 - 1e-8 * np.arange(8)
+    node = plateau(preset="optax", patience=1, factor=0.5, threshold=1e-9, threshold_mode="abs")
+    with jax.enable_x64(True):
+        theirs, their_state = _run_transform(optax.contrib.reduce_on_plateau(factor=0.5, patience=1, atol=1e-9, rtol=0.0),
+                                             trace, dtype)
+        ours, states = _run_transform(reduce_on_plateau(node), trace, dtype)
+    np.testing.assert_array_equal(ours, theirs)
+    assert states.best.dtype == their_state.best_value.dtype == dtype
+    assert (ours[-1] == 1.0) if dtype == "float64" else (ours[-1] < 1.0)  # the dtype decided
+
+
 CONTROLLER_NODES = [
     plateau(preset="torch", patience=2, factor=0.5),
     plateau(preset="torch", patience=1, factor=0.5, cooldown=2, threshold=0.01, threshold_mode="abs"),
@@ -146,8 +161,10 @@ def test_matches_plateau_controller(node):
     """The jnp rules equal the host controller, value by value, on every trace (float64: bit for bit)."""
     sign = 1.0 if node.mode == "min" else -1.0
     traces = sign * np.array(list(TRACES.values()))
+    # The host controller's optax preset compares in float32, as optax does with float32 params.
+    dtype = jnp.float32 if node.preset == "optax" else None
     with jax.enable_x64(True):  # on_nan='skip': no NaN here, and no host callback under vmap
-        got, states = _run_transform(reduce_on_plateau(dataclasses.replace(node, on_nan="skip")), traces)
+        got, states = _run_transform(reduce_on_plateau(dataclasses.replace(node, on_nan="skip")), traces, dtype)
     for i, name in enumerate(TRACES):
         c = PlateauController(node)
         expected = [c.observe(v) for v in traces[i]]

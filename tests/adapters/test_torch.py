@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from lrlab.adapters.torch import LRLabScheduler, momentum_schedule
-from lrlab.schedules import Schedule, constant, examples, from_config, warmup
+from lrlab.adapters.torch import LRLabOverwriteWarning, LRLabScheduler, momentum_schedule
+from lrlab.schedules import Schedule, constant, cosine, examples, from_config, warmup
 from lrlab.schedules._plateau import PlateauController, plateau
 
 N_STEPS = 240
@@ -334,3 +334,90 @@ def test_relative_mode_plateau_matches_torch_per_group_min_lr_and_eps():
         np.testing.assert_allclose([g["lr"] for g in opt.param_groups],
                                    [g["lr"] for g in ref_opt.param_groups], rtol=1e-12)
     assert opt.param_groups[1]["lr"] == pytest.approx(4e-4) and opt.param_groups[0]["lr"] < 1e-3
+
+
+# ---- issue 10: cadence, overwrites, text specs ----------------------------------------------------
+def _sgd_lrs(opt, p, n, after_update=None):
+    """n plain-SGD updates with gradient 1: the lr each one really used, read from the weights."""
+    lrs = []
+    for k in range(n):
+        before = p.detach().clone()
+        p.grad = torch.ones_like(p)
+        opt.step()
+        lrs.append((before - p.detach())[0].item())
+        if after_update is not None:
+            after_update(k)
+    return lrs
+
+
+@pytest.mark.parametrize("cadence", ["never", "every 5th update", "every update"])
+def test_every_update_gets_the_schedule_whatever_the_step_cadence(cadence):
+    # Lightning's "interval": "epoch" calls scheduler.step() once per epoch; a loop may never call it.
+    s = warmup(cosine(peak=0.1, end=0.001, steps=20), steps=5)
+    p = _param()
+    opt = torch.optim.SGD([p], lr=0.0)
+    sched = LRLabScheduler(opt, s)
+    every = {"never": 0, "every 5th update": 5, "every update": 1}[cadence]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lrs = _sgd_lrs(opt, p, 30, lambda k: sched.step() if every and (k + 1) % every == 0 else None)
+    np.testing.assert_allclose(lrs, s.values(30), rtol=1e-12, atol=1e-16)
+    assert opt.param_groups[0]["lr"] == s(30)  # the next update's lr is readable between updates
+    assert sched.step_count == 30
+
+
+def test_an_lr_changed_behind_the_schedulers_back_warns_and_is_set_back():
+    s = constant(0.1)
+    p = _param()
+    opt = torch.optim.SGD([p], lr=0.0)
+    sched = LRLabScheduler(opt, s)
+    rop = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5)
+    _sgd_lrs(opt, p, 2)
+    rop.step(1.0)
+    rop.step(1.0)  # a bad epoch: torch cuts the lr to 0.05 ...
+    assert opt.param_groups[0]["lr"] == 0.05
+    with pytest.warns(LRLabOverwriteWarning, match=r"param group 0's lr was changed from 0\.1 to 0\.05 "
+                      r"outside the scheduler .*ReduceLROnPlateau.*lrlab\.plateau") as caught:
+        lrs = _sgd_lrs(opt, p, 1)
+    assert caught[0].filename == __file__  # it points at the optimizer.step() line
+    assert lrs == [pytest.approx(0.1)]  # ... which the next update undoes: hence the warning
+
+    opt.param_groups[0]["lr"] = 0.3  # user code
+    with pytest.warns(LRLabOverwriteWarning, match="from 0.1 to 0.3") as caught:
+        sched.step()
+    assert caught[0].filename == __file__
+    assert opt.param_groups[0]["lr"] == 0.1
+    with warnings.catch_warnings():  # the documented way to silence it
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=LRLabOverwriteWarning)
+        opt.param_groups[0]["lr"] = 0.3
+        assert _sgd_lrs(opt, p, 1) == [pytest.approx(0.1)]
+
+
+@pytest.mark.parametrize("order", ["optimizer first", "scheduler first"])
+def test_resuming_optimizer_and_scheduler_is_no_overwrite(order):
+    s = warmup(constant(0.1), steps=10) * plateau(patience=0)
+    p, opt, sched = _fresh(s)
+    _sgd_lrs(opt, p, 4)
+    sched.observe(1.0)
+    ckpt = {"opt": opt.state_dict(), "sched": sched.state_dict()}
+    p2, opt2, sched2 = _fresh(s)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loads = [lambda: opt2.load_state_dict(ckpt["opt"]), lambda: sched2.load_state_dict(ckpt["sched"])]
+        for load in loads if order == "optimizer first" else loads[::-1]:
+            load()
+        assert _sgd_lrs(opt2, p2, 3) == pytest.approx(s.values(7)[4:].tolist())
+
+
+def test_a_text_spec_is_parsed():
+    p = _param()
+    opt = torch.optim.SGD([p], lr=0.0)
+    sched = LRLabScheduler(opt, "warmup(cosine(peak=0.1, end=0.0, steps=8), steps=2)")
+    assert sched.states[0].schedule == warmup(cosine(peak=0.1, end=0.0, steps=8), steps=2)
+    q = _param()
+    opt2 = torch.optim.SGD([{"params": [p]}, {"params": [q]}], lr=1.0)
+    both = LRLabScheduler(opt2, per_group=["constant(0.1)", constant(0.2)])
+    assert both.get_lr() == [0.1, 0.2]
+    with pytest.raises(ValueError, match="cosinus"):
+        LRLabScheduler(opt, "cosinus(0.1)")

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -67,7 +68,6 @@ def _to_float(value: Any) -> float:
     return float(np.asarray(keras.ops.convert_to_numpy(value)).reshape(()))
 
 
-@keras.saving.register_keras_serializable(package="lrlab", name="KerasSchedule")
 class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """An lrlab schedule as a Keras ``LearningRateSchedule``: ``lr = schedule(iterations + offset)``.
 
@@ -82,9 +82,10 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
         offset: steps added to ``optimizer.iterations`` (int >= 0): the schedule step of the first
             update of a run restarted with a fresh optimizer (``initial_epoch * steps_per_epoch``).
         gradient_accumulation_steps: the optimizer's own setting, when it accumulates. Keras hands
-            schedules its raw micro-batch counter, so without this the curve would run that many
-            times too fast; with it the step is ``iterations // gradient_accumulation_steps``
-            (updates, as lrlab counts them).
+            schedules its raw micro-batch counter; the step used is ``iterations //
+            gradient_accumulation_steps`` (updates, as lrlab counts them). ``None`` (default): read
+            from the optimizer the first time it calls the schedule; an optimizer whose setting
+            differs from a value given here raises ``ValueError``.
         plateau_state: the plateau controllers' state (``get_config()["plateau"]``), restored by
             ``from_config``; ``None`` starts fresh.
 
@@ -112,6 +113,7 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
             )
         self.offset = int(offset)
         self.gradient_accumulation_steps = None if g is None or g == 1 else int(g)
+        self._adopted = False  # gradient_accumulation_steps taken from the optimizer (see __call__)
         self._runner = ScheduleState(self.schedule)
         if plateau_state is not None:
             if not isinstance(plateau_state, Mapping) or set(plateau_state) != set(self._runner.controllers):
@@ -129,6 +131,7 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     # ---- evaluation ---------------------------------------------------------------------------
     def __call__(self, step: Any) -> Any:
+        self._check_caller(step, sys._getframe(1))
         if self.gradient_accumulation_steps:
             step = keras.ops.floor_divide(step, self.gradient_accumulation_steps)
         t = keras.ops.cast(step, keras.config.floatx())
@@ -136,6 +139,31 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
             t = t + float(self.offset)
         state = {key: v.value for key, v in self._variables.items()} or None
         return self.schedule(t, state, backend="keras")
+
+    def _check_caller(self, step: Any, frame: Any) -> None:
+        """When a Keras optimizer calls this schedule, check its ``gradient_accumulation_steps``.
+
+        Keras passes its raw micro-batch counter (``optimizer._iterations``) to the schedule of an
+        optimizer that accumulates gradients; a schedule that does not know the factor would run
+        that many times too fast. The optimizer is the caller (``_get_current_learning_rate``), so
+        the schedule adopts its setting the first time (and it is saved with ``get_config``), and
+        refuses an optimizer whose setting contradicts the one it was built with.
+        """
+        opt = frame.f_locals.get("self") if frame.f_code.co_name == "_get_current_learning_rate" else None
+        if opt is None or getattr(opt, "_learning_rate", None) is not self or getattr(opt, "_iterations", None) is not step:
+            return
+        theirs = getattr(opt, "gradient_accumulation_steps", None) or None
+        if theirs == self.gradient_accumulation_steps:
+            return
+        if theirs is not None and self.gradient_accumulation_steps is None and not self._adopted:
+            self.gradient_accumulation_steps = int(theirs)
+            self._adopted = True
+            return
+        raise ValueError(
+            f"KerasSchedule: the optimizer {getattr(opt, 'name', opt)!r} has gradient_accumulation_steps={theirs}, "
+            f"this schedule was built for gradient_accumulation_steps={self.gradient_accumulation_steps}; use one "
+            "KerasSchedule per optimizer, built with the optimizer's setting (or none: it is read from the optimizer)"
+        )
 
     def lr_at(self, step: int) -> float:
         """The lr of update ``step`` (float64, host side, with the current multipliers)."""
@@ -191,6 +219,14 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __repr__(self) -> str:
         return f"KerasSchedule({self.schedule}, offset={self.offset}, scales={self.scales})"
+
+
+# Keras imports only its own packages when it deserializes, so a file is loadable only after
+# ``import lrlab.adapters.keras``. The name written into saved files is that module
+# ("lrlab.adapters.keras>KerasSchedule"), so Keras' "Could not locate class" error shows what to
+# import; "lrlab>KerasSchedule" (the name of files saved by lrlab 0.1) still loads.
+keras.saving.register_keras_serializable(package="lrlab", name="KerasSchedule")(KerasSchedule)
+keras.saving.register_keras_serializable(package="lrlab.adapters.keras", name="KerasSchedule")(KerasSchedule)
 
 
 def _find_keras_schedule(optimizer: Any) -> KerasSchedule | None:
@@ -299,6 +335,34 @@ class PlateauCallback(keras.callbacks.Callback):
             logs["learning_rate"] = ks.lr_at(step)
 
 
+def _refuse_keras_reduce_lr_on_plateau() -> None:
+    """Make ``keras.callbacks.ReduceLROnPlateau`` refuse a :class:`KerasSchedule` at the start of ``fit``.
+
+    Keras' callback can only set a float lr; on a schedule it raises a ``TypeError`` at its first
+    reduction, possibly hours into training. Importing this module wraps its ``on_train_begin``
+    (once) with a check that raises at once, naming :class:`PlateauCallback`; nothing else changes.
+    """
+    cls = keras.callbacks.ReduceLROnPlateau
+    original = cls.on_train_begin
+    if getattr(original, "_lrlab_checked", False):
+        return
+
+    def on_train_begin(self: Any, logs: Any = None) -> None:
+        if _find_keras_schedule(getattr(self.model, "optimizer", None)) is not None:
+            raise ValueError(
+                "keras.callbacks.ReduceLROnPlateau cannot reduce the lr of an optimizer whose learning_rate is a "
+                "KerasSchedule (Keras would raise TypeError at the first reduction); multiply the schedule by "
+                "lrlab.plateau(preset='keras', ...) and use lrlab.adapters.keras.PlateauCallback(monitor=...)"
+            )
+        original(self, logs)
+
+    on_train_begin._lrlab_checked = True  # type: ignore[attr-defined]
+    cls.on_train_begin = on_train_begin  # type: ignore[method-assign]
+
+
+_refuse_keras_reduce_lr_on_plateau()
+
+
 def _positional_arity(fn: Callable[..., Any]) -> int:
     try:
         sig = inspect.signature(fn)
@@ -328,7 +392,8 @@ class LearningRateScheduler(keras.callbacks.Callback):
 
     Args:
         schedule: an lrlab schedule (or config dict) in lr units, or a function as above.
-        unit: ``'epoch'`` or ``'step'``.
+        unit: ``'epoch'`` or ``'step'``: required for an lrlab schedule (its durations are in
+            optimizer updates unless you wrote it per epoch); a function defaults to ``'epoch'``.
         steps_per_epoch: batches per epoch for ``unit='step'``; default: ``fit``'s own count
             (``self.params["steps"]``), an error when Keras does not know it.
         monitor: log key fed to the schedule's plateau nodes at each epoch end (required when the
@@ -341,10 +406,10 @@ class LearningRateScheduler(keras.callbacks.Callback):
     for per-step curves there. ``logs["learning_rate"]`` is set at each epoch end.
     """
 
-    def __init__(self, schedule: Any, *, unit: str = "epoch", steps_per_epoch: int | None = None,
+    def __init__(self, schedule: Any, *, unit: str | None = None, steps_per_epoch: int | None = None,
                  monitor: str | None = None, verbose: int = 0) -> None:
         super().__init__()
-        if unit not in ("epoch", "step"):
+        if unit is not None and unit not in ("epoch", "step"):
             raise ValueError(f"LearningRateScheduler: unit must be 'epoch' or 'step', got unit={unit!r}")
         if steps_per_epoch is not None and (
             isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1
@@ -364,6 +429,12 @@ class LearningRateScheduler(keras.callbacks.Callback):
                     f"LearningRateScheduler: monitor={monitor!r} given but {self.runner.schedule} has no "
                     "plateau node to feed"
                 )
+            if unit is None:
+                raise ValueError(
+                    f"LearningRateScheduler: say which index {self.runner.schedule} is evaluated at: unit='step' "
+                    "(optimizer updates, as KerasSchedule and lrlab's other adapters count) or unit='epoch' "
+                    "(Keras' epoch number: a schedule written in updates then runs once per epoch)"
+                )
         elif callable(schedule):
             if monitor is not None:
                 raise ValueError("LearningRateScheduler: monitor= feeds lrlab plateau nodes; a plain function has none")
@@ -378,7 +449,7 @@ class LearningRateScheduler(keras.callbacks.Callback):
             raise ValueError(
                 f"LearningRateScheduler: schedule must be an lrlab schedule or a function fn(epoch, lr), got {schedule!r}"
             )
-        self.unit = unit
+        self.unit = unit or "epoch"  # a function fn(epoch, lr) is Keras' per-epoch API
         self.steps_per_epoch = steps_per_epoch
         self.monitor = monitor
         self.verbose = int(verbose)

@@ -163,24 +163,29 @@ def reduce_on_plateau(node: plateau | None = None, *, schedule: Schedule | None 
     i32 = jnp.int32
 
     def init_fn(params: Any) -> PlateauState:
-        del params
-        f = jnp.result_type(float)
+        # As optax.contrib.reduce_on_plateau: the metric's state (best value, running mean) in the
+        # params' highest float dtype, the multiplier in their lowest (float64 under jax x64 with
+        # float64 params, so the comparison is made in float64 too); default float without params.
+        floats = [x.dtype for x in jax.tree.leaves(params)
+                  if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)]
+        high = max(floats, key=lambda d: jnp.finfo(d).bits) if floats else jnp.result_type(float)
+        low = min(floats, key=lambda d: jnp.finfo(d).bits) if floats else jnp.result_type(float)
         return PlateauState(
-            scale=jnp.ones([], f),
-            best=jnp.asarray(-jnp.inf if maximize else jnp.inf, f),
+            scale=jnp.ones([], low),
+            best=jnp.asarray(-jnp.inf if maximize else jnp.inf, high),
             num_bad=jnp.zeros([], i32),
             cooldown_counter=jnp.zeros([], i32),
             num_reductions=jnp.zeros([], i32),
             step=jnp.zeros([], i32),
             acc_count=jnp.zeros([], i32),
-            acc_value=jnp.zeros([], f),
+            acc_value=jnp.zeros([], high),
         )
 
     f32 = jnp.float32
 
     def improved(a: jax.Array, best: jax.Array) -> jax.Array:
-        # The same comparisons as PlateauController._improved, float32 included for the keras and
-        # optax presets (their frameworks compare in float32).
+        # The same comparisons as PlateauController._improved: float32 for the keras preset (Keras'
+        # default floatx), the state's dtype for optax's (the params' dtype, as optax keeps it).
         if node.preset == "keras":
             if rel:
                 bound = best * (1.0 - thr) if not maximize else best * (1.0 + thr)
@@ -188,12 +193,12 @@ def reduce_on_plateau(node: plateau | None = None, *, schedule: Schedule | None 
             if maximize:
                 return (a - thr).astype(f32) > best.astype(f32)
             return (a + thr).astype(f32) < best.astype(f32)
-        if node.preset == "optax":
+        if node.preset == "optax":  # in the dtype optax keeps its best value in: the params'
             rtol, atol = (thr, 0.0) if rel else (0.0, thr)
-            a32, b32 = a.astype(f32), best.astype(f32)
+            a_, b_ = a.astype(best.dtype), best
             if maximize:
-                return a32 > f32(1.0 + rtol) * b32 + f32(atol)
-            return a32 < f32(1.0 - rtol) * b32 - f32(atol)
+                return a_ > (1.0 + rtol) * b_ + atol
+            return a_ < (1.0 - rtol) * b_ - atol
         if maximize:
             return a > best * (1.0 + thr) if rel else a > best + thr
         return a < best * (1.0 - thr) if rel else a < best - thr
@@ -206,8 +211,7 @@ def reduce_on_plateau(node: plateau | None = None, *, schedule: Schedule | None 
 
     def observe(st: PlateauState, a: jax.Array, lr: jax.Array | float) -> PlateauState:
         imp = improved(a, st.best)
-        kept = a.astype(f32).astype(a.dtype) if node.preset == "optax" else a  # optax keeps best in float32
-        best = jnp.where(imp, kept, st.best)
+        best = jnp.where(imp, a.astype(st.best.dtype), st.best)
         scale, num_bad, cd, nred = st.scale, st.num_bad, st.cooldown_counter, st.num_reductions
         if node.preset == "torch":  # torch ReduceLROnPlateau.step / _reduce_lr
             num_bad = jnp.where(imp, 0, num_bad + 1)

@@ -10,9 +10,21 @@ optimizer updates that *really happened*. It counts them with
   (torch warns, and a skipped AMP step trips that warning falsely);
 * calling ``step()`` twice (accelerate does, with several processes) changes nothing.
 
-``scheduler.step()`` writes the lr (and, if asked, momentum) for the next update;
-``scheduler.step(metric)`` / ``scheduler.observe(metric)`` also feed the schedule's ``plateau``
-nodes. ``state_dict()`` is plain JSON (the step, the plateau controllers, the schedule configs), so
+The lr is right for *every* update whatever the cadence of ``scheduler.step()``: a step pre-hook
+writes ``schedule(updates so far)`` into the optimizer just before each ``optimizer.step()``, and the
+post-hook writes the next update's lr right after it. So Lightning's ``"interval": "epoch"`` (its
+default) gives the same per-update lrs as ``"interval": "step"``, and a loop that never calls
+``scheduler.step()`` still follows the schedule. ``scheduler.step()`` stays harmless (it writes the
+same value); ``scheduler.step(metric)`` / ``scheduler.observe(metric)`` feed the schedule's
+``plateau`` nodes.
+
+Overwrites: an lr changed behind the scheduler's back (torch's ``ReduceLROnPlateau`` on the same
+optimizer, another scheduler, code setting ``param_group["lr"]``) would be undone at the next
+update. The scheduler notices (the group's lr differs from the one it wrote last) and warns with
+:class:`LRLabOverwriteWarning` (a ``UserWarning``) naming the group and both values, then writes the
+schedule's value back. Put such changes in the schedule instead (``* lrlab.plateau(...)`` fed by
+``scheduler.observe(metric)``, or another schedule); if the overwrite is deliberate, silence it with
+``warnings.filterwarnings("ignore", category=LRLabOverwriteWarning)``. ``state_dict()`` is plain JSON (the step, the plateau controllers, the schedule configs), so
 it survives ``json.dumps`` and ``torch.load(..., weights_only=True)``.
 
 Units (``absolute``):
@@ -38,6 +50,9 @@ Units (``absolute``):
 from __future__ import annotations
 
 import math
+import sys
+import types
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -49,8 +64,9 @@ from torch.optim.lr_scheduler import LRScheduler
 from lrlab.schedules._combinators import product, scale
 from lrlab.schedules._core import Schedule
 from lrlab.schedules._plateau import ScheduleState
+from lrlab.spec import parse
 
-__all__ = ["LRLabScheduler", "momentum_schedule"]
+__all__ = ["LRLabOverwriteWarning", "LRLabResumeWarning", "LRLabScheduler", "momentum_schedule"]
 
 _FORMAT = "lrlab.torch/1"
 _MOMENTUM_MODES = (None, "auto", "momentum", "beta1")
@@ -78,6 +94,25 @@ def momentum_schedule(schedule: Schedule) -> Schedule | None:
     return None
 
 
+class LRLabOverwriteWarning(UserWarning):
+    """A param group's lr was changed outside :class:`LRLabScheduler`, which sets it back.
+
+    Raised (as a warning) when the lr found in the optimizer differs from the one the scheduler
+    wrote last: another scheduler (torch's ``ReduceLROnPlateau``) or user code changed it, and the
+    change is undone at the next update. Express the change in the schedule (``* lrlab.plateau``),
+    or ``warnings.filterwarnings("ignore", category=LRLabOverwriteWarning)`` if it is deliberate.
+    """
+
+
+class LRLabResumeWarning(UserWarning):
+    """A resumed run cannot feed the plateau exactly as the uninterrupted one did.
+
+    Raised by the Lightning and transformers callbacks when training resumes from a checkpoint
+    saved after an epoch's last update but before that epoch's evaluation, which neither framework
+    runs again: the plateau misses one observation. Save checkpoints after evaluating.
+    """
+
+
 def _float_lr(v: Any) -> float:
     return float(v.item()) if isinstance(v, torch.Tensor) else float(v)
 
@@ -95,8 +130,10 @@ class LRLabScheduler(LRScheduler):
 
     Args:
         optimizer: the torch optimizer.
-        schedule: one schedule for every param group (or give ``per_group``).
-        per_group: one schedule per param group, in order.
+        schedule: one schedule for every param group (or give ``per_group``): a
+            :class:`~lrlab.schedules.Schedule` or its text (``"warmup(cosine(0.1, 0.0, steps=900),
+            steps=100)"``, parsed by :func:`lrlab.parse`).
+        per_group: one schedule (or text) per param group, in order.
         absolute: ``True`` (default): lr = schedule(step), schedules in lr units. ``False``:
             lr = group's initial lr × schedule(step), schedules as multipliers.
         momentum: ``None`` (default): leave momentum alone. ``"momentum"``: set
@@ -113,6 +150,13 @@ class LRLabScheduler(LRScheduler):
     Plateau: ``step(metric)`` or ``observe(metric)`` once per evaluation feeds every ``plateau``
     node (each group has its own controller, as torch's ``ReduceLROnPlateau`` reduces each group
     on its own). A schedule without a plateau node raises on a metric rather than dropping it.
+    In Lightning and the transformers ``Trainer`` let :mod:`lrlab.adapters.lightning` /
+    :mod:`lrlab.adapters.transformers` do it (once per evaluation, never during the sanity check,
+    never twice on resume).
+
+    The lr of every update is ``schedule(updates so far)`` however often ``step()`` is called (see
+    the module docstring); an lr changed outside the scheduler raises
+    :class:`LRLabOverwriteWarning` and is set back.
     """
 
     def __init__(
@@ -138,8 +182,10 @@ class LRLabScheduler(LRScheduler):
         given = list(per_group) if per_group is not None else [schedule] * len(groups)
         schedules: list[Schedule] = []
         for i, s in enumerate(given):
+            if isinstance(s, str):
+                s = parse(s)
             if not isinstance(s, Schedule):
-                raise ValueError(f"schedule for param group {i} must be an lrlab Schedule, got {s!r}")
+                raise ValueError(f"schedule for param group {i} must be an lrlab Schedule or its text, got {s!r}")
             schedules.append(s)
         if not isinstance(absolute, bool):
             raise ValueError(f"absolute must be True or False, got absolute={absolute!r}")
@@ -165,7 +211,11 @@ class LRLabScheduler(LRScheduler):
         self.momentum_mode = momentum
         self.states = [ScheduleState(s) for s in applied]
         self._momentum = self._momentum_plan(optimizer, resolved, momentum)
-        self._handle = optimizer.register_step_post_hook(_counter(self))
+        self._written: list[float] | None = None  # the lrs written last (None: nothing to compare)
+        self._observed = 0  # observations so far: with the step, the key of the cached lrs
+        self._cached: tuple[tuple[int, int], list[float]] | None = None
+        self._handles = [optimizer.register_step_pre_hook(_hook(self, "_before_optimizer_step")),
+                         optimizer.register_step_post_hook(_hook(self, "_on_optimizer_step"))]
         super().__init__(optimizer, last_epoch=-1)
 
     # ---- momentum -----------------------------------------------------------------------------
@@ -206,7 +256,14 @@ class LRLabScheduler(LRScheduler):
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         """The lr each param group gets on the next update (no warning, unlike torch's)."""
-        return [st.lr for st in self.states]
+        return list(self._lrs())
+
+    def _lrs(self) -> list[float]:
+        """The groups' lrs at the current step, computed once per (step, observation)."""
+        key = (self.states[0].step, self._observed)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, [st.lr for st in self.states])
+        return self._cached[1]
 
     def step(self, metric: Any = None, epoch: Any = None) -> None:  # type: ignore[override]
         """Write the lr (and momentum) for the next update; ``metric`` also feeds the plateau nodes.
@@ -221,25 +278,49 @@ class LRLabScheduler(LRScheduler):
             )
         self._step_count = getattr(self, "_step_count", 0) + 1
         if metric is not None:
-            for st in self.states:
-                st.observe(metric)
+            self._check_overwrites()
+            self._observe(metric)
         self._apply()
 
     def observe(self, metric: Any) -> list[float]:
         """Feed one evaluation's metric to every plateau node; apply and return the new lrs."""
-        for st in self.states:
-            st.observe(metric)
+        self._check_overwrites()
+        self._observe(metric)
         self._apply()
         return [float(v) for v in self._last_lr]
 
-    def _apply(self) -> None:
+    def _observe(self, metric: Any) -> None:
+        for st in self.states:
+            st.observe(metric)
+        self._observed += 1
+
+    def _check_overwrites(self) -> None:
+        """Warn when a group's lr is not the one this scheduler wrote last (see LRLabOverwriteWarning)."""
+        if self._written is None:
+            return
+        for i, (group, mine) in enumerate(zip(self.optimizer.param_groups, self._written)):
+            found = _float_lr(group["lr"])
+            if found != mine and not (math.isnan(found) and math.isnan(mine)):
+                warnings.warn(
+                    f"LRLabScheduler: param group {i}'s lr was changed from {mine!r} to {found!r} outside the "
+                    "scheduler (another lr scheduler such as torch's ReduceLROnPlateau on the same optimizer, "
+                    "or code setting param_group['lr']); the scheduler sets it back to the schedule's value. "
+                    "Put the change in the schedule (e.g. * lrlab.plateau(...) fed by scheduler.observe(metric)), "
+                    "or filter LRLabOverwriteWarning if it is deliberate",
+                    LRLabOverwriteWarning,
+                    stacklevel=_caller_level(),
+                )
+
+    def _apply(self, check: bool = True) -> None:
         groups = self.optimizer.param_groups
         if len(groups) != len(self.states):
             raise ValueError(
                 f"the optimizer now has {len(groups)} param groups, the scheduler was built for {len(self.states)}; "
                 "build a new LRLabScheduler after add_param_group"
             )
-        lrs = [st.lr for st in self.states]
+        if check:
+            self._check_overwrites()
+        lrs = self._lrs()
         for group, lr, plan, st in zip(groups, lrs, self._momentum, self.states):
             if not math.isfinite(lr):
                 raise ValueError(f"the schedule gave a non-finite lr {lr!r} at step {st.step}")
@@ -256,12 +337,17 @@ class LRLabScheduler(LRScheduler):
                     else:
                         group["betas"] = (m, b2)
         self.last_epoch = self.states[0].step
-        self._last_lr = [_float_lr(g["lr"]) for g in groups]
+        written = [_float_lr(g["lr"]) for g in groups]
+        self._last_lr = written  # type: ignore[assignment]  # torch types it list[float | Tensor]
+        self._written = list(written)
+
+    def _before_optimizer_step(self) -> None:
+        self._apply()  # this update's lr, whether or not step() was called since the last update
 
     def _on_optimizer_step(self) -> None:
         for st in self.states:
             st.advance()
-        self.last_epoch = self.states[0].step
+        self._apply(check=False)  # the next update's lr, readable (and logged) between updates
 
     # ---- checkpointing ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
@@ -289,19 +375,50 @@ class LRLabScheduler(LRScheduler):
                 for st_back, b in zip(self.states, before):  # all or nothing
                     st_back.load_state_dict(b)
                 raise ValueError(f"param group {i}: {e}") from None
-        self._apply()
+        self._observed += 1  # the plateau multipliers may have changed: recompute the cached lrs
+        # The optimizer's own load_state_dict may have set its saved lr (the same value): no check.
+        self._apply(check=False)
 
     def close(self) -> None:
-        """Detach from the optimizer (stop counting its steps)."""
-        self._handle.remove()
+        """Detach from the optimizer (stop counting its steps and writing its lr)."""
+        for h in self._handles:
+            h.remove()
 
 
-def _counter(sched: LRLabScheduler):
+def check_feed(monitor: Any, scheduler: Any, example: str) -> None:
+    """Validate a metric-feeding callback's arguments (the Lightning and transformers callbacks)."""
+    if not isinstance(monitor, str) or not monitor:
+        raise ValueError(f"LRLabCallback: monitor must be a metric name such as {example!r}, got monitor={monitor!r}")
+    if scheduler is not None and not isinstance(scheduler, LRLabScheduler):
+        raise ValueError(f"LRLabCallback: scheduler must be an LRLabScheduler, got {type(scheduler).__name__}")
+
+
+def require_plateau(scheduler: LRLabScheduler, monitor: str) -> None:
+    """Refuse to feed a metric to a scheduler whose schedule has no plateau node."""
+    if not scheduler.states[0].controllers:
+        raise ValueError(
+            f"LRLabCallback: the schedule {scheduler.states[0].schedule} has no plateau node to feed "
+            f"{monitor!r} to; multiply it by lrlab.plateau(...), or drop the callback"
+        )
+
+
+def _caller_level() -> int:
+    """``stacklevel`` for a warning raised in this module: the first frame outside lrlab's torch
+    adapter and torch itself (the line that called ``optimizer.step()`` or ``scheduler.step()``)."""
+    frame: types.FrameType | None = sys._getframe(2)
+    level = 2  # level 1: the function calling warnings.warn
+    while frame is not None and frame.f_globals.get("__name__", "").startswith((__name__, "torch.")):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _hook(sched: LRLabScheduler, method: str):
+    """An optimizer step hook calling ``sched.<method>()``; it holds the scheduler weakly."""
     ref = weakref.ref(sched)
 
     def hook(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
         s = ref()
         if s is not None:
-            s._on_optimizer_step()
+            getattr(s, method)()
 
     return hook

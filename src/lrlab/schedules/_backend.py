@@ -265,22 +265,62 @@ class _KerasOps(Ops):
 
         self.kops = ops
         _bind(self, ops)
+        for name in ("minimum", "maximum", "floor", "ceil"):  # the float64-aware methods below
+            delattr(self, name)
 
     def asfloat(self, x):
         import keras
 
         return self.kops.cast(x, keras.config.floatx())
 
-    def lt(self, a, b):
-        return self.kops.less(a, b)
-
-    def le(self, a, b):
-        return self.kops.less_equal(a, b)
-
     def lookup(self, table, index):
         kops = self.kops
         values = kops.convert_to_tensor(np.asarray(table), dtype=index.dtype)
         return kops.take(values, kops.cast(index, "int32"))
+
+    # Keras' type promotion turns float64 into float32 on the torch and jax backends (its
+    # result_type maps 64-bit dtypes to 32-bit), in minimum/maximum/floor/ceil/less. Under floatx
+    # float64 these are written with the tensors' own operators and ``where``, which keep float64.
+    @staticmethod
+    def _f64() -> bool:
+        import keras
+
+        return keras.config.floatx() == "float64"
+
+    def minimum(self, a, b):
+        return self._pick(a, b, "min") if self._f64() else self.kops.minimum(a, b)
+
+    def maximum(self, a, b):
+        return self._pick(a, b, "max") if self._f64() else self.kops.maximum(a, b)
+
+    def _pick(self, a, b, which: str):
+        if is_python_number(a) and is_python_number(b):
+            return min(a, b) if which == "min" else max(a, b)
+        if is_python_number(b):
+            a, b = b, a  # b is a tensor: its operators apply
+        better = b < a if which == "min" else b > a
+        return self.kops.where(better | (b != b), b, a)  # NaN propagates, as in minimum/maximum
+
+    def floor(self, x):
+        if not self._f64() or is_python_number(x):
+            return self.kops.floor(x)
+        kops = self.kops
+        x = kops.cast(x, "float64")
+        whole = (x >= 2.0**52) | (x <= -(2.0**52)) | (x != x)  # already integers (or NaN): keep
+        safe = kops.where(whole, 0.0, x)
+        t = kops.cast(kops.cast(safe, "int64"), "float64")  # truncation toward zero
+        return kops.where(whole, x, kops.where(t > safe, t - 1.0, t))
+
+    def ceil(self, x):
+        if not self._f64() or is_python_number(x):
+            return self.kops.ceil(x)
+        return -self.floor(-x)
+
+    def lt(self, a, b):
+        return a < b if self._f64() and not (is_python_number(a) and is_python_number(b)) else self.kops.less(a, b)
+
+    def le(self, a, b):
+        return a <= b if self._f64() and not (is_python_number(a) and is_python_number(b)) else self.kops.less_equal(a, b)
 
 
 _PY = _PythonOps()

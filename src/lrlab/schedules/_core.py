@@ -190,12 +190,14 @@ class Schedule:
             # for resolve()): check a copy resolved against a nominal long run.
             self.resolve(total_steps=_NOMINAL_TOTAL, steps_per_epoch=_NOMINAL_EPOCH)
 
-    def __call__(self, step: Any, state: State | None = None, *, backend: str | None = None) -> Any:
+    def __call__(self, step: Any = None, state: State | None = None, *, backend: str | None = None) -> Any:
         """The learning rate at ``step`` (a number, an array or a tensor of steps).
 
         ``state`` carries the run-time values of metric-driven nodes (see :class:`plateau`).
         Python numbers give a Python ``float``; arrays and tensors give the same kind back.
         """
+        if step is None or (state is not None and not isinstance(state, Mapping)):
+            _misuse(self, step, state)
         self._check_resolved()
         ops = ops_for(step, backend)
         if ops.name == "python":
@@ -388,3 +390,23 @@ def from_config(config: Mapping[str, Any], *, where: str = "config") -> Schedule
         return cls(**kwargs)
     except TypeError as e:  # missing required arguments
         raise ValueError(f"{where}: {cls.name}: {e}") from None
+
+
+def _misuse(schedule: Schedule, step: Any, state: Any) -> None:
+    """Raise a clear error for the two calls frameworks make on a schedule they take for their own.
+
+    Keras calls a plain callable ``learning_rate`` with no argument; Keras' ``LearningRateScheduler``
+    calls ``schedule(epoch, lr)``. The second is a ``ValueError`` on purpose: Keras catches a
+    ``TypeError`` there and retries ``schedule(epoch)``, which would run the curve per epoch silently.
+    """
+    if step is None:
+        raise TypeError(
+            f"{schedule} was called without a step. Keras calls a plain callable learning_rate that way: "
+            "wrap the schedule, keras.optimizers.SGD(learning_rate=lrlab.adapters.keras.KerasSchedule(schedule))"
+        )
+    raise ValueError(
+        f"{schedule} was called with state={state!r}, which is not a mapping {{plateau key: multiplier}}. "
+        "keras.callbacks.LearningRateScheduler calls schedule(epoch, lr) that way: use "
+        "learning_rate=lrlab.adapters.keras.KerasSchedule(schedule) (per update, plateau through "
+        "PlateauCallback), or lrlab.adapters.keras.LearningRateScheduler(schedule, unit='step' or 'epoch')"
+    )
