@@ -122,3 +122,24 @@ def test_storage_url(tmp_path):
 def test_bad_url_is_a_value_error():
     with pytest.raises(ValueError, match="storage"):
         StudyStorage("nosuchdialect://x/y", "t")
+
+
+def test_role_and_any_positive_peak_lr_round_trip(tmp_path):
+    """The trial's role is stored and read back; old trials without one read as 'final'; a peak lr
+    far outside the old (1e-12, 1e6) distribution is stored, not refused after training."""
+    st = StudyStorage(str(tmp_path / "r.db"), "t")
+    base = record()
+    tiny = TrialRecord(**{**base.__dict__, "key": "constant/sgd/lr1e-300/s0@x", "peak_lr": 1e-300, "role": "tune"})
+    huge = TrialRecord(**{**base.__dict__, "key": "constant/sgd/lr1e+300/s0@x", "peak_lr": 1e300, "role": "tune"})
+    st.save(base)
+    st.save(tiny)
+    st.save(huge)
+    back = st.records()
+    assert back[base.key].role == "final"
+    assert (back[tiny.key].role, back[tiny.key].peak_lr) == ("tune", 1e-300)
+    assert back[huge.key].peak_lr == 1e300
+    old = {**{t.user_attrs["lrlab_key"]: t for t in st.study.get_trials()}[base.key].user_attrs}
+    old.pop("role")
+    from lrlab.study.storage import _record_from_attrs
+
+    assert _record_from_attrs(old).role == "final"
