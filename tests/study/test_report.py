@@ -44,11 +44,14 @@ def records():
                 "epoch": np.arange(n, dtype=float),
                 "lr": np.array([peak * (0.5 if (s == "plateau" and e >= 2) else 1.0) for e in range(n)]),
                 "train_loss": np.linspace(2.0, 0.5, n), "train_acc": np.linspace(0.3, 0.95, n),
-                "test_loss": np.linspace(2.1, 0.6, n),
-                "test_acc": np.linspace(0.3, 0.5, n) if diverged else np.linspace(0.3, acc, n),
+                "val_loss": np.linspace(2.1, 0.6, n),
+                "val_acc": np.linspace(0.3, 0.5, n) if diverged else np.linspace(0.3, acc, n),
+                "test_loss": np.full(n, math.nan), "test_acc": np.full(n, math.nan),
             }
             if diverged:
-                curves["test_loss"][-1] = math.nan
+                curves["val_loss"][-1] = math.nan
+            else:
+                curves["test_loss"][-1], curves["test_acc"][-1] = 0.6, acc
             final = {"test_acc": acc, "test_loss": math.nan if diverged else 0.6,
                      "train_acc": math.nan if diverged else 0.95, "train_loss": math.nan if diverged else 0.5}
             out.append(TrialRecord(

@@ -68,7 +68,7 @@ def test_schedules_are_peak_times_relative_spec():
     assert plans[0].spec.schedule(3) == pytest.approx(0.2 * 3 / 4)  # 5% of 70 steps = 4 warmup steps (rounded)
     step = plans[2].spec.schedule  # x0.25 every 15% = 10.5 -> 10 steps (rounded): torch StepLR convention
     assert step(9) == pytest.approx(0.2) and step(10) == pytest.approx(0.05) and step(69) == pytest.approx(0.2 * 0.25**6)
-    assert plans[1].spec.plateau_metric == "test_loss"
+    assert plans[1].spec.plateau_metric == "val_loss"
     other = plan_trials(cfg, epochs=11, steps_per_epoch=7, peak_lrs={"sgd": 0.2})
     assert all(a.key != b.key and a.spec.trial_id == b.spec.trial_id for a, b in zip(plans, other))
     assert [p.key for p in plans] == [p.key for p in plan_trials(cfg, epochs=10, steps_per_epoch=7,
@@ -201,7 +201,7 @@ def test_sigkill_loses_no_finished_trial(tmp_path):
         ({"peak_lr": "auto"}, "peak_lr must be 'fixed' or 'find'"),
         ({"model": "gru"}, "model must be 'cnn' or 'mlp'"),
         ({"task": "cifar10", "model": "mlp"}, "applies to the mnist1d task only"),
-        ({"plateau_metric": "val_loss"}, "plateau_metric must be one of"),
+        ({"plateau_metric": "test_loss"}, "plateau_metric must be one of"),
         ({"fresh": "yes"}, "fresh must be true or false"),
         ([1, 2], "expected a mapping"),
     ],

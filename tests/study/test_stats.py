@@ -22,7 +22,9 @@ def rec(schedule, opt, seed, acc, loss=0.5, *, diverged=False, curve_acc=None, e
     n = len(curve_acc)
     curves = {k: np.zeros(n) for k in CURVE_FIELDS}
     curves["epoch"] = np.arange(1, n + 1, dtype=float)
-    curves["test_acc"] = np.array(curve_acc, dtype=float)
+    curves["val_acc"] = np.array(curve_acc, dtype=float)  # the best epoch is chosen on validation
+    curves["test_acc"] = np.full(n, math.nan)
+    curves["test_acc"][-1] = acc
     curves["test_loss"] = np.full(n, loss)
     final = {"test_acc": math.nan if diverged else acc, "test_loss": math.nan if diverged else loss}
     return TrialRecord(
@@ -144,11 +146,11 @@ def test_curve_band_handles_short_diverged_runs():
     a = rec("x", "sgd", 0, 0.9, curve_acc=[0.5, 0.7, 0.9])
     b = rec("x", "sgd", 1, 0.9, curve_acc=[0.3, 0.5, 0.7])
     c = rec("x", "sgd", 2, 0.9, curve_acc=[0.4], diverged=True)
-    ep, mean, sd = curve_band([a, b, c], "test_acc")
+    ep, mean, sd = curve_band([a, b, c], "val_acc")
     assert ep.tolist() == [1.0, 2.0, 3.0]
     assert mean == pytest.approx([0.4, 0.6, 0.8])
     assert sd[0] == pytest.approx(0.1) and sd[1] == pytest.approx(math.sqrt(0.02))
-    _, _, sd1 = curve_band([a], "test_acc")
+    _, _, sd1 = curve_band([a], "val_acc")
     assert sd1.tolist() == [0.0, 0.0, 0.0]
     with pytest.raises(ValueError):
-        curve_band([], "test_acc")
+        curve_band([], "val_acc")

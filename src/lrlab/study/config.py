@@ -85,7 +85,7 @@ DEFAULT_SCHEDULES: dict[str, str] = {
 
 KNOWN_OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "adadelta")
 DEFAULT_OPTIMIZERS = ("sgd", "adam")
-_PLATEAU_METRICS = ("test_loss", "test_acc", "train_loss", "train_acc")
+_PLATEAU_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")  # = fleet.PLATEAU_METRICS
 _TOP_KEYS = (
     "task", "task_kwargs", "model", "data", "schedules", "optimizers", "seeds", "epochs",
     "batch_size", "peak_lr", "plateau_metric", "workers", "device", "out", "storage",
@@ -205,7 +205,7 @@ class StudyConfig:
     epochs: int | None = None
     batch_size: int | None = None
     peak_lr: str = "fixed"
-    plateau_metric: str = "test_loss"
+    plateau_metric: str = "val_loss"
     workers: int | None = None
     device: str = "cpu"
     out: str = "runs/study"

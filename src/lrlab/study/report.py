@@ -108,8 +108,8 @@ def results_table(summaries: Sequence[CellSummary], title: str | None = None) ->
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
-                  caption="acc %, loss: final test accuracy and loss, mean±sd over seeds; best %: best epoch "
-                          "(mean); Δ vs const: paired difference from constant, points ± 95% CI half-width; "
+                  caption="acc %, loss: final test accuracy and loss, mean±sd over seeds; best %: validation accuracy "
+                          "at the best epoch (mean); Δ vs const: paired difference from constant, points ± 95% CI half-width; "
                           "p: paired t-test, * p < 0.05",
                   caption_justify="left")
     any_note = any(c.diverged for c in summaries)
@@ -233,15 +233,15 @@ def plot_lr_curves(records: Sequence[TrialRecord], schedules: Sequence[str], ste
 
 
 def plot_training_curves(records: Sequence[TrialRecord], schedules: Sequence[str], optimizer: str) -> bytes:
-    """Train/test loss and accuracy over epochs for one optimizer: mean over seeds, +-1 sd band."""
+    """Training (running mean) and validation loss and accuracy over epochs for one optimizer: mean over seeds, +-1 sd band."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    panels = [("train_loss", "train loss", True), ("test_loss", "test loss", True),
-              ("train_acc", "train accuracy %", False), ("test_acc", "test accuracy %", False)]
+    panels = [("train_loss", "train loss", True), ("val_loss", "validation loss", True),
+              ("train_acc", "train accuracy %", False), ("val_acc", "validation accuracy %", False)]
     colors = _colors(len(schedules))
     for ax, (key, label, log) in zip(axes.flat, panels):
         positive = False
@@ -388,11 +388,11 @@ def write_report(
     _write_csv(out / "summary.csv", list(_summary_dict(summaries[0]).keys()) if summaries else [],
                [list(_summary_dict(c).values()) for c in summaries])
     trial_header = ["trial_id", "schedule", "optimizer", "seed", "peak_lr", "status", "diverged_epoch",
-                    "test_acc", "test_loss", "train_acc", "train_loss", "best_test_acc", "seconds", "schedule_text"]
+                    "test_acc", "test_loss", "train_acc", "train_loss", "best_val_acc", "seconds", "schedule_text"]
     trial_rows = []
     curve_rows = []
     for r in records:
-        best = float(np.nanmax(r.curves["test_acc"])) if np.isfinite(r.curves["test_acc"]).any() else math.nan
+        best = float(np.nanmax(r.curves["val_acc"])) if np.isfinite(r.curves["val_acc"]).any() else math.nan
         trial_rows.append([
             r.trial_id, r.schedule_name, r.optimizer, r.seed, r.peak_lr, r.status, r.diverged_epoch,
             r.final.get("test_acc", math.nan), r.final.get("test_loss", math.nan),

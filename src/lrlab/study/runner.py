@@ -150,12 +150,12 @@ def _record(plan: PlannedTrial, result: Any, epochs: int) -> TrialRecord:
     curves = {k: np.array([float(getattr(e, k)) for e in result.curves], dtype=np.float64) for k in CURVE_FIELDS}
     final = {k: float(v) for k, v in dict(result.final).items() if isinstance(v, (int, float))}
     last = result.curves[-1] if result.curves else None
-    for k in ("test_acc", "test_loss", "train_acc", "train_loss"):
+    for k in ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss"):
         if k not in final:
             final[k] = float(getattr(last, k)) if last is not None else math.nan
-    if "best_test_acc" not in final:
-        acc = curves["test_acc"]
-        final["best_test_acc"] = float(np.nanmax(acc)) if np.isfinite(acc).any() else math.nan
+    if "best_val_acc" not in final:
+        acc = curves["val_acc"]
+        final["best_val_acc"] = float(np.nanmax(acc)) if np.isfinite(acc).any() else math.nan
     return TrialRecord(
         key=plan.key, trial_id=plan.spec.trial_id, schedule_name=plan.schedule_name,
         schedule_text=plan.schedule_text, schedule_config=plan.spec.schedule.to_config(),
@@ -209,6 +209,12 @@ def run_study(
     from lrlab.study.tasks import load_task
 
     task = load_task(cfg.task, **cfg.task_build_kwargs())
+    no_val = not task.has_validation
+    task = task.with_validation()  # the engine makes the same seeded split in every worker
+    n_val = 0 if task.y_val is None else len(task.y_val)
+    if no_val:
+        say(f"task {task.name} has no validation set: using a seeded 20 % of its training set "
+            f"({n_val} examples; give x_val/y_val in the Task for your own)")
     epochs = cfg.resolved_epochs(task.epochs)
     spe = task.steps_per_epoch
     out = Path(cfg.out)
@@ -221,7 +227,8 @@ def run_study(
         raise ValueError("two trials of this study are identical (same schedule text, optimizer and seed)")
     study_info = {
         "config": cfg.to_dict(), "task": task.name, "epochs": epochs, "steps_per_epoch": spe,
-        "n_train": int(task.x_train.shape[0]), "n_test": int(task.x_test.shape[0]),
+        "n_train": int(task.x_train.shape[0]), "n_val": n_val,
+        "n_test": int(task.x_test.shape[0]),
         "batch_size": task.batch_size, "peak_lrs": peak_lrs, "keys": keys,
         "schedules": list(cfg.schedules), "optimizers": list(cfg.optimizers),
     }

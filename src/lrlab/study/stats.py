@@ -108,7 +108,8 @@ class CellSummary:
     """One (schedule, optimizer) cell over its seeds; accuracies in percentage points.
 
     ``acc``/``loss``: final test accuracy / loss (mean, sd over finished seeds); ``best_acc``:
-    the best test accuracy over epochs, mean over seeds (what early stopping could keep);
+    the best validation accuracy over epochs, mean over seeds (what early stopping on
+    validation would see);
     ``n``: seeds run; ``diverged``: seeds that diverged; ``vs_baseline``: the paired comparison
     with the constant schedule of the same optimizer (``None`` for the baseline itself or when
     there is no baseline).
@@ -171,8 +172,8 @@ def summarize(
             acc = np.array([_final(cell[k], "test_acc") for k in seeds]) * 100.0
             loss = np.array([_final(cell[k], "test_loss") for k in seeds])
             best = np.array([
-                np.nanmax(cell[k].curves["test_acc"]) * 100.0
-                if np.isfinite(cell[k].curves["test_acc"]).any() else math.nan
+                np.nanmax(cell[k].curves["val_acc"]) * 100.0
+                if np.isfinite(cell[k].curves["val_acc"]).any() else math.nan
                 for k in seeds
             ])
             comp = None

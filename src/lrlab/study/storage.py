@@ -13,7 +13,7 @@ no finished trial. Stored per trial:
   ``FAIL`` and ``user_attrs["lrlab_status"] == "diverged"`` (Optuna values must be finite);
 * ``params``: ``seed`` and ``peak_lr`` (numeric; names and specs go to user attributes because
   Optuna's categorical distributions cannot grow between runs);
-* ``intermediate_values``: test accuracy per epoch;
+* ``intermediate_values``: validation accuracy per epoch;
 * ``user_attrs``: the resume key, trial id, schedule name and text (multiplier form), the resolved
   absolute schedule config, optimizer and its overrides, the per-epoch curves (columnar lists),
   final metrics, divergence and seconds.
@@ -42,7 +42,10 @@ import numpy as np
 
 __all__ = ["CURVE_FIELDS", "StudyStorage", "TrialRecord", "storage_url"]
 
-CURVE_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc")
+CURVE_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+"""Per-epoch curves of a stored trial: ``train_*`` running means over the epoch's minibatches,
+``val_*`` every epoch, ``test_*`` after the last epoch (NaN before it unless the run evaluated
+the test set every epoch)."""
 _JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
@@ -53,7 +56,8 @@ class TrialRecord:
 
     ``curves`` maps each of :data:`CURVE_FIELDS` to a float64 array over the epochs that were
     trained (a diverged trial's arrays stop at, and include, the epoch it diverged in, with NaN
-    where the metric was not finite).
+    where the metric was not finite or not evaluated). A record stored before a field existed
+    reads back with NaN for it.
     """
 
     key: str
@@ -208,7 +212,7 @@ class StudyStorage:
             "seconds": record.seconds,
             **{f"x_{k}": v for k, v in record.extra.items()},
         }
-        acc = record.curves["test_acc"]
+        acc = record.curves["val_acc"]
         inter = {int(e): float(a) for e, a in zip(record.curves["epoch"], acc) if math.isfinite(a)}
         value = record.final.get("test_acc", math.nan)
         ok = not record.diverged and math.isfinite(value)
@@ -227,7 +231,9 @@ class StudyStorage:
 
 
 def _record_from_attrs(a: Mapping[str, Any]) -> TrialRecord:
-    curves = {k: _floats(a["curves"].get(k, [])) for k in CURVE_FIELDS}
+    stored = a["curves"]
+    n = len(stored.get("epoch", []))
+    curves = {k: _floats(stored[k]) if k in stored else np.full(n, math.nan) for k in CURVE_FIELDS}
     final = {k: (math.nan if v is None else float(v)) for k, v in a.get("final", {}).items()}
     return TrialRecord(
         key=a["lrlab_key"],
