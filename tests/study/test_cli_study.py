@@ -105,7 +105,7 @@ def test_user_task_from_the_current_directory(tmp_path, monkeypatch):
         "    g = torch.Generator().manual_seed(0)\n"
         "    x = torch.randn(40, 6, generator=g)\n"
         "    y = (x[:, 0] > 0).long()\n"
-        "    return Task('toy', x, y, x[:10], y[:10], lambda: torch.nn.Linear(6, 2), batch_size=10, epochs=2,\n"
+        "    return Task('toy', x, y, x[:10], y[:10], lambda: torch.nn.Linear(6, 2), batch_size=8, epochs=2,\n"
         "                peak_lr={'sgd': 0.1, 'adam': 0.01})\n"
     )
     monkeypatch.chdir(tmp_path)
@@ -114,8 +114,10 @@ def test_user_task_from_the_current_directory(tmp_path, monkeypatch):
                                    "--seeds", "2", "--workers", "0", "--out", str(tmp_path / "o"), "--no-progress"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
+    # no validation set given: 20 % of the 40 training examples become one, so 32 / 8 = 4 steps an epoch
+    assert "task toy has no validation set: using a seeded 20 % of its training set (8 examples" in text
     assert ("toy, 2 schedules x 2 optimizers = 4 cells; tuning 20 trials (5 lrs x 1 tuning seed per cell), "
-            "then 8 final trials (2 seeds), 2 epochs of 4 steps (batch 10)") in text
+            "then 8 final trials (2 seeds), 2 epochs of 4 steps (batch 8)") in text
     sys.modules.pop("my_study_task", None)
 
 

@@ -221,6 +221,9 @@ def _record(plan: PlannedTrial, result: Any, epochs: int) -> TrialRecord:
     for k in ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss"):
         if k not in final:
             final[k] = float(getattr(last, k)) if last is not None else math.nan
+    if "best_val_acc" not in final:
+        acc = curves["val_acc"]
+        final["best_val_acc"] = float(np.nanmax(acc)) if np.isfinite(acc).any() else math.nan
     return TrialRecord(
         key=plan.key, trial_id=plan.spec.trial_id, schedule_name=plan.schedule_name,
         schedule_text=plan.schedule_text, schedule_config=plan.spec.schedule.to_config(),
@@ -316,6 +319,12 @@ def run_study(
 
     _check_device(cfg.device)
     task = _load_task(cfg)
+    no_val = not task.has_validation
+    task = task.with_validation()  # the engine makes the same seeded split in every worker
+    n_val = 0 if task.y_val is None else len(task.y_val)
+    if no_val:
+        say(f"task {escape(task.name)} has no validation set: using a seeded 20 % of its training set "
+            f"({n_val} examples; give x_val/y_val in the Task for your own)")
     epochs = cfg.resolved_epochs(task.epochs)
     spe = task.steps_per_epoch
     _writable_dir(cfg.out)
@@ -326,7 +335,6 @@ def run_study(
                              grid=grid) if cfg.tune is not None else []
     # with tuning, planned at the base lr only to check the schedules and count; replanned after selection
     final_plans = plan_trials(cfg, epochs=epochs, steps_per_epoch=spe, peak_lrs=base_lrs)
-    n_val = int(task.x_val.shape[0]) if getattr(task, "x_val", None) is not None else 0
     info: dict[str, Any] = {
         "config": cfg.to_dict(), "task": task.name, "epochs": epochs, "steps_per_epoch": spe,
         "n_train": int(task.x_train.shape[0]), "n_val": n_val, "n_test": int(task.x_test.shape[0]),

@@ -46,7 +46,10 @@ import numpy as np
 
 __all__ = ["CURVE_FIELDS", "StudyStorage", "TrialRecord", "storage_url"]
 
-CURVE_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc")
+CURVE_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+"""Per-epoch curves of a stored trial: ``train_*`` running means over the epoch's minibatches,
+``val_*`` every epoch, ``test_*`` after the last epoch (NaN before it unless the run evaluated
+the test set every epoch)."""
 _JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 _LR_LOW, _LR_HIGH = sys.float_info.min, sys.float_info.max  # = lrlab.study.config.LR_LIMITS
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -60,7 +63,8 @@ class TrialRecord:
     lr on a final seed, or the fixed lr without tuning); ``peak_lr`` is the absolute peak lr it
     ran at. ``curves`` maps each of :data:`CURVE_FIELDS` to a float64 array over the epochs that were
     trained (a diverged trial's arrays stop at, and include, the epoch it diverged in, with NaN
-    where the metric was not finite).
+    where the metric was not finite or not evaluated). A record stored before a field existed
+    reads back with NaN for it.
     """
 
     key: str
@@ -236,7 +240,9 @@ class StudyStorage:
 
 
 def _record_from_attrs(a: Mapping[str, Any]) -> TrialRecord:
-    curves = {k: _floats(a["curves"].get(k, [])) for k in CURVE_FIELDS}
+    stored = a["curves"]
+    n = len(stored.get("epoch", []))
+    curves = {k: _floats(stored[k]) if k in stored else np.full(n, math.nan) for k in CURVE_FIELDS}
     final = {k: (math.nan if v is None else float(v)) for k, v in a.get("final", {}).items()}
     return TrialRecord(
         key=a["lrlab_key"],
