@@ -178,3 +178,23 @@ def _tiny_cfg(tmp_path):
     p = tmp_path / "tiny_cfg.yaml"
     p.write_text("task_kwargs: {subset: 100}\n")
     return p
+
+
+def test_a_task_too_small_for_a_validation_split_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "tiny_task_mod.py").write_text(
+        "import torch\n"
+        "from lrlab.study import Task\n"
+        "def make():\n"
+        "    x = torch.randn(2, 3)\n"
+        "    y = torch.tensor([0, 1])\n"
+        "    return Task('two', x, y, x, y, lambda: torch.nn.Linear(3, 2), batch_size=1, epochs=1,\n"
+        "                peak_lr={'adam': 0.01})\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--task", "tiny_task_mod:make", "--optimizers", "adam", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "validation fraction of 0.2 leaves 0 validation and 2 training examples out of 2" in err
+    sys.modules.pop("tiny_task_mod", None)
