@@ -341,6 +341,100 @@ def test_plan_fleets_groups_by_optimizer_and_balances_workers():
     assert sorted(t.trial_id for f in fleets for t in f) == sorted(t.trial_id for t in ts)
 
 
+# ---- reproducibility: a trial's float32 numbers do not depend on its fleet ----------------------------
+
+
+def _fleet_of_24(opt: str, *, diverging: bool = False) -> list[TrialSpec]:
+    """24 trials of one optimizer with mixed schedules, seeds and plateau metrics."""
+    p = PEAK[opt]
+    scheds = [constant(p), warmup(constant(p), steps=7), constant(p, steps=13) >> constant(p / 10),
+              constant(p) * plateau(patience=0, factor=0.5)]
+    trials = [TrialSpec(f"{opt}/{i}", scheds[i % 4], opt, {}, seed=(5 * i) % 11,
+                        plateau_metric=("val_loss", "train_acc")[i % 2]) for i in range(24)]
+    if diverging:  # a trial that blows up mid-run: the fleet shrinks from 24 to 23 rows
+        trials[11] = TrialSpec(f"{opt}/boom", constant(p, steps=15) >> constant(1e12), opt, {}, seed=3)
+    return trials
+
+
+def _same_bits(a: TrialResult, b: TrialResult) -> bool:
+    """Weights, curves and finals identical to the last bit (NaNs where the other has NaNs)."""
+    import json
+
+    if a.weights is None or b.weights is None:  # a diverged trial keeps no weights
+        same_w = a.weights is b.weights is None and a.diverged
+    else:
+        same_w = all(torch.equal(a.weights[k], b.weights[k]) for k in a.weights)
+    da, db = a.to_dict(), b.to_dict()
+    da.pop("seconds"), db.pop("seconds")
+    return same_w and json.dumps(da) == json.dumps(db)
+
+
+@pytest.mark.parametrize("opt", list(PEAK))
+def test_a_trial_alone_and_inside_a_fleet_of_24_agree_bit_for_bit(cnn_task, opt):
+    """float32: the batched products are row-independent (aligned), evaluation chunks do not
+    depend on the fleet size, the optimizers' foreach kernels are element-wise."""
+    trials = _fleet_of_24(opt, diverging=opt == "sgd")
+    fleet = train_fleet(cnn_task, trials, epochs=3, keep_weights=True, test_every_epoch=True)
+    if opt == "sgd":
+        assert fleet[11].diverged and fleet[11].diverged_epoch == 1  # the fleet lost a row mid-run
+    assert len({r.final["val_loss"] for r in fleet if not r.diverged}) > 20  # the trials really differ
+    for j in (0, 5, 13, 23):
+        alone = train_fleet(cnn_task, [trials[j]], epochs=3, keep_weights=True, test_every_epoch=True)[0]
+        assert _same_bits(alone, fleet[j]), (opt, j)
+    part = train_fleet(cnn_task, trials[9:16][::-1], epochs=3, keep_weights=True, test_every_epoch=True)
+    assert all(_same_bits(r, fleet[9 + 6 - i]) for i, r in enumerate(part))
+
+
+def test_mlp_trial_alone_and_inside_a_fleet_agree_bit_for_bit(mlp_task):
+    trials = _fleet_of_24("adam")
+    fleet = train_fleet(mlp_task, trials, epochs=2, keep_weights=True)
+    for j in (3, 22):
+        assert _same_bits(train_fleet(mlp_task, [trials[j]], epochs=2, keep_weights=True)[0], fleet[j])
+
+
+def test_aligned_products_are_what_a_lone_item_computes():
+    """The kernel-level cause, pinned: each batch item's product equals the item's product alone,
+    bit for bit, for the CNN's weight-gradient shape (raw torch.bmm into a contiguous output does
+    not guarantee this on MKL)."""
+    from lrlab.study._batched import _bmm, aligned, aligned_empty
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(24, 25, 950, generator=g), torch.randn(24, 5, 950, generator=g)
+    full = _bmm(a, b.transpose(1, 2))
+    for j in range(24):
+        assert torch.equal(full[j], _bmm(a[j:j + 1].clone(), b[j:j + 1].clone().transpose(1, 2))[0]), j
+    t = aligned_empty(5, 3, 7, like=a)
+    assert [t[i].data_ptr() % 64 for i in range(5)] == [0] * 5 and t[0].is_contiguous()
+    assert aligned(t) is t and aligned(a[1:]).data_ptr() % 64 == 0 and torch.equal(aligned(a[1:]), a[1:])
+
+
+def test_run_trials_numbers_do_not_depend_on_workers_fleet_size_or_resume(cnn_task):
+    """Same trials -> same stored numbers, bit for bit: in this process (whatever the caller's
+    thread count) or in 2 worker processes, in fleets of 24 or of 3, all at once or as an
+    'interrupted' subset followed by the rest in another grouping."""
+    trials = _fleet_of_24("adam")[:12]
+    kw = {"subset": 100, "batch_size": 10}
+
+    def stored(results):
+        return {r.trial_id: (r.final, [c.__dict__ for c in r.curves]) for r in results}
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # run_trials trains with one thread whatever the caller uses
+    try:
+        whole = stored(run_trials("mnist1d", kw, trials, epochs=2, workers=0))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_num_threads() == before
+    split = stored(run_trials("mnist1d", kw, trials, epochs=2, workers=2, max_fleet=3))
+    first = stored(run_trials("mnist1d", kw, trials[2:7], epochs=2, workers=0, max_fleet=2))
+    rest = stored(run_trials("mnist1d", kw, trials[:2] + trials[7:], epochs=2, workers=0, max_fleet=5))
+    assert whole.keys() == split.keys() == {**first, **rest}.keys()
+    for k in whole:
+        assert repr(whole[k]) == repr(split[k]) == repr({**first, **rest}[k]), k
+    with pytest.raises(ValueError, match="threads_per_worker must be an int >= 1"):
+        run_trials("mnist1d", kw, trials, epochs=1, workers=0, threads_per_worker=0)
+
+
 # ---- run_trials: processes ---------------------------------------------------------------------------
 
 
