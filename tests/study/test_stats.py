@@ -190,7 +190,8 @@ def test_seeds_to_resolve_matches_gpower():
     assert seeds_to_resolve(0.0, 1.0) is None and seeds_to_resolve(1.0, math.nan) is None
     assert seeds_to_resolve(0.01, 10.0, max_n=50) == 51  # "more than 50"
     comp = paired_comparison([0.91, 0.89, 0.92], [0.90, 0.90, 0.90])  # d = 1, -1, 2 points
-    assert comp.seeds_needed() == seeds_to_resolve(2 / 3, math.sqrt(7 / 3))
+    assert comp.seeds_needed() == seeds_to_resolve(2 / 3, math.sqrt(7 / 3)) == 44  # delta = 0.436
+    assert seeds_to_resolve(5.0, 1.0) == 3 and seeds_to_resolve(5.0, 1.0, min_n=4) == 4  # more than it has
     assert paired_comparison([0.90, 0.92, 0.91], [0.88, 0.905, 0.895]).seeds_needed() is None  # resolved
 
 

@@ -26,8 +26,8 @@ error rate at ``alpha`` under any dependence: sort the ``m`` p-values, ``p_(1) <
 then ``p_holm_(i) = min(1, max_{j <= i} (m - j + 1) p_(j))``. A cell is marked significant when
 ``p_holm < alpha`` (default 0.05) on at least 3 pairs; both p-values are reported.
 
-**How many seeds would resolve it** (:func:`seeds_to_resolve`), for an unresolved comparison:
-the smallest ``n >= 2`` at which a two-sided paired t-test at level ``alpha = 0.05`` has 80 %
+**How many seeds would resolve it** (:func:`seeds_to_resolve`), for an unresolved comparison of
+``k`` pairs: the smallest ``n > k`` (and ``n >= 2``) at which a two-sided paired t-test at level ``alpha = 0.05`` has 80 %
 power against the observed effect, assuming the observed mean ``m`` and sd ``s`` of the paired
 differences are the truth: power(n) = ``P(|T| > t_{1-alpha/2, n-1})`` with ``T`` noncentral t
 (``n - 1`` df, noncentrality ``sqrt(n) |m| / s``). It is a rough planning number (per comparison,
@@ -96,10 +96,11 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def seeds_to_resolve(mean: float, sd: float, *, alpha: float = 0.05, power: float = 0.8,
-                     max_n: int = 1000) -> int | None:
+                     max_n: int = 1000, min_n: int = 2) -> int | None:
     """Seeds a paired two-sided t-test needs for ``power`` against the effect ``mean`` with
     paired sd ``sd`` (see the module docstring). ``None`` when there is no effect to detect
     (``mean == 0``, non-finite inputs); ``max_n + 1`` when even ``max_n`` seeds are not enough.
+    The search starts at ``min_n`` (an unresolved comparison asks for more seeds than it has).
 
     >>> seeds_to_resolve(1.0, 1.0), seeds_to_resolve(0.5, 1.0)
     (10, 34)
@@ -108,10 +109,11 @@ def seeds_to_resolve(mean: float, sd: float, *, alpha: float = 0.05, power: floa
 
     if not (math.isfinite(mean) and math.isfinite(sd)) or mean == 0 or sd < 0:
         return None
+    min_n = max(2, min_n)
     if sd == 0:
-        return 2
+        return min_n
     delta = abs(mean) / sd
-    for n in range(2, max_n + 1):
+    for n in range(min_n, max_n + 1):
         q = float(st.t.ppf(1 - alpha / 2, n - 1))
         nc = delta * math.sqrt(n)
         pw = float(st.nct.sf(q, n - 1, nc) + st.nct.cdf(-q, n - 1, nc))
@@ -215,7 +217,7 @@ class Comparison:
         """Seeds that would resolve this comparison (None when it is resolved or shows no effect)."""
         if self.significant(alpha) or self.n < 2:
             return None
-        return seeds_to_resolve(self.mean, self.sd, alpha=alpha)
+        return seeds_to_resolve(self.mean, self.sd, alpha=alpha, min_n=self.n + 1)
 
 
 def paired_comparison(a: Sequence[float], b: Sequence[float]) -> Comparison:
