@@ -450,13 +450,18 @@ def plot_lr_sensitivity(selections: Mapping[tuple[str, str], LrSelection], sched
             if dead.any():
                 ax.plot(grid[dead], np.full(int(dead.sum()), low + 0.5), "x", color=color, ms=6)
         ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        ticks = sorted({lr for *_, sel in lines for lr in sel.grid})
+        ax.set_xticks(ticks, [f"{lr:.3g}" for lr in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(bottom=low)
         ax.set_xlabel("peak learning rate", fontsize=8)
         ax.set_ylabel("final validation accuracy % (tuning seeds)", fontsize=8)
         ax.set_title(opt, fontsize=10)
         ax.grid(alpha=0.3, which="both")
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6.5, ncol=2, loc="lower center")
+        ax.legend(fontsize=6.5, ncol=2, loc="best")
     fig.suptitle("Learning-rate sensitivity: star = chosen lr, x = every tuning seed diverged", fontsize=10)
     fig.tight_layout()
     return _fig_png(fig)
