@@ -93,7 +93,8 @@ def test_subprocess_error_and_help():
     helped = subprocess.run([*lrlab, "study", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert helped.returncode == 0
     for opt in ("--out", "--model", "--optimizers", "--schedules", "--seeds", "--epochs", "--workers", "--storage",
-                "--config", "--task", "--data", "--device", "--peak-lr", "--fresh", "report"):
+                "--config", "--task", "--data", "--device", "--peak-lr", "--fresh", "--tune", "--lr-grid", "--tune-seeds",
+                "--format", "report"):
         assert opt in helped.stdout, opt
 
 

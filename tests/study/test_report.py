@@ -231,3 +231,16 @@ def test_sensitivity_plot_and_readme_block(study, tmp_path):
     bare.write_text("no block\n")
     with pytest.raises(ValueError, match="no study-table block"):
         write_readme_results(text, png, tmp_path / "docs", bare)
+
+
+def test_readme_shows_the_generated_table_and_figure():
+    """`make readme-results` writes docs/study/table.txt and copies it into the README: they cannot drift."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    table = (repo / "docs" / "study" / "table.txt").read_text(encoding="utf-8")
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    assert readme_block(table) in readme
+    assert "lrlab study: " not in table and "baseline" in table and "p_holm" in table
+    assert "](docs/study/lr_sensitivity.png)" in readme
+    assert (repo / "docs" / "study" / "lr_sensitivity.png").read_bytes()[:4] == b"\x89PNG"

@@ -168,8 +168,14 @@ TABLE_CAPTION = (
 )
 
 
-def results_table(summaries: Sequence[CellSummary], title: str | None = None) -> Any:
-    """A ``rich.table.Table`` of the results (best mean test accuracy per optimizer in bold)."""
+COMPACT_WIDTH = 110
+"""Terminals narrower than this get the table without the "best val" and "note" columns."""
+COMPACT_NOTE = "(best val and notes: in report.html, or in a terminal at least 110 columns wide)"
+
+
+def results_table(summaries: Sequence[CellSummary], title: str | None = None, *, compact: bool = False) -> Any:
+    """A ``rich.table.Table`` of the results (best mean test accuracy per optimizer in bold);
+    ``compact`` leaves out the "best val" and "note" columns (narrow terminals)."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table
@@ -179,7 +185,8 @@ def results_table(summaries: Sequence[CellSummary], title: str | None = None) ->
                   caption_justify="left")
     rows = table_rows(summaries)
     any_note = any(r["note"] for r in rows)
-    columns = [(k, lbl) for k, lbl in _COLUMNS if k not in _TERMINAL_SKIP and (k != "note" or any_note)]
+    skip = _TERMINAL_SKIP + (("best_val", "note") if compact else ())
+    columns = [(k, lbl) for k, lbl in _COLUMNS if k not in skip and (k != "note" or any_note)]
     for key, label in columns:
         width = max([len(label)] + [len(r[key]) + (2 if key == "p_holm" else 0) for r in rows])
         table.add_column(label, justify="left" if key in _LEFT else "right",
@@ -193,7 +200,7 @@ def results_table(summaries: Sequence[CellSummary], title: str | None = None) ->
         style = "bold" if math.isfinite(c.acc_mean) and c.acc_mean == best.get(c.optimizer) else None
         cells = [escape(row[k]) + (" *" if k == "p_holm" and row["sig"] else "  " if k == "p_holm" else "")
                  for k, _ in columns]
-        if row["note"] and ("diverged" in row["note"]):
+        if columns[-1][0] == "note" and "diverged" in row["note"]:
             cells[-1] = f"[red]{cells[-1]}[/red]"
         table.add_row(*cells, style=style)
     return table
@@ -222,7 +229,7 @@ def edge_lines(summaries: Sequence[CellSummary]) -> list[str]:
 
 
 def table_text(summaries: Sequence[CellSummary], effects: Sequence[OptimizerEffect], *, title: str | None,
-               n_seeds: int, width: int = 132) -> str:
+               n_seeds: int, width: int = 100) -> str:
     """The terminal table and the lines under it as plain text (what the README shows)."""
     from rich.console import Console
 

@@ -477,6 +477,8 @@ def _report(out: str | Path, records: list[TrialRecord], tune_records: list[Tria
     from rich.markup import escape
 
     from lrlab.study.report import (
+        COMPACT_NOTE,
+        COMPACT_WIDTH,
         edge_lines,
         effect_lines,
         results_table,
@@ -515,7 +517,10 @@ def _report(out: str | Path, records: list[TrialRecord], tune_records: list[Tria
         paths = write_report(out, records, summaries, effects, config=info["config"], schedules=info["schedules"],
                              steps_per_epoch=int(info["steps_per_epoch"]), title=title, meta=meta,
                              tune_records=tune_records, info=info)
-    con.print(results_table(summaries, title=title))
+    compact = con.width < COMPACT_WIDTH
+    con.print(results_table(summaries, title=title, compact=compact))
+    if compact:
+        con.print(COMPACT_NOTE, style="dim")
     con.print(escape(significance_note(n_seeds)), style="dim")
     for line in [*edge_lines(summaries), *effect_lines(effects)]:
         con.print(escape(line))
