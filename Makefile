@@ -7,7 +7,7 @@ PIP     := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 export KERAS_BACKEND ?= torch
 export MPLBACKEND ?= Agg
 
-.PHONY: venv demo test test-fast lint typecheck docs bench gallery clean
+.PHONY: venv demo readme-results test test-fast lint typecheck docs bench gallery clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,11 @@ venv: $(STAMP)
 ## The main job: the default study on MNIST-1D (report in runs/demo/report.html).
 demo: $(STAMP)
 	$(BIN)/lrlab study --out runs/demo
+
+## The README's study table and lr-sensitivity figure (docs/study/), from the default study.
+readme-results: $(STAMP)
+	$(BIN)/lrlab study --out runs/readme --no-progress
+	$(BIN)/lrlab study report --out runs/readme --docs docs/study --readme README.md
 
 ## The whole suite (lint, types, tests): what CI runs.
 test: $(STAMP)

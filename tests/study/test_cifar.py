@@ -101,7 +101,7 @@ def test_one_epoch_study_on_synthetic_cifar(tmp_path):
     res = run_study(
         {"task": "cifar10", "data": str(tmp_path / "data"), "task_kwargs": {"subset": 8, "test_subset": 8},
          "batch_size": 4, "epochs": 1, "schedules": ["constant", "linear"], "optimizers": ["sgd"], "seeds": 1,
-         "workers": 0, "out": str(tmp_path / "out")},
+         "workers": 0, "tune": "none", "out": str(tmp_path / "out")},
         progress=False, quiet=True, report=False,
     )
     assert res.ran == 2 and len(res.records) == 2

@@ -22,6 +22,7 @@ seeds: 2
 workers: 0
 optimizers: {adam: 0.01}
 schedules: [constant, "mine=warmup(linear(1.0, 0.0, steps=90%), steps=10%)"]
+tune: none
 """
 
 
@@ -34,7 +35,7 @@ def test_study_with_config_and_overrides_then_report(tmp_path):
                               "--no-progress"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())  # rich wraps at the terminal width
-    assert "2 trials, 1 epochs of 2 steps" in text  # --epochs/--seeds override the file
+    assert "2 cells; 2 trials (1 seeds), 1 epochs of 2 steps" in text  # --epochs/--seeds override the file
     assert "baseline" in res.output and "report:" in res.output
     st = StudyStorage(str(out / "study.db"), "lrlab")
     assert len(st.done_keys()) == 2
@@ -61,10 +62,21 @@ def test_study_with_config_and_overrides_then_report(tmp_path):
         (["--data", "/no/such/dir"], "CIFAR-10 directory '/no/such/dir' does not exist"),
         (["--storage", "x.txt", "--epochs", "1"], "storage='x.txt'"),
         (["report", "--out", "/no/such/out"], "no study storage"),
+        (["--lr-grid", "0.5,0,2"], "lr grid: expected a positive, finite number, got '0'"),
+        (["--lr-grid", "1,nan"], "lr grid: expected a positive, finite number, got 'nan'"),
+        (["--lr-grid", "1,-2"], "lr grid: expected a positive, finite number, got '-2'"),
+        (["--tune", "none", "--lr-grid", "1,2"], "--lr-grid and --tune-seeds need tuning"),
+        (["--tune", "bayes"], "--tune must be none or grid"),
+        (["--tune-seeds", "0"], "--tune-seeds must be >= 1"),
+        (["--format", "xml"], "--format must be table or json"),
+        (["--device", "bogus", "--epochs", "1"], "device 'bogus' is not a torch device"),
+        (["--out", "/proc/lrlab_cannot_write", "--epochs", "1"], "cannot write to the output directory"),
+        (["--config", "bad_kwargs.yaml"], "task_kwargs: task 'mnist1d' does not accept these arguments"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad_kwargs.yaml").write_text("task_kwargs: {subset: 100, nosuch: 1}\nepochs: 1\n")
     with pytest.raises(SystemExit) as e:
         main(["study", *args])
     assert e.value.code == 2
@@ -81,7 +93,8 @@ def test_subprocess_error_and_help():
     helped = subprocess.run([*lrlab, "study", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert helped.returncode == 0
     for opt in ("--out", "--model", "--optimizers", "--schedules", "--seeds", "--epochs", "--workers", "--storage",
-                "--config", "--task", "--data", "--device", "--peak-lr", "--fresh", "report"):
+                "--config", "--task", "--data", "--device", "--peak-lr", "--fresh", "--tune", "--lr-grid", "--tune-seeds",
+                "--format", "report"):
         assert opt in helped.stdout, opt
 
 
@@ -93,7 +106,7 @@ def test_user_task_from_the_current_directory(tmp_path, monkeypatch):
         "    g = torch.Generator().manual_seed(0)\n"
         "    x = torch.randn(40, 6, generator=g)\n"
         "    y = (x[:, 0] > 0).long()\n"
-        "    return Task('toy', x, y, x[:10], y[:10], lambda: torch.nn.Linear(6, 2), batch_size=10, epochs=2,\n"
+        "    return Task('toy', x, y, x[:10], y[:10], lambda: torch.nn.Linear(6, 2), batch_size=8, epochs=2,\n"
         "                peak_lr={'sgd': 0.1, 'adam': 0.01})\n"
     )
     monkeypatch.chdir(tmp_path)
@@ -102,5 +115,87 @@ def test_user_task_from_the_current_directory(tmp_path, monkeypatch):
                                    "--seeds", "2", "--workers", "0", "--out", str(tmp_path / "o"), "--no-progress"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
-    assert "toy, 2 schedules x 2 optimizers x 2 seeds = 8 trials, 2 epochs of 4 steps (batch 10)" in text
+    # no validation set given: 20 % of the 40 training examples become one, so 32 / 8 = 4 steps an epoch
+    assert "task toy has no validation set: using a seeded 20 % of its training set (8 examples" in text
+    assert ("toy, 2 schedules x 2 optimizers = 4 cells; tuning 20 trials (5 lrs x 1 tuning seed per cell), "
+            "then 8 final trials (2 seeds), 2 epochs of 4 steps (batch 8)") in text
     sys.modules.pop("my_study_task", None)
+
+
+def test_format_json_prints_one_document_on_stdout(tmp_path, capsys, monkeypatch):
+    """Tuning wired from the CLI (--lr-grid, --tune-seeds); stdout holds only the JSON document."""
+    import json
+
+    import lrlab
+
+    monkeypatch.chdir(tmp_path)
+    main_args = ["study", "--out", "o[/b]", "--epochs", "1", "--seeds", "2", "--workers", "0", "--optimizers", "adam",
+                 "--schedules", "constant,linear", "--lr-grid", "0.5,2", "--tune-seeds", "1", "--format", "json",
+                 "--no-progress"]
+    (tmp_path / "cfg.yaml").write_text("task_kwargs: {subset: 100}\n")
+    with pytest.raises(SystemExit) as e:
+        main([*main_args, "--config", "cfg.yaml"])
+    assert e.value.code == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # exactly one JSON document, nothing else
+    assert "lrlab study" in captured.err and "report:" in captured.err  # the human part went to stderr
+    assert "o[/b]/report.html" in "".join(captured.err.split())  # rich markup in a path is printed as is
+    assert doc["versions"]["lrlab"] == lrlab.__version__ and {"torch", "numpy", "python", "platform"} <= set(
+        doc["versions"])
+    assert doc["command"].startswith("lrlab study --out") and "--format json" in doc["command"]
+    assert doc["config"]["tune"] == {"grid": [0.5, 2.0], "relative": True, "seeds": [0]}
+    assert doc["config"]["seeds"] == [1000, 1001]
+    assert len(doc["cells"]) == 2
+    for cell in doc["cells"]:
+        assert cell["optimizer"] == "adam" and cell["n_seeds"] == 2
+        assert cell["lr_grid"] == pytest.approx([0.005, 0.02]) and cell["peak_lr"] in cell["lr_grid"]
+        assert 0 <= cell["test_acc"]["mean"] <= 1 and 0 <= cell["val_acc"]["mean"] <= 1
+    lin = doc["cells"][1]
+    assert lin["schedule"] == "linear" and lin["p_holm"] == pytest.approx(lin["p"])  # one comparison: no adjustment
+    assert (tmp_path / "o[/b]" / "report.html").is_file()
+
+
+def test_report_docs_writes_the_readme_block(tmp_path):
+    from lrlab.study.report import README_BEGIN, README_END, readme_block
+
+    out = tmp_path / "o"
+    runner = CliRunner()
+    res = runner.invoke(app, ["study", "--out", str(out), "--epochs", "1", "--seeds", "1", "--workers", "0",
+                              "--optimizers", "adam", "--schedules", "constant", "--lr-grid", "1,2",
+                              "--no-progress", "--config", str(_tiny_cfg(tmp_path))])
+    assert res.exit_code == 0, res.output
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{README_BEGIN}\n{README_END}\n")
+    rep = runner.invoke(app, ["study", "report", "--out", str(out), "--docs", str(tmp_path / "docs"),
+                              "--readme", str(readme)])
+    assert rep.exit_code == 0, rep.output
+    table = (tmp_path / "docs" / "table.txt").read_text()
+    assert "constant" in table and "baseline" in table
+    assert readme.read_text() == f"# x\n{readme_block(table)}\n"
+    assert (tmp_path / "docs" / "lr_sensitivity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _tiny_cfg(tmp_path):
+    p = tmp_path / "tiny_cfg.yaml"
+    p.write_text("task_kwargs: {subset: 100}\n")
+    return p
+
+
+def test_a_task_too_small_for_a_validation_split_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "tiny_task_mod.py").write_text(
+        "import torch\n"
+        "from lrlab.study import Task\n"
+        "def make():\n"
+        "    x = torch.randn(2, 3)\n"
+        "    y = torch.tensor([0, 1])\n"
+        "    return Task('two', x, y, x, y, lambda: torch.nn.Linear(3, 2), batch_size=1, epochs=1,\n"
+        "                peak_lr={'adam': 0.01})\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--task", "tiny_task_mod:make", "--optimizers", "adam", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "validation fraction of 0.2 leaves 0 validation and 2 training examples out of 2" in err
+    sys.modules.pop("tiny_task_mod", None)

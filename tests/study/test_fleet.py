@@ -8,6 +8,7 @@ optimizer options in one call.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -81,8 +82,12 @@ def _assert_parity(task, trials, epochs: int, tol: float = 1e-10) -> list[TrialR
         for c, cref in zip(r.curves, ref.curves):
             assert c.epoch == cref.epoch and c.trial_id == cref.trial_id
             assert c.lr == pytest.approx(cref.lr, rel=1e-12)
-            assert c.test_loss == pytest.approx(cref.test_loss, rel=1e-9)
-            assert c.train_acc == cref.train_acc and c.test_acc == cref.test_acc
+            for k in ("train_loss", "val_loss", "test_loss"):
+                assert getattr(c, k) == pytest.approx(getattr(cref, k), rel=1e-9, nan_ok=True), k
+            for k in ("train_acc", "val_acc", "test_acc"):
+                assert getattr(c, k) == pytest.approx(getattr(cref, k), rel=0, abs=0, nan_ok=True), k
+        for k, v in r.final.items():
+            assert v == pytest.approx(ref.final[k], rel=1e-9, nan_ok=True), (t.trial_id, k)
     return fleet
 
 
@@ -206,15 +211,82 @@ def test_named_formulation_that_does_not_match_the_model_is_an_error():
 # ---- plateau, divergence, records ------------------------------------------------------------------
 
 
+def _replay_plateau_lrs(sched, curves, metric: str, spe: int) -> list[float]:
+    """The lr of each epoch's last update if ``metric``'s curve had been fed to the plateau nodes."""
+    from lrlab.schedules._plateau import ScheduleState
+
+    st, lrs = ScheduleState(sched), []
+    for c in curves:
+        lrs.append(float(sched.values([st.step + spe - 1], st.state)[0]))
+        st.advance(spe)
+        st.observe(getattr(c, metric))
+    return lrs
+
+
 def test_plateau_nodes_are_fed_each_epoch_like_the_reference(cnn_task):
     sched = constant(0.02) * plateau(patience=0, factor=0.5)
     trials = [TrialSpec("p/train", sched, "sgd", {}, seed=1, plateau_metric="train_acc"),
-              TrialSpec("p/test", sched, "sgd", {}, seed=2, plateau_metric="test_loss"),
+              TrialSpec("p/val", sched, "sgd", {}, seed=2, plateau_metric="val_loss"),
+              TrialSpec("p/default", sched, "sgd", {}, seed=2),
               TrialSpec("c", constant(0.02), "sgd", {}, seed=1)]
     fleet = _assert_parity(cnn_task, trials, epochs=10)
     lrs = [c.lr for c in fleet[0].curves]
     assert min(lrs) < 0.02 and lrs[0] == 0.02  # reduced at least once (train_acc 'min' mode: reduces)
-    assert {c.lr for c in fleet[2].curves} == {0.02}
+    assert {c.lr for c in fleet[3].curves} == {0.02}
+    assert trials[2].plateau_metric == "val_loss" and [c.lr for c in fleet[2].curves] == [c.lr for c in fleet[1].curves]
+    # the val_loss trial's lrs are exactly those the validation curve gives, and not those the
+    # training curve would give: the plateau saw the validation metric (and never the test set)
+    spe = cnn_task.steps_per_epoch
+    got = [c.lr for c in fleet[1].curves]
+    assert got == _replay_plateau_lrs(sched, fleet[1].curves, "val_loss", spe)
+    assert got != _replay_plateau_lrs(sched, fleet[1].curves, "train_loss", spe)
+    assert min(got) < 0.02
+
+
+def test_train_metrics_are_running_means_and_test_is_evaluated_once(cnn_task):
+    """train_*: the mean over the epoch's minibatches (before each update); val_* every epoch;
+    test_* only after the last epoch, and asking for it every epoch changes nothing else."""
+    from lrlab.study.fleet import _evaluate_one
+
+    trial = TrialSpec("a", constant(0.02), "sgd", {}, seed=3)
+    for train in (train_one, lambda task, t, **kw: train_fleet(task, [t], **kw)[0]):
+        r = train(cnn_task, trial, epochs=3, dtype=F64, keep_weights=True)
+        full = train(cnn_task, trial, epochs=3, dtype=F64, keep_weights=True, test_every_epoch=True)
+        assert [math.isnan(c.test_loss) for c in r.curves] == [True, True, False]
+        assert [math.isnan(c.test_acc) for c in r.curves] == [True, True, False]
+        assert all(math.isfinite(c.test_loss) and math.isfinite(c.val_loss) for c in full.curves)
+        assert _max_weight_diff(r, full) == 0.0
+        for c, cf in zip(r.curves, full.curves):
+            assert (c.lr, c.train_loss, c.train_acc, c.val_loss, c.val_acc) == \
+                (cf.lr, cf.train_loss, cf.train_acc, cf.val_loss, cf.val_acc)
+        assert (r.curves[-1].test_loss, r.curves[-1].test_acc) == (full.curves[-1].test_loss, full.curves[-1].test_acc)
+        # the final model's test metrics are the recorded ones
+        model = cnn_task.model_fn().double()
+        model.load_state_dict(r.weights)
+        loss, acc = _evaluate_one(model, cnn_task.x_test.double(), cnn_task.y_test)
+        assert r.final["test_loss"] == pytest.approx(loss, rel=1e-12) and r.final["test_acc"] == acc
+        # one epoch by hand: the running mean of the minibatch losses and accuracies, before each update
+        one = train_one(cnn_task, trial, epochs=1, dtype=F64)
+        torch.manual_seed(trial.seed)
+        m = cnn_task.model_fn().double()
+        opt = torch.optim.SGD(m.parameters(), lr=0.02, momentum=0.9)
+        order = epoch_order(trial.seed, 0, 100)
+        losses, correct = [], 0
+        for i in range(0, 100, 10):
+            out = m(cnn_task.x_train.double()[order[i:i + 10]])
+            loss = torch.nn.functional.cross_entropy(out, cnn_task.y_train[order[i:i + 10]])
+            losses.append(float(loss.detach()))
+            correct += int((out.argmax(-1) == cnn_task.y_train[order[i:i + 10]]).sum())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert one.curves[0].train_loss == pytest.approx(sum(losses) / 10, rel=1e-12)
+        assert one.curves[0].train_acc == correct / 100
+    assert set(r.final) == {"val_acc", "val_loss", "best_val_acc", "best_epoch", "test_acc", "test_loss",
+                            "train_loss", "train_acc", "epochs", "steps"}
+    best = max(range(3), key=lambda e: (r.curves[e].val_acc, -e))
+    assert r.final["best_epoch"] == best and r.final["best_val_acc"] == r.curves[best].val_acc
+    assert r.final["val_acc"] == r.curves[-1].val_acc and r.final["train_loss"] == r.curves[-1].train_loss
 
 
 def test_a_diverging_trial_is_dropped_and_the_others_are_unaffected(cnn_task):
@@ -230,8 +302,9 @@ def test_a_diverging_trial_is_dropped_and_the_others_are_unaffected(cnn_task):
     ref = train_one(cnn_task, trials[1], epochs=10, dtype=F64)
     assert boom.diverged and ref.diverged and boom.diverged_epoch == ref.diverged_epoch in (2, 3)
     assert len(boom.curves) == boom.diverged_epoch and boom.final["steps"] == ref.final["steps"]
-    assert boom.final["test_acc"] != boom.final["test_acc"]  # NaN: no final metrics
-    assert boom.final["best_test_acc"] == max(c.test_acc for c in boom.curves)
+    assert math.isnan(boom.final["test_acc"]) and math.isnan(boom.final["val_acc"])  # no final metrics
+    assert boom.final["best_val_acc"] == max(c.val_acc for c in boom.curves)
+    assert all(math.isnan(c.test_acc) for c in boom.curves)  # it never reached the last epoch
     for i in (0, 2):
         one = train_one(cnn_task, trials[i], epochs=10, dtype=F64, keep_weights=True)
         assert not fleet[i].diverged and _max_weight_diff(fleet[i], one) < 1e-10
@@ -246,7 +319,7 @@ def test_records_and_validation(cnn_task):
     with pytest.raises(ValueError, match="has durations in epochs or percent"):
         TrialSpec("a", warmup(constant(0.1), steps="10%"), "sgd")
     with pytest.raises(ValueError, match="plateau_metric must be one of"):
-        TrialSpec("a", constant(0.1), "sgd", plateau_metric="val_loss")
+        TrialSpec("a", constant(0.1), "sgd", plateau_metric="test_loss")  # the test set chooses nothing
     with pytest.raises(ValueError, match="unknown optimizer 'lamb'"):
         TrialSpec("a", constant(0.1), "lamb")
     spec = TrialSpec("x/1", warmup(constant(0.1), steps=5), "adam", {"amsgrad": True}, seed=4)
@@ -266,6 +339,100 @@ def test_plan_fleets_groups_by_optimizer_and_balances_workers():
     for f in fleets:
         assert len({(t.optimizer, repr(sorted(t.optimizer_kwargs.items()))) for t in f}) == 1
     assert sorted(t.trial_id for f in fleets for t in f) == sorted(t.trial_id for t in ts)
+
+
+# ---- reproducibility: a trial's float32 numbers do not depend on its fleet ----------------------------
+
+
+def _fleet_of_24(opt: str, *, diverging: bool = False) -> list[TrialSpec]:
+    """24 trials of one optimizer with mixed schedules, seeds and plateau metrics."""
+    p = PEAK[opt]
+    scheds = [constant(p), warmup(constant(p), steps=7), constant(p, steps=13) >> constant(p / 10),
+              constant(p) * plateau(patience=0, factor=0.5)]
+    trials = [TrialSpec(f"{opt}/{i}", scheds[i % 4], opt, {}, seed=(5 * i) % 11,
+                        plateau_metric=("val_loss", "train_acc")[i % 2]) for i in range(24)]
+    if diverging:  # a trial that blows up mid-run: the fleet shrinks from 24 to 23 rows
+        trials[11] = TrialSpec(f"{opt}/boom", constant(p, steps=15) >> constant(1e12), opt, {}, seed=3)
+    return trials
+
+
+def _same_bits(a: TrialResult, b: TrialResult) -> bool:
+    """Weights, curves and finals identical to the last bit (NaNs where the other has NaNs)."""
+    import json
+
+    if a.weights is None or b.weights is None:  # a diverged trial keeps no weights
+        same_w = a.weights is b.weights is None and a.diverged
+    else:
+        same_w = all(torch.equal(a.weights[k], b.weights[k]) for k in a.weights)
+    da, db = a.to_dict(), b.to_dict()
+    da.pop("seconds"), db.pop("seconds")
+    return same_w and json.dumps(da) == json.dumps(db)
+
+
+@pytest.mark.parametrize("opt", list(PEAK))
+def test_a_trial_alone_and_inside_a_fleet_of_24_agree_bit_for_bit(cnn_task, opt):
+    """float32: the batched products are row-independent (aligned), evaluation chunks do not
+    depend on the fleet size, the optimizers' foreach kernels are element-wise."""
+    trials = _fleet_of_24(opt, diverging=opt == "sgd")
+    fleet = train_fleet(cnn_task, trials, epochs=3, keep_weights=True, test_every_epoch=True)
+    if opt == "sgd":
+        assert fleet[11].diverged and fleet[11].diverged_epoch == 1  # the fleet lost a row mid-run
+    assert len({r.final["val_loss"] for r in fleet if not r.diverged}) > 20  # the trials really differ
+    for j in (0, 5, 13, 23):
+        alone = train_fleet(cnn_task, [trials[j]], epochs=3, keep_weights=True, test_every_epoch=True)[0]
+        assert _same_bits(alone, fleet[j]), (opt, j)
+    part = train_fleet(cnn_task, trials[9:16][::-1], epochs=3, keep_weights=True, test_every_epoch=True)
+    assert all(_same_bits(r, fleet[9 + 6 - i]) for i, r in enumerate(part))
+
+
+def test_mlp_trial_alone_and_inside_a_fleet_agree_bit_for_bit(mlp_task):
+    trials = _fleet_of_24("adam")
+    fleet = train_fleet(mlp_task, trials, epochs=2, keep_weights=True)
+    for j in (3, 22):
+        assert _same_bits(train_fleet(mlp_task, [trials[j]], epochs=2, keep_weights=True)[0], fleet[j])
+
+
+def test_aligned_products_are_what_a_lone_item_computes():
+    """The kernel-level cause, pinned: each batch item's product equals the item's product alone,
+    bit for bit, for the CNN's weight-gradient shape (raw torch.bmm into a contiguous output does
+    not guarantee this on MKL)."""
+    from lrlab.study._batched import _bmm, aligned, aligned_empty
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(24, 25, 950, generator=g), torch.randn(24, 5, 950, generator=g)
+    full = _bmm(a, b.transpose(1, 2))
+    for j in range(24):
+        assert torch.equal(full[j], _bmm(a[j:j + 1].clone(), b[j:j + 1].clone().transpose(1, 2))[0]), j
+    t = aligned_empty(5, 3, 7, like=a)
+    assert [t[i].data_ptr() % 64 for i in range(5)] == [0] * 5 and t[0].is_contiguous()
+    assert aligned(t) is t and aligned(a[1:]).data_ptr() % 64 == 0 and torch.equal(aligned(a[1:]), a[1:])
+
+
+def test_run_trials_numbers_do_not_depend_on_workers_fleet_size_or_resume(cnn_task):
+    """Same trials -> same stored numbers, bit for bit: in this process (whatever the caller's
+    thread count) or in 2 worker processes, in fleets of 24 or of 3, all at once or as an
+    'interrupted' subset followed by the rest in another grouping."""
+    trials = _fleet_of_24("adam")[:12]
+    kw = {"subset": 100, "batch_size": 10}
+
+    def stored(results):
+        return {r.trial_id: (r.final, [c.__dict__ for c in r.curves]) for r in results}
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # run_trials trains with one thread whatever the caller uses
+    try:
+        whole = stored(run_trials("mnist1d", kw, trials, epochs=2, workers=0))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_num_threads() == before
+    split = stored(run_trials("mnist1d", kw, trials, epochs=2, workers=2, max_fleet=3))
+    first = stored(run_trials("mnist1d", kw, trials[2:7], epochs=2, workers=0, max_fleet=2))
+    rest = stored(run_trials("mnist1d", kw, trials[:2] + trials[7:], epochs=2, workers=0, max_fleet=5))
+    assert whole.keys() == split.keys() == {**first, **rest}.keys()
+    for k in whole:
+        assert repr(whole[k]) == repr(split[k]) == repr({**first, **rest}[k]), k
+    with pytest.raises(ValueError, match="threads_per_worker must be an int >= 1"):
+        run_trials("mnist1d", kw, trials, epochs=1, workers=0, threads_per_worker=0)
 
 
 # ---- run_trials: processes ---------------------------------------------------------------------------

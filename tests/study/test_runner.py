@@ -25,7 +25,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:torch.*")
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"task_kwargs": {"subset": 100}, "epochs": 2, "seeds": 2, "workers": 0,
-        "schedules": ["constant", "linear"], "optimizers": ["sgd", "adam"]}
+        "schedules": ["constant", "linear"], "optimizers": ["sgd", "adam"], "tune": "none"}
+TUNED = {"task_kwargs": {"subset": 100}, "epochs": 2, "seeds": 2, "workers": 0,
+         "schedules": ["constant", "linear"], "optimizers": {"adam": 0.01}, "tune": {"grid": [0.5, 2], "seeds": [0]}}
 
 
 def n_optuna_trials(out: Path) -> int:
@@ -68,7 +70,7 @@ def test_schedules_are_peak_times_relative_spec():
     assert plans[0].spec.schedule(3) == pytest.approx(0.2 * 3 / 4)  # 5% of 70 steps = 4 warmup steps (rounded)
     step = plans[2].spec.schedule  # x0.25 every 15% = 10.5 -> 10 steps (rounded): torch StepLR convention
     assert step(9) == pytest.approx(0.2) and step(10) == pytest.approx(0.05) and step(69) == pytest.approx(0.2 * 0.25**6)
-    assert plans[1].spec.plateau_metric == "test_loss"
+    assert plans[1].spec.plateau_metric == "val_loss"  # the validation split, never test
     other = plan_trials(cfg, epochs=11, steps_per_epoch=7, peak_lrs={"sgd": 0.2})
     assert all(a.key != b.key and a.spec.trial_id == b.spec.trial_id for a, b in zip(plans, other))
     assert [p.key for p in plans] == [p.key for p in plan_trials(cfg, epochs=10, steps_per_epoch=7,
@@ -83,7 +85,10 @@ def test_default_grid_parses_and_covers_the_seeds_catalogue():
         assert np.all(np.isfinite(v)) and v.max() == pytest.approx(1.0, abs=1e-3), name
         assert lrlab.parse(str(parse_schedule(spec))) == parse_schedule(spec)
     cfg = StudyConfig()
-    assert list(cfg.optimizers) == ["sgd", "adam"] and cfg.seeds == (0, 1, 2)
+    assert list(cfg.optimizers) == ["sgd", "adam"] and cfg.seeds == (1000, 1001, 1002)
+    assert cfg.tune is not None and cfg.tune.grid == (0.25, 0.5, 1.0, 2.0, 4.0) and cfg.tune.seeds == (0,)
+    assert cfg.tune.relative and cfg.plateau_metric == "val_loss"
+    assert StudyConfig(tune=None).seeds == (0, 1, 2)  # the fixed-lr mode keeps seeds 0, 1, 2
 
 
 def test_divergence_is_recorded_and_the_study_goes_on(tmp_path):
@@ -137,7 +142,7 @@ KILL_SCRIPT = textwrap.dedent("""
     from lrlab.study.runner import run_study
     run_study({"task_kwargs": {"subset": 200}, "epochs": 4, "seeds": 2, "workers": 0,
                "schedules": ["constant", "linear"], "optimizers": ["sgd", "adam", "rmsprop", "adagrad"],
-               "out": sys.argv[1]}, progress=False)
+               "tune": "none", "out": sys.argv[1]}, progress=False)
 """)
 
 
@@ -173,7 +178,7 @@ def test_sigkill_loses_no_finished_trial(tmp_path):
     before = {t.user_attrs["lrlab_key"]: t.datetime_complete for t in StudyStorage(str(db), "lrlab").study.get_trials()}
     res = run_study({"task_kwargs": {"subset": 200}, "epochs": 4, "seeds": 2, "workers": 0,
                      "schedules": ["constant", "linear"], "optimizers": ["sgd", "adam", "rmsprop", "adagrad"],
-                     "out": str(out)}, progress=False, quiet=True)
+                     "tune": "none", "out": str(out)}, progress=False, quiet=True)
     assert res.reused == len(stored) and res.ran == 16 - len(stored)
     trials = StudyStorage(str(db), "lrlab").study.get_trials()
     assert len(trials) == 16  # one Optuna trial per lrlab trial: nothing stored twice
@@ -193,7 +198,7 @@ def test_sigkill_loses_no_finished_trial(tmp_path):
         ({"schedules": ["cosine_typo"]}, "unknown schedule name 'cosine_typo'"),
         ({"schedules": {"a": 3}}, r"schedules\.a: expected a text spec"),
         ({"optimizers": ["lion"]}, "unknown optimizer 'lion'"),
-        ({"optimizers": {"sgd": -1}}, "peak_lr must be a positive number"),
+        ({"optimizers": {"sgd": -1}}, "optimizers.sgd: expected a positive, finite number, got -1"),
         ({"optimizers": {"sgd": {"lr": 0.1}}}, "give the learning rate as peak_lr"),
         ({"seeds": 0}, "number of seeds must be >= 1"),
         ({"seeds": [1, 1]}, "seeds must be distinct"),
@@ -201,7 +206,20 @@ def test_sigkill_loses_no_finished_trial(tmp_path):
         ({"peak_lr": "auto"}, "peak_lr must be 'fixed' or 'find'"),
         ({"model": "gru"}, "model must be 'cnn' or 'mlp'"),
         ({"task": "cifar10", "model": "mlp"}, "applies to the mnist1d task only"),
-        ({"plateau_metric": "val_loss"}, "plateau_metric must be one of"),
+        ({"plateau_metric": "test_loss"}, "plateau_metric must be one of val_loss"),  # test never selects
+        ({"tune": {"grid": [0, 1]}}, r"tune\.grid: expected a positive, finite number, got 0"),
+        ({"tune": {"grid": [-0.5, 1]}}, r"tune\.grid: expected a positive, finite number"),
+        ({"tune": {"grid": [float("nan")]}}, r"tune\.grid: expected a positive, finite number"),
+        ({"tune": {"grid": [1, float("inf")]}}, r"tune\.grid: expected a positive, finite number"),
+        ({"tune": {"grid": "1,x"}}, r"lr grid: expected a positive number, got 'x'"),
+        ({"tune": {"grid": []}}, r"tune\.grid: expected a non-empty list"),
+        ({"tune": {"grid": [1, 1.0]}}, r"tune\.grid: values must be distinct"),
+        ({"tune": {"grids": [1]}}, r"tune: unknown key 'grids'"),
+        ({"tune": "random"}, r"tune: expected 'none', 'grid' or a mapping"),
+        ({"tune": {"seeds": 0}}, r"tune\.seeds must be non-negative ints"),
+        ({"seeds": [0, 1]}, r"seeds \[0\] are both tuning and final seeds"),
+        ({"optimizers": {"adam": "1e-3x"}}, r"optimizers\.adam: expected a positive number, got '1e-3x'"),
+        ({"optimizers": {"adam": 1e-320}}, "optimizers.adam: expected a positive, finite number"),
         ({"fresh": "yes"}, "fresh must be true or false"),
         ([1, 2], "expected a mapping"),
     ],
@@ -227,10 +245,10 @@ def test_bad_spec_names_the_schedule(tmp_path):
 def test_config_files(tmp_path):
     cfg = load_config(REPO / "examples" / "study_config.yaml")
     assert cfg.schedule_objects() and cfg.optimizers
-    (tmp_path / "c.toml").write_text('epochs = 3\nseeds = [0, 5]\nschedules = ["constant", "mine=linear(1.0, 0.0, '
+    (tmp_path / "c.toml").write_text('epochs = 3\nseeds = [1, 5]\nschedules = ["constant", "mine=linear(1.0, 0.0, '
                                      'steps=100%)"]\n[optimizers.sgd]\npeak_lr = 0.1\nmomentum = 0.5\n')
     t = load_config(tmp_path / "c.toml")
-    assert t.epochs == 3 and t.seeds == (0, 5) and t.optimizers["sgd"].kwargs == {"momentum": 0.5}
+    assert t.epochs == 3 and t.seeds == (1, 5) and t.optimizers["sgd"].kwargs == {"momentum": 0.5}
     assert t.schedules["mine"] == "linear(1.0, 0.0, steps=100%)"
     (tmp_path / "bad.yaml").write_text("epochs: [1\n")
     with pytest.raises(ValueError, match="is not valid YAML"):
@@ -245,3 +263,96 @@ def test_config_files(tmp_path):
         load_config(tmp_path / "c.ini")
     round_trip = StudyConfig.from_mapping(t.to_dict())
     assert round_trip == t and round_trip.fingerprint() == t.fingerprint()
+
+
+def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
+    """PyYAML reads ``1e-3`` as a string (YAML 1.1 wants ``1.0e-3``); study configs take it as a number."""
+    (tmp_path / "c.yaml").write_text(
+        "optimizers:\n  adam: 1e-3\n  sgd: {peak_lr: 5E-2, weight_decay: 5e-4}\n"
+        "tune: {grid: [5e-1, 1, 2e0]}\nschedules: [constant]\nstudy_name: 1e3x\n"
+    )
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.optimizers["adam"].peak_lr == 0.001 and cfg.optimizers["sgd"].peak_lr == 0.05
+    assert cfg.optimizers["sgd"].kwargs == {"weight_decay": 0.0005}
+    assert cfg.tune.grid == (0.5, 1.0, 2.0) and cfg.study_name == "1e3x"  # only numbers change
+    # numeric strings from any source (JSON, Python) are read the same way for lrs
+    assert StudyConfig.from_mapping({"optimizers": {"adam": "1e-3"}}).optimizers["adam"].peak_lr == 0.001
+
+
+def test_tuned_study_selects_on_validation_then_runs_fresh_seeds_and_resumes(tmp_path, monkeypatch):
+    import lrlab.study.fleet as fleet
+
+    calls = []
+    real = fleet.run_trials
+
+    def spy(task_ref, task_kwargs, trials, **kw):
+        calls.append([t.trial_id for t in trials])
+        return real(task_ref, task_kwargs, trials, **kw)
+
+    monkeypatch.setattr(fleet, "run_trials", spy)
+    out = tmp_path / "t"
+    res = run_study({**TUNED, "out": str(out)}, progress=False, quiet=True)
+    # one call with every tuning trial of every cell, then one with every final trial
+    assert [len(c) for c in calls] == [4, 4]
+    assert calls[0][0] == "constant/adam/lr0.005/s0" and calls[1][0] == "constant/adam/s1000"
+    assert (res.ran, res.reused) == (8, 0)
+    assert {r.role for r in res.tune_records} == {"tune"} and {r.role for r in res.records} == {"final"}
+    assert sorted({r.peak_lr for r in res.tune_records}) == [0.005, 0.02]
+    assert {r.seed for r in res.tune_records} == {0} and {r.seed for r in res.records} == {1000, 1001}
+    for cell in (("constant", "adam"), ("linear", "adam")):
+        tune = {r.peak_lr: r.final["val_acc"] for r in res.tune_records if (r.schedule_name, r.optimizer) == cell}
+        best = max(sorted(tune), key=lambda lr: tune[lr])  # highest validation accuracy, ties to the smaller lr
+        sel = res.selections[cell]
+        assert sel.chosen == best and sel.at_edge  # a 2-point grid: every choice is at an edge
+        assert {r.peak_lr for r in res.records if (r.schedule_name, r.optimizer) == cell} == {best}
+        summary = next(c for c in res.summaries if (c.schedule, c.optimizer) == cell)
+        assert summary.peak_lr == best and summary.selection == sel
+    st = StudyStorage(str(out / "study.db"), "lrlab")
+    roles = sorted(t.user_attrs["role"] for t in st.study.get_trials())
+    assert roles == ["final"] * 4 + ["tune"] * 4
+    assert all(t.value == t.user_attrs["final"]["val_acc"] for t in st.study.get_trials())  # selection's metric
+    data = json.loads((out / "results.json").read_text())
+    assert len(data["trials"]) == 8 and (out / "lr_sensitivity.png").is_file()
+    assert data["versions"]["torch"] and data["command"]
+    # resume: nothing retrained, the same lrs re-selected from storage, the same numbers
+    calls.clear()
+    again = run_study({**TUNED, "out": str(out)}, progress=False, quiet=True, report=False)
+    assert calls == [] and (again.ran, again.reused) == (0, 8)
+    assert again.selections == res.selections
+    assert [c.acc_mean for c in again.summaries] == [c.acc_mean for c in res.summaries]
+    rb = rebuild_report(out, quiet=True)
+    assert rb.selections == res.selections and len(rb.tune_records) == 4
+    assert [c.vs_baseline for c in rb.summaries] == [c.vs_baseline for c in res.summaries]
+
+
+def test_every_tuning_lr_diverged_marks_the_cell_and_trains_no_finals(tmp_path):
+    cfg = {**TUNED, "optimizers": {"sgd": 1e8}, "schedules": ["constant"], "out": str(tmp_path)}
+    res = run_study(cfg, progress=False, quiet=True)
+    sel = res.selections[("constant", "sgd")]
+    assert sel.all_diverged and sel.chosen is None and sel.diverged == (1, 1)
+    assert res.records == [] and len(res.tune_records) == 2
+    cell = res.summaries[0]
+    assert cell.n == 0 and cell.peak_lr is None
+    assert "every tuning lr diverged" in (tmp_path / "report.html").read_text()
+    assert run_study(cfg, progress=False, quiet=True, report=False).ran == 0
+
+
+def test_bad_environment_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="device 'bogus' is not a torch device"):
+        run_study({**TINY, "device": "bogus", "out": str(tmp_path / "a")}, quiet=True)
+    with pytest.raises(ValueError, match=r"task_kwargs: task 'mnist1d' does not accept these arguments"):
+        run_study({**TINY, "task_kwargs": {"subsett": 10}, "out": str(tmp_path / "b")}, quiet=True)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="cannot write to the output directory"):
+        run_study({**TINY, "out": str(blocker / "sub")}, quiet=True)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before anything was made
+
+
+def test_a_tiny_peak_lr_is_stored(tmp_path):
+    """Any lr the config accepts fits the Optuna distribution (it used to be refused after training)."""
+    res = run_study({**TINY, "optimizers": {"adam": 1e-13}, "schedules": ["constant"], "seeds": 1, "epochs": 1,
+                     "out": str(tmp_path)}, progress=False, quiet=True, report=False)
+    assert res.records[0].peak_lr == 1e-13
+    st = StudyStorage(str(tmp_path / "study.db"), "lrlab")
+    assert st.study.get_trials()[0].params["peak_lr"] == 1e-13

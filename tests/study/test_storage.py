@@ -18,14 +18,17 @@ def record(key="linear/sgd/s0@abc", *, diverged=False, nan_epoch=None):
         "lr": np.array([0.1, 0.05, 0.0]),
         "train_loss": np.array([1.2, 0.6, 0.3]),
         "train_acc": np.array([0.5, 0.8, 0.9]),
-        "test_loss": np.array([1.3, 0.7, 0.5]),
-        "test_acc": np.array([0.45, 0.75, 0.85]),
+        "val_loss": np.array([1.3, 0.7, 0.5]),
+        "val_acc": np.array([0.45, 0.75, 0.85]),
+        "test_loss": np.array([math.nan, math.nan, 0.55]),
+        "test_acc": np.array([math.nan, math.nan, 0.83]),
     }
     if nan_epoch is not None:
-        for k in ("train_loss", "test_loss", "test_acc"):
+        for k in ("train_loss", "val_loss", "val_acc"):
             curves[k][nan_epoch] = math.nan
     assert set(curves) == set(CURVE_FIELDS) and all(len(v) == n for v in curves.values())
-    final = {"test_acc": 0.85, "test_loss": 0.5, "train_acc": 0.9, "train_loss": 0.3, "best_test_acc": 0.85}
+    final = {"val_acc": 0.85, "val_loss": 0.5, "best_val_acc": 0.85, "best_epoch": 2.0, "test_acc": 0.83,
+             "test_loss": 0.55, "train_acc": 0.9, "train_loss": 0.3}
     if diverged:
         final = {k: math.nan for k in final}
     return TrialRecord(
@@ -50,6 +53,7 @@ def test_round_trip(store):
     for k in CURVE_FIELDS:
         np.testing.assert_array_equal(back.curves[k], r.curves[k])
     assert back.final == r.final
+    assert CURVE_FIELDS == ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
     assert (back.schedule_name, back.schedule_text, back.optimizer, back.seed, back.peak_lr, back.epochs) == (
         "linear", "linear(1.0, 0.0, steps=100%)", "sgd", 0, 0.1, 3)
     assert back.optimizer_kwargs == {"momentum": 0.5}
@@ -63,9 +67,9 @@ def test_one_optuna_trial_per_lrlab_trial(store):
     trials = store.study.get_trials()
     assert len(trials) == 2
     t = trials[0]
-    assert t.state == optuna.trial.TrialState.COMPLETE and t.value == 0.85
+    assert t.state == optuna.trial.TrialState.COMPLETE and t.value == 0.85  # final validation accuracy
     assert t.params == {"seed": 0, "peak_lr": 0.1}
-    assert t.intermediate_values == {1: 0.45, 2: 0.75, 3: 0.85}
+    assert t.intermediate_values == {1: 0.45, 2: 0.75, 3: 0.85}  # validation accuracy per epoch
     assert t.user_attrs["lrlab_key"] == "a/sgd/s0@1"
 
 
@@ -77,7 +81,8 @@ def test_diverged_and_nan_values(store):
     assert t.intermediate_values == {1: 0.45, 2: 0.75}  # the NaN epoch is not an intermediate value
     back = store.records()["d/sgd/s0@1"]
     assert back.diverged and back.diverged_epoch == 3 and back.status == "diverged"
-    assert math.isnan(back.curves["test_acc"][2]) and back.curves["test_acc"][1] == 0.75
+    assert math.isnan(back.curves["val_acc"][2]) and back.curves["val_acc"][1] == 0.75
+    assert math.isnan(back.curves["test_acc"][0]) and back.curves["test_acc"][2] == 0.83
     assert math.isnan(back.final["test_acc"])
     assert store.done_keys() == {"d/sgd/s0@1"}  # a diverged trial is finished: not rerun
 
@@ -90,6 +95,20 @@ def test_records_filter_and_latest_wins(store):
     store.save(record("b/sgd/s0@1"))
     got = store.records(["a/sgd/s0@1"])
     assert list(got) == ["a/sgd/s0@1"] and got["a/sgd/s0@1"].final["test_acc"] == 0.99
+
+
+def test_a_record_stored_without_some_curves_reads_back_with_nan(store):
+    """Curves stored by an lrlab without validation curves: NaN of the right length, no KeyError."""
+    r = record("old/sgd/s0@1")
+    store.save(r)
+    t = store.study.get_trials()[0]
+    attrs = dict(t.user_attrs)
+    attrs["curves"] = {k: v for k, v in attrs["curves"].items() if not k.startswith("val_")}
+    from lrlab.study.storage import _record_from_attrs
+
+    back = _record_from_attrs(attrs)
+    assert all(len(back.curves[k]) == 3 for k in CURVE_FIELDS)
+    assert np.isnan(back.curves["val_acc"]).all() and back.curves["test_acc"][2] == 0.83
 
 
 def test_reopen_sees_saved_trials_and_attrs(tmp_path):
@@ -122,3 +141,24 @@ def test_storage_url(tmp_path):
 def test_bad_url_is_a_value_error():
     with pytest.raises(ValueError, match="storage"):
         StudyStorage("nosuchdialect://x/y", "t")
+
+
+def test_role_and_any_positive_peak_lr_round_trip(tmp_path):
+    """The trial's role is stored and read back; old trials without one read as 'final'; a peak lr
+    far outside the old (1e-12, 1e6) distribution is stored, not refused after training."""
+    st = StudyStorage(str(tmp_path / "r.db"), "t")
+    base = record()
+    tiny = TrialRecord(**{**base.__dict__, "key": "constant/sgd/lr1e-300/s0@x", "peak_lr": 1e-300, "role": "tune"})
+    huge = TrialRecord(**{**base.__dict__, "key": "constant/sgd/lr1e+300/s0@x", "peak_lr": 1e300, "role": "tune"})
+    st.save(base)
+    st.save(tiny)
+    st.save(huge)
+    back = st.records()
+    assert back[base.key].role == "final"
+    assert (back[tiny.key].role, back[tiny.key].peak_lr) == ("tune", 1e-300)
+    assert back[huge.key].peak_lr == 1e300
+    old = {**{t.user_attrs["lrlab_key"]: t for t in st.study.get_trials()}[base.key].user_attrs}
+    old.pop("role")
+    from lrlab.study.storage import _record_from_attrs
+
+    assert _record_from_attrs(old).role == "final"

@@ -27,6 +27,7 @@ _find.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``lrlab`` script: user errors become one line on stderr and exit 2."""
+    _study.ARGV = list(sys.argv[1:] if argv is None else argv)  # the exact command, for the study's report
     try:
         app(args=argv, standalone_mode=True)
     except ValueError as e:  # bad specs, configs and parameters raise ValueError with a message

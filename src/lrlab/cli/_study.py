@@ -1,9 +1,11 @@
 """``lrlab study`` (train and compare schedules) and ``lrlab study report`` (rebuild the report).
 
 ``lrlab study`` with no options runs the default study: MNIST-1D, the benchmark CNN, 12 schedules
-x SGD (momentum 0.9) and Adam x 3 seeds, in about 3 minutes on a 2-core CPU, and writes
-``runs/study/report.html``. Options override a config file (``--config``), which overrides the
-defaults. Running the same command again resumes: stored trials are not rerun.
+x SGD (momentum 0.9) and Adam, each cell's peak lr tuned on a 5-point grid (1/4x to 4x of the
+base lr, tuning seed 0, selected on validation accuracy), then 3 fresh final seeds at the chosen
+lr (192 trials, about 3 minutes on two idle CPU cores), and writes ``runs/study/report.html``. Options override a config file (``--config``), which
+overrides the defaults. Running the same command again resumes: stored trials are not rerun.
+``--format json`` prints one JSON document on stdout (everything else goes to stderr).
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ def study(
         help="Comma-separated default names (constant, linear, ...) and/or text specs in multiples of the "
              "peak lr, e.g. 'constant,mine=warmup(cosine(1.0, 0.0, steps=90%), steps=10%)'. (default: all 12)",
     ),
-    seeds: int = typer.Option(None, "--seeds", help="Number of seeds per schedule x optimizer. (default: 3)"),
+    seeds: int = typer.Option(None, "--seeds", help="Final seeds per schedule x optimizer (1000, 1001, ... with tuning; 0, 1, ... without). (default: 3)"),
+    tune: str = typer.Option(None, "--tune", help="grid: tune each cell's peak lr on a grid, select on validation (default); none: every cell at the base lr."),
+    lr_grid: str = typer.Option(None, "--lr-grid", help="Tuning grid, multiples of the base peak lr, e.g. 0.25,0.5,1,2,4 (the default)."),
+    tune_seeds: int = typer.Option(None, "--tune-seeds", help="Number of tuning seeds (0, 1, ...). (default: 1)"),
+    fmt: str = typer.Option("table", "--format", help="table (default) or json: one JSON document on stdout, progress on stderr."),
     epochs: int = typer.Option(None, "--epochs", help="Training length in epochs. (default: 40 on MNIST-1D)"),
     workers: int = typer.Option(None, "--workers", help="Worker processes for the fleets (0: train in this process). (default: one per core)"),
     storage: str = typer.Option(None, "--storage", help="Optuna storage URL (sqlite:///, postgresql://, ...) or a journal file (*.log). (default: OUT/study.db)"),
@@ -57,12 +63,13 @@ def study(
     from lrlab.study.config import StudyConfig
     from lrlab.study.runner import run_study
 
+    if fmt not in ("table", "json"):
+        raise ValueError(f"--format must be table or json, got {fmt!r}")
     settings: dict[str, Any] = {}
     if config is not None:
-        from lrlab.study.config import load_config
+        from lrlab.study.config import load_mapping
 
-        settings = load_config(config).to_dict()
-        # keep only what the file said (to_dict fills defaults; they are harmless to keep)
+        settings = load_mapping(config)  # only what the file says: the defaults depend on other settings
     cli: dict[str, Any] = {
         "out": out, "model": model, "optimizers": optimizers, "schedules": schedules, "seeds": seeds,
         "epochs": epochs, "workers": workers, "storage": storage, "device": device, "peak_lr": peak_lr,
@@ -85,17 +92,71 @@ def study(
         settings["task"] = "mnist1d"
     if fresh:
         settings["fresh"] = True
+    _tune_settings(settings, tune, lr_grid, tune_seeds)
     cfg = StudyConfig.from_mapping(settings, where="" if config is None else str(config))
     _quiet_optuna()
     from lrlab.study.fleet import TrialsFailed
 
+    console = None
+    if fmt == "json":
+        from rich.console import Console
+
+        console = Console(stderr=True, highlight=False)
     try:
-        run_study(cfg, progress=not no_progress)
+        res = run_study(cfg, progress=not no_progress, console=console, command=_command())
     except TrialsFailed as e:  # a worker crashed: the finished trials are stored, say so in one line
         first = str(e).splitlines()[0]
         print(f"lrlab: error: {first}; {len(e.results)} finished trials are stored, rerun to retry the rest",
               file=sys.stderr)
         raise typer.Exit(1) from e
+    if fmt == "json":
+        from lrlab.study.report import results_document
+        from lrlab.study.storage import dumps_json
+
+        sys.stdout.write(dumps_json(results_document(res.summaries, res.effects, res.info)) + "\n")
+
+
+ARGV: list[str] | None = None
+"""The arguments :func:`lrlab.cli.main` was called with (``None``: use ``sys.argv``)."""
+
+
+def _command() -> str:
+    """The command line as typed (``lrlab study ...``), for the report."""
+    import shlex
+
+    args = list(ARGV) if ARGV is not None else sys.argv[1:]
+    if "study" in args:
+        args = args[args.index("study"):]
+    return " ".join(["lrlab", *(shlex.quote(a) for a in args)])
+
+
+def _tune_settings(settings: dict[str, Any], tune: str | None, lr_grid: str | None, tune_seeds: int | None) -> None:
+    """Fold --tune, --lr-grid and --tune-seeds into the config file's ``tune`` setting."""
+    from lrlab.study.config import parse_lr_grid
+
+    if tune is not None:
+        if tune not in ("none", "grid"):
+            raise ValueError(f"--tune must be none or grid, got {tune!r}")
+        if tune == "none":
+            if lr_grid is not None or tune_seeds is not None:
+                raise ValueError("--lr-grid and --tune-seeds need tuning: drop --tune none")
+            settings["tune"] = "none"
+            return
+        if not isinstance(settings.get("tune"), dict):
+            settings["tune"] = "grid"
+    if lr_grid is None and tune_seeds is None:
+        return
+    current = settings.get("tune", "grid")
+    if isinstance(current, str) and current.strip().lower() == "none":
+        raise ValueError("--lr-grid and --tune-seeds need tuning, but the config says tune: none (add --tune grid)")
+    t = dict(current) if isinstance(current, dict) else {}
+    if lr_grid is not None:
+        t["grid"] = parse_lr_grid(lr_grid)
+    if tune_seeds is not None:
+        if tune_seeds < 1:
+            raise ValueError(f"--tune-seeds must be >= 1, got {tune_seeds}")
+        t["seeds"] = tune_seeds
+    settings["tune"] = t
 
 
 @study_app.command("report")
@@ -103,12 +164,31 @@ def report(
     out: str = typer.Option("runs/study", "--out", help="Directory of the study (and where the report goes)."),
     storage: str = typer.Option(None, "--storage", help="Storage URL or journal file. (default: OUT/study.db)"),
     study_name: str = typer.Option("lrlab", "--study-name", help="Name of the Optuna study in the storage."),
+    docs: str = typer.Option(None, "--docs", help="Also write table.txt and lr_sensitivity.png into this directory (README results)."),
+    readme: str = typer.Option(None, "--readme", help="With --docs: replace the study-table block of this README with table.txt."),
 ) -> None:
     """Rebuild the report (table, HTML, PNG, CSV, JSON) from the stored trials."""
+    from rich.markup import escape
+
     from lrlab.study.runner import rebuild_report
 
+    if readme is not None and docs is None:
+        raise ValueError("--readme needs --docs")
     _quiet_optuna()
-    rebuild_report(out, storage, study_name)
+    res = rebuild_report(out, storage, study_name)
+    if docs is not None:
+        from rich.console import Console
+
+        from lrlab.study.report import plot_lr_sensitivity, table_text, write_readme_results
+
+        if not res.selections:
+            raise ValueError("--docs needs a study with lr tuning (its sensitivity figure)")
+        from lrlab.study.runner import study_title
+
+        text = table_text(res.summaries, res.effects, title=study_title(res.info), n_seeds=len(res.config.final_seeds))
+        png = plot_lr_sensitivity(res.selections, list(res.config.schedules), list(res.config.optimizers))
+        paths = write_readme_results(text, png, docs, readme)
+        Console(highlight=False).print("wrote " + ", ".join(escape(str(p)) for p in paths.values()))
 
 
 def register(app: typer.Typer) -> None:

@@ -10,8 +10,8 @@ matplotlib):
 * :class:`Task` and :func:`load_task` (MNIST-1D, CIFAR-10, or your own ``package.module:function``).
 
 >>> from lrlab.study import StudyConfig
->>> StudyConfig().seeds
-(0, 1, 2)
+>>> StudyConfig().seeds, StudyConfig(tune=None).seeds  # final seeds: fresh ones when the lr is tuned
+((1000, 1001, 1002), (0, 1, 2))
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ triangle       10% linear warmup from 0, then linear decay to 0 (BERT)
 warmup_cosine  5% linear warmup from 0, then cosine to 0
 onecycle       torch OneCycleLR defaults: 30% cosine rise from 1/25, cosine fall to 1/(25*1e4)
 wsd            warmup-stable-decay: 5% warmup, constant, last 20% a 1-sqrt cooldown to 0
-plateau        constant, halved when the test loss has not improved for more than 3 epochs (torch
+plateau        constant, halved when the validation loss has not improved for more than 3 epochs (torch
                ``ReduceLROnPlateau`` rules, ``patience=3``; fed once per epoch)
 ============== ==================================================================================
 
@@ -28,11 +28,19 @@ plateau        constant, halved when the test loss has not improved for more tha
 
 Default peak learning rates per optimizer come from the task (``Task.peak_lr``; for MNIST-1D see
 :data:`lrlab.study.tasks.MNIST1D_PEAK_LR`) unless the config gives them, or are found by the LR
-range test (``peak_lr="find"``).
+range test (``peak_lr="find"``). That lr is the *base* of the tuning grid.
+
+**Tuned peak lr** (:class:`TuneConfig`, the default; ``tune: none`` switches it off): every
+(schedule, optimizer) cell first runs a log grid of peak lrs (:data:`DEFAULT_LR_GRID`, multiples
+of the base lr) on the *tuning seeds* (default ``(0,)``); the grid point with the highest final
+validation accuracy (mean over tuning seeds) is chosen, then the cell runs at that lr on the
+*final seeds*, which are disjoint from the tuning seeds (default: ``1000, 1001, 1002``, i.e.
+:data:`FINAL_SEED_BASE` + 0, 1, 2). Only the final runs' test accuracy is reported. With ``tune:
+none`` every cell runs at the base lr on the seeds ``0, 1, 2`` (the fixed-lr mode).
 
 >>> cfg = StudyConfig.from_mapping({"schedules": ["constant", "linear"], "optimizers": {"adam": 0.01}, "seeds": 2})
->>> list(cfg.schedules), cfg.optimizers["adam"].peak_lr, cfg.seeds
-(['constant', 'linear'], 0.01, (0, 1))
+>>> list(cfg.schedules), cfg.optimizers["adam"].peak_lr, cfg.tune.seeds, cfg.seeds
+(['constant', 'linear'], 0.01, (0,), (1000, 1001))
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,12 +60,18 @@ from lrlab.schedules import Schedule
 
 __all__ = [
     "DEFAULT_EPOCHS",
+    "DEFAULT_LR_GRID",
+    "DEFAULT_N_SEEDS",
     "DEFAULT_OPTIMIZERS",
     "DEFAULT_SCHEDULES",
+    "FINAL_SEED_BASE",
     "KNOWN_OPTIMIZERS",
     "OptimizerChoice",
     "StudyConfig",
+    "TuneConfig",
     "load_config",
+    "load_mapping",
+    "parse_lr_grid",
     "parse_schedule",
     "split_specs",
 ]
@@ -63,9 +79,12 @@ __all__ = [
 DEFAULT_EPOCHS = 40
 """Training length of the default MNIST-1D study (1,600 steps of batch 100 per trial).
 
-Chosen to fit the ~3-minute budget of the default study: its 72 trials (2,880 trial-epochs) took
-2 min 14 s of wall time on the project's shared 2-core CPU with the fleet engine (2026-11-22), and
-constant-lr Adam still reaches 91.7 % test accuracy (the benchmark's 6000 steps give ~92-94 %)."""
+Chosen with :data:`DEFAULT_LR_GRID` to fit the 5-minute budget of the default study on a 2-core
+CPU: 120 tuning trials (24 cells x 5 lrs x 1 tuning seed) + 72 final trials (24 cells x 3 seeds)
+= 192 trials, 7,680 trial-epochs, took 336 CPU-seconds in all (user + system, 2026-11-27, fleet
+engine with validation every epoch and test once), i.e. about 3 minutes of wall time on two idle
+cores (the measuring machine was shared, load ~9: 11 min there). Constant-lr SGD reaches 92.4 %
+test accuracy at its tuned lr (the benchmark's 6000 steps give ~92-94 %)."""
 
 DEFAULT_SCHEDULES: dict[str, str] = {
     "constant": "constant(1.0)",
@@ -85,12 +104,134 @@ DEFAULT_SCHEDULES: dict[str, str] = {
 
 KNOWN_OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "adadelta")
 DEFAULT_OPTIMIZERS = ("sgd", "adam")
-_PLATEAU_METRICS = ("test_loss", "test_acc", "train_loss", "train_acc")
+_PLATEAU_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")
 _TOP_KEYS = (
     "task", "task_kwargs", "model", "data", "schedules", "optimizers", "seeds", "epochs",
-    "batch_size", "peak_lr", "plateau_metric", "workers", "device", "out", "storage",
+    "batch_size", "peak_lr", "tune", "plateau_metric", "workers", "device", "out", "storage",
     "study_name", "fresh",
 )
+
+DEFAULT_LR_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
+"""Default tuning grid: multiples of each optimizer's base peak lr, a log grid with x2 spacing
+from 1/4x to 4x (DeepOBS and Schmidt et al. 2021 tune every method's lr on a log grid)."""
+
+DEFAULT_N_SEEDS = 3
+"""Final seeds per cell when the config does not say."""
+
+FINAL_SEED_BASE = 1000
+"""With tuning, a seed *count* ``n`` means the final seeds ``1000, ..., 1000 + n - 1``: never
+one of the tuning seeds (which must stay below 1000 unless the final seeds are listed)."""
+
+LR_LIMITS = (sys.float_info.min, sys.float_info.max)
+"""Every peak lr the storage accepts (a normal, positive, finite float)."""
+
+
+def _positive_float(v: Any, where: str) -> float:
+    """A positive, finite, normal float from a number or a numeric string (``"1e-3"``)."""
+    given = v
+    if isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            raise ValueError(f"{where}: expected a positive number, got {given!r}") from None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{where}: expected a positive number, got {given!r}")
+    f = float(v)
+    if not (math.isfinite(f) and LR_LIMITS[0] <= f <= LR_LIMITS[1]):
+        raise ValueError(f"{where}: expected a positive, finite number, got {given!r}")
+    return f
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """How each cell's peak lr is tuned before the final runs.
+
+    Args:
+        grid: the peak lrs tried per (schedule, optimizer): multiples of the optimizer's base peak
+            lr when ``relative`` (default :data:`DEFAULT_LR_GRID`), else absolute lrs shared by
+            every optimizer. Sorted, distinct, positive and finite.
+        relative: whether ``grid`` holds multiples of the base lr.
+        seeds: the tuning seeds (default ``(0,)``); each grid point runs every one of them.
+
+    Selection (:func:`lrlab.study.stats.select_lr`): the grid point with the highest final-epoch
+    validation accuracy, mean over the tuning seeds (a diverged seed counts as accuracy 0); ties
+    (equal means) go to the smaller lr.
+
+    >>> TuneConfig.from_value({"grid": [4, 1, "0.25"]}).grid
+    (0.25, 1.0, 4.0)
+    >>> TuneConfig.from_value("none") is None
+    True
+    """
+
+    grid: tuple[float, ...] = DEFAULT_LR_GRID
+    relative: bool = True
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.grid, (str, bytes)) or not isinstance(self.grid, (list, tuple)) or not self.grid:
+            raise ValueError(f"tune.grid: expected a non-empty list of positive numbers, got {self.grid!r}")
+        grid = tuple(sorted(_positive_float(g, "tune.grid") for g in self.grid))
+        if len(set(grid)) != len(grid):
+            raise ValueError(f"tune.grid: values must be distinct, got {list(self.grid)!r}")
+        object.__setattr__(self, "grid", grid)
+        if not isinstance(self.relative, bool):
+            raise ValueError(f"tune.relative must be true or false, got {self.relative!r}")
+        object.__setattr__(self, "seeds", _seed_tuple(self.seeds, "tune.seeds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"grid": list(self.grid), "relative": self.relative, "seeds": list(self.seeds)}
+
+    @classmethod
+    def from_value(cls, value: Any, where: str = "tune") -> TuneConfig | None:
+        """``"none"``/``None``/``False`` -> no tuning; ``"grid"``/``True`` -> the defaults; a
+        mapping with ``grid``, ``relative``, ``seeds`` (a count or a list)."""
+        if value is None or value is False or (isinstance(value, str) and value.strip().lower() == "none"):
+            return None
+        if value is True or (isinstance(value, str) and value.strip().lower() == "grid"):
+            return cls()
+        if isinstance(value, TuneConfig):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected 'none', 'grid' or a mapping (grid, relative, seeds), got {value!r}")
+        unknown = [k for k in value if k not in ("grid", "relative", "seeds")]
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r}; known keys: grid, relative, seeds")
+        kw: dict[str, Any] = {}
+        if value.get("grid") is not None:
+            g = value["grid"]
+            kw["grid"] = tuple(parse_lr_grid(g)) if isinstance(g, str) else g
+        if value.get("relative") is not None:
+            kw["relative"] = value["relative"]
+        if value.get("seeds") is not None:
+            sv = value["seeds"]
+            kw["seeds"] = tuple(range(sv)) if isinstance(sv, int) and not isinstance(sv, bool) and sv >= 1 else sv
+        try:
+            return cls(**kw)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}" if not str(e).startswith("tune") else str(e)) from e
+
+
+def parse_lr_grid(text: str) -> list[float]:
+    """``"0.25,0.5,1,2,4"`` -> a list of floats (one-line error naming the bad entry).
+
+    >>> parse_lr_grid("0.5, 1,2")
+    [0.5, 1.0, 2.0]
+    """
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"lr grid: expected comma-separated positive numbers, got {text!r}")
+    return [_positive_float(t, "lr grid") for t in items]
+
+
+def _seed_tuple(seeds: Any, where: str) -> tuple[int, ...]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
+        raise ValueError(f"{where} must be non-negative ints, got {seeds!r}")
+    out = tuple(seeds)
+    if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in out):
+        raise ValueError(f"{where} must be non-negative ints, got {where.rsplit('.', 1)[-1]}={seeds!r}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{where} must be distinct, got {where.rsplit('.', 1)[-1]}={seeds!r}")
+    return out
 
 
 def parse_schedule(spec: str | Schedule, *, where: str = "schedule") -> Schedule:
@@ -146,9 +287,9 @@ class OptimizerChoice:
     def __post_init__(self) -> None:
         if self.name not in KNOWN_OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.name!r}: use one of {', '.join(KNOWN_OPTIMIZERS)}")
-        if self.peak_lr is not None and not (
-            isinstance(self.peak_lr, (int, float)) and not isinstance(self.peak_lr, bool)
-            and math.isfinite(self.peak_lr) and self.peak_lr > 0
+        if self.peak_lr is not None and (
+            isinstance(self.peak_lr, (str, bool)) or not isinstance(self.peak_lr, (int, float))
+            or not (math.isfinite(self.peak_lr) and LR_LIMITS[0] <= self.peak_lr <= LR_LIMITS[1])
         ):
             raise ValueError(f"optimizer {self.name!r}: peak_lr must be a positive number, got {self.peak_lr!r}")
         if "lr" in self.kwargs:
@@ -179,12 +320,19 @@ class StudyConfig:
         schedules: name -> schedule, each a text spec or :class:`Schedule` giving a multiplier of
             the peak lr, durations in steps, epochs (``"5ep"``) or fractions (``"10%"``).
         optimizers: name -> :class:`OptimizerChoice`.
-        seeds: model-init and data-order seeds; every (schedule, optimizer) runs each of them.
+        seeds: the final seeds (model init and data order); every (schedule, optimizer) runs each
+            of them at its chosen peak lr. A count ``n`` (or ``None``: :data:`DEFAULT_N_SEEDS`)
+            means ``0..n-1`` without tuning and ``1000..1000+n-1`` with it; a list is used as
+            given and must not share a seed with ``tune.seeds``.
         epochs: training length; ``None`` uses :data:`DEFAULT_EPOCHS` for MNIST-1D and the task's
             own ``epochs`` otherwise.
         batch_size: examples per step (``None``: the task's).
-        peak_lr: ``"fixed"`` (config or task defaults) or ``"find"`` (LR range test per optimizer).
-        plateau_metric: per-epoch metric fed to plateau nodes.
+        peak_lr: ``"fixed"`` (config or task defaults) or ``"find"`` (LR range test per optimizer):
+            the base peak lr of each optimizer.
+        tune: :class:`TuneConfig` (the default) to tune each cell's peak lr on a grid around the
+            base, or ``None`` to run every cell at the base lr.
+        plateau_metric: per-epoch metric fed to plateau nodes (a validation or training metric;
+            never the test set).
         workers: processes for the fleets (``None``: chosen by the fleet engine; ``0``: train in
             this process).
         device: torch device (``"cpu"``, ``"cuda"``).
@@ -201,11 +349,12 @@ class StudyConfig:
     optimizers: Mapping[str, OptimizerChoice] = field(
         default_factory=lambda: {n: OptimizerChoice(n) for n in DEFAULT_OPTIMIZERS}
     )
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] | int | None = None
     epochs: int | None = None
     batch_size: int | None = None
     peak_lr: str = "fixed"
-    plateau_metric: str = "test_loss"
+    tune: TuneConfig | None = field(default_factory=TuneConfig)
+    plateau_metric: str = "val_loss"
     workers: int | None = None
     device: str = "cpu"
     out: str = "runs/study"
@@ -235,11 +384,21 @@ class StudyConfig:
         for name, opt in self.optimizers.items():
             if not isinstance(opt, OptimizerChoice) or opt.name != name:
                 raise ValueError(f"optimizers.{name}: expected OptimizerChoice({name!r}, ...), got {opt!r}")
-        seeds = tuple(self.seeds)
-        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-            raise ValueError(f"seeds must be non-negative ints, got seeds={self.seeds!r}")
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct, got seeds={self.seeds!r}")
+        if self.tune is not None and not isinstance(self.tune, TuneConfig):
+            raise ValueError(f"tune must be a TuneConfig or None, got {self.tune!r}")
+        seeds = self.seeds if self.seeds is not None else DEFAULT_N_SEEDS
+        if isinstance(seeds, int) and not isinstance(seeds, bool):
+            if seeds < 1:
+                raise ValueError(f"seeds: the number of seeds must be >= 1, got {seeds!r}")
+            base = FINAL_SEED_BASE if self.tune is not None else 0
+            seeds = tuple(range(base, base + seeds))
+        seeds = _seed_tuple(seeds, "seeds")
+        if self.tune is not None and set(seeds) & set(self.tune.seeds):
+            both = sorted(set(seeds) & set(self.tune.seeds))
+            raise ValueError(
+                f"seeds {both} are both tuning and final seeds: the final runs need fresh seeds "
+                "(give other seeds or tune.seeds)"
+            )
         object.__setattr__(self, "seeds", seeds)
         for nm in ("epochs", "batch_size", "workers"):
             v = getattr(self, nm)
@@ -258,6 +417,12 @@ class StudyConfig:
             raise ValueError(f"study_name must be a non-empty string, got {self.study_name!r}")
 
     # ---- derived --------------------------------------------------------------------------------
+    @property
+    def final_seeds(self) -> tuple[int, ...]:
+        """``seeds`` as resolved (always a tuple after construction)."""
+        assert isinstance(self.seeds, tuple)
+        return self.seeds
+
     @property
     def is_mnist1d(self) -> bool:
         return self.task in ("mnist1d", "mnist1d_mlp")
@@ -291,10 +456,11 @@ class StudyConfig:
             "optimizers": {
                 n: {"peak_lr": o.peak_lr, **dict(o.kwargs)} for n, o in self.optimizers.items()
             },
-            "seeds": list(self.seeds),
+            "seeds": list(self.final_seeds),
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "peak_lr": self.peak_lr,
+            "tune": "none" if self.tune is None else self.tune.to_dict(),
             "plateau_metric": self.plateau_metric,
             "workers": self.workers,
             "device": self.device,
@@ -319,7 +485,8 @@ class StudyConfig:
         (dataset directory, e.g. CIFAR-10), ``schedules`` (a list of default names and/or text
         specs, or a mapping name -> spec), ``optimizers`` (a list of names, or a mapping
         name -> peak lr, or name -> {peak_lr: ..., other torch kwargs}), ``seeds`` (a count or a
-        list), ``epochs``, ``batch_size``, ``peak_lr`` (fixed/find), ``plateau_metric``,
+        list), ``epochs``, ``batch_size``, ``peak_lr`` (fixed/find), ``tune`` (``none``, ``grid``
+        or ``{grid: [...], relative: true, seeds: [...]}``), ``plateau_metric``,
         ``workers``, ``device``, ``out``, ``storage``, ``study_name``, ``fresh``.
         """
         pre = f"{where}: " if where else ""
@@ -349,8 +516,10 @@ class StudyConfig:
             kw["schedules"] = _schedules_from(data["schedules"], f"{pre}schedules")
         if "optimizers" in data:
             kw["optimizers"] = _optimizers_from(data["optimizers"], f"{pre}optimizers")
-        if "seeds" in data:
+        if "seeds" in data and data["seeds"] is not None:
             kw["seeds"] = _seeds_from(data["seeds"], f"{pre}seeds")
+        if "tune" in data:
+            kw["tune"] = TuneConfig.from_value(data["tune"], f"{pre}tune")
         for k in ("epochs", "batch_size", "peak_lr", "plateau_metric", "workers", "device", "out",
                   "storage", "study_name", "fresh"):
             if k in data and data[k] is not None:
@@ -426,14 +595,14 @@ def _optimizers_from(value: Any, where: str) -> dict[str, OptimizerChoice]:
         for name, v in value.items():
             if v is None:
                 out[name] = _opt(name, None, {}, where)
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                out[name] = _opt(name, float(v), {}, where)
+            elif isinstance(v, (int, float, str)) and not isinstance(v, bool):
+                out[name] = _opt(name, _positive_float(v, f"{where}.{name}"), {}, where)
             elif isinstance(v, Mapping):
                 d = dict(v)
                 lr = d.pop("peak_lr", None)
-                if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float))):
-                    raise ValueError(f"{where}.{name}.peak_lr: expected a number, got {lr!r}")
-                out[name] = _opt(name, None if lr is None else float(lr), d, where)
+                if lr is not None:
+                    lr = _positive_float(lr, f"{where}.{name}.peak_lr")
+                out[name] = _opt(name, lr, d, where)
             else:
                 raise ValueError(f"{where}.{name}: expected a peak lr or a mapping, got {v!r}")
     else:
@@ -450,20 +619,45 @@ def _opt(name: str, lr: float | None, kwargs: dict[str, Any], where: str) -> Opt
         raise ValueError(f"{where}: {e}") from e
 
 
-def _seeds_from(value: Any, where: str) -> tuple[int, ...]:
+def _seeds_from(value: Any, where: str) -> tuple[int, ...] | int:
     if isinstance(value, bool):
         raise ValueError(f"{where}: expected a count or a list of ints, got {value!r}")
     if isinstance(value, int):
         if value < 1:
             raise ValueError(f"{where}: the number of seeds must be >= 1, got {value!r}")
-        return tuple(range(value))
+        return value
     if isinstance(value, (list, tuple)) and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
         return tuple(value)
     raise ValueError(f"{where}: expected a count or a list of ints, got {value!r}")
 
 
+_YAML_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+def _yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` that also reads ``1e-3`` as a number (YAML 1.1, hence PyYAML, wants
+    ``1.0e-3`` and returns the string ``"1e-3"`` otherwise)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def number(loader: Any, node: Any) -> Any:
+        v = loader.construct_scalar(node)
+        return float(v.replace("_", "")) if _YAML_FLOAT.match(v) else loader.construct_yaml_float(node)
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_FLOAT, list("-+0123456789."))
+    Loader.add_constructor("tag:yaml.org,2002:float", number)
+    return yaml.load(text, Loader=Loader)
+
+
 def load_config(path: str | Path) -> StudyConfig:
     """Read a study config from ``.yaml``/``.yml`` (``yaml.safe_load``), ``.toml`` or ``.json``."""
+    return StudyConfig.from_mapping(load_mapping(path), where=str(path))
+
+
+def load_mapping(path: str | Path) -> dict[str, Any]:
+    """The settings of a config file as written (no defaults filled in); errors in one line."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"config file {str(p)!r} does not exist")
@@ -481,13 +675,13 @@ def load_config(path: str | Path) -> StudyConfig:
                 raise ValueError("TOML configs need Python >= 3.11 (tomllib); use YAML") from e
             data = tomllib.loads(text)
         else:
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _yaml_load(text)
     except Exception as e:  # JSONDecodeError / TOMLDecodeError / YAMLError carry the line
         if isinstance(e, ValueError) and str(e).startswith("TOML configs"):
             raise
         raise ValueError(f"config file {str(p)!r} is not valid {suffix[1:].upper()}: {str(e).splitlines()[0]}") from e
     if data is None:
         data = {}
-    return StudyConfig.from_mapping(data, where=str(p))
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{p}: expected a mapping of settings, got {type(data).__name__}")
+    return dict(data)

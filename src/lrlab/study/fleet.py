@@ -28,9 +28,16 @@ Both training paths share one recipe, so they agree to rounding (tested in float
   last partial batch is kept); the loss is the mean cross-entropy of the batch;
 * the lr of update ``t`` (0-based) is ``schedule(t, state)``, where ``state`` holds the plateau
   multipliers, fed once per epoch with the trial's ``plateau_metric``;
+* the epoch's training loss and accuracy are the running means over its minibatches (each
+  batch's mean cross-entropy and accuracy in training mode, before that batch's update, weighted
+  by the batch's size): no extra pass over the training set;
 * at the end of each epoch the model is evaluated (no grad, ``eval()`` mode) on the full
-  training and test sets: mean cross-entropy and accuracy;
-* a trial *diverges* when a training batch loss or an evaluation loss is NaN or infinite: that
+  validation set; the test set is evaluated only after the last epoch (``test_every_epoch=True``
+  evaluates it every epoch, for curves to look at; nothing reads them to choose anything, and
+  training is the same either way). Mean cross-entropy and accuracy;
+* a task without a validation set gets :meth:`~lrlab.study.tasks.Task.with_validation`'s seeded
+  split (20 % of train) in every entry point, so all of them train on the same data;
+* a trial *diverges* when a training batch loss or the validation loss is NaN or infinite: that
   update is not applied, the trial stops (its other epochs are not trained), and the others go on.
 
 >>> from lrlab.schedules import constant
@@ -76,11 +83,12 @@ __all__ = [
     "train_one",
 ]
 
-PLATEAU_METRICS = ("test_loss", "test_acc", "train_loss", "train_acc")
-"""Per-epoch metrics a trial's plateau nodes can be fed with."""
+PLATEAU_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")
+"""Per-epoch metrics a trial's plateau nodes can be fed with (never the test set's)."""
 
 _ORDER_MULT = 100003
 _EVAL_SAMPLES = 2048  # samples x trials per evaluation chunk: small enough to stay in cache (1.9x faster than 16384)
+_EVAL_CHUNK = 256  # samples per evaluation chunk, whatever the fleet size: a trial's sums do not depend on it
 
 
 # ---- records ----------------------------------------------------------------------------------
@@ -96,7 +104,8 @@ class TrialSpec:
         optimizer: a key of :data:`~lrlab.study.optimizers.OPTIMIZERS`.
         optimizer_kwargs: overrides of that optimizer's defaults (never ``lr``).
         seed: the model-initialisation seed and the data-order seed.
-        plateau_metric: the per-epoch metric fed to the schedule's plateau nodes.
+        plateau_metric: the per-epoch metric fed to the schedule's plateau nodes, one of
+            :data:`PLATEAU_METRICS` (default ``"val_loss"``).
     """
 
     trial_id: str
@@ -104,7 +113,7 @@ class TrialSpec:
     optimizer: str
     optimizer_kwargs: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
-    plateau_metric: str = "test_loss"
+    plateau_metric: str = "val_loss"
 
     def __post_init__(self) -> None:
         if not isinstance(self.trial_id, str) or not self.trial_id:
@@ -142,7 +151,9 @@ class EpochRecord:
     """A trial's state at the end of one epoch (``epoch`` counts from 0).
 
     ``lr`` is the lr of the epoch's last update; losses are mean cross-entropies and accuracies
-    fractions in [0, 1], over the full training and test sets.
+    fractions in [0, 1]: ``train_*`` the running means over the epoch's minibatches, ``val_*``
+    over the full validation set, ``test_*`` over the full test set after the last epoch (NaN in
+    the other epochs unless the run asked for ``test_every_epoch``).
     """
 
     trial_id: str
@@ -150,6 +161,8 @@ class EpochRecord:
     lr: float
     train_loss: float
     train_acc: float
+    val_loss: float
+    val_acc: float
     test_loss: float
     test_acc: float
 
@@ -161,9 +174,10 @@ class TrialResult:
     Attributes:
         curves: one :class:`EpochRecord` per completed epoch.
         diverged: a loss became NaN/inf; ``diverged_epoch`` is the epoch where it happened.
-        final: ``test_acc``, ``test_loss``, ``train_loss``, ``train_acc`` of the last epoch (NaN
-            for a diverged trial), ``best_test_acc`` and ``best_epoch`` over the completed
-            epochs (NaN and -1 if none), ``epochs`` (completed) and ``steps`` (updates applied).
+        final: ``val_acc``, ``val_loss``, ``test_acc``, ``test_loss``, ``train_loss``,
+            ``train_acc`` of the last epoch (NaN for a diverged trial), ``best_val_acc`` and
+            ``best_epoch`` (the first epoch with the highest validation accuracy; NaN and -1 if
+            no epoch completed), ``epochs`` (completed) and ``steps`` (updates applied).
         seconds: wall time; trials trained together share their fleet's time equally.
         weights: the final parameters (CPU tensors by name) when asked for with
             ``keep_weights=True``, else ``None``.
@@ -191,14 +205,16 @@ class TrialResult:
 def _final(curves: list[EpochRecord], diverged: bool, steps: int) -> dict[str, float]:
     nan = float("nan")
     last = curves[-1] if curves and not diverged else None
-    best = max(curves, key=lambda c: c.test_acc) if curves else None
+    best = max(curves, key=lambda c: c.val_acc) if curves else None  # the first epoch with the max
     return {
+        "val_acc": last.val_acc if last else nan,
+        "val_loss": last.val_loss if last else nan,
+        "best_val_acc": best.val_acc if best else nan,
+        "best_epoch": float(best.epoch) if best else -1.0,
         "test_acc": last.test_acc if last else nan,
         "test_loss": last.test_loss if last else nan,
         "train_loss": last.train_loss if last else nan,
         "train_acc": last.train_acc if last else nan,
-        "best_test_acc": best.test_acc if best else nan,
-        "best_epoch": float(best.epoch) if best else -1.0,
         "epochs": float(len(curves)),
         "steps": float(steps),
     }
@@ -225,9 +241,15 @@ def _check_run_args(task: Any, epochs: Any, dtype: Any) -> None:
         raise ValueError(f"task must be an lrlab.study.Task, got {type(task).__name__}")
 
 
-def _data(task: Any, device: str | torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    return (task.x_train.to(device=device, dtype=dtype), task.y_train.to(device),
-            task.x_test.to(device=device, dtype=dtype), task.y_test.to(device))
+def _with_validation(task: Any) -> Any:
+    """``task`` itself if it has a validation set, else its seeded split (the same in every process)."""
+    return task if getattr(task, "x_val", None) is not None else task.with_validation()
+
+
+def _data(task: Any, device: str | torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
+    """``x, y, x_val, y_val, x_test, y_test`` on ``device`` (inputs in ``dtype``)."""
+    return tuple(t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device)
+                 for t in (task.x_train, task.y_train, task.x_val, task.y_val, task.x_test, task.y_test))
 
 
 def _make_model(task: Any, seed: int, device: str | torch.device, dtype: torch.dtype) -> torch.nn.Module:
@@ -245,6 +267,12 @@ def _finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
 
 
+def _eval_mode(opt_name: str) -> bool:
+    """Whether the optimizer must be switched to its evaluation weights (``optimizer.eval()``)
+    before the model is evaluated (schedule-free optimizers)."""
+    return bool(getattr(OPTIMIZERS[opt_name], "eval_mode", False))
+
+
 # ---- the reference: one trial at a time --------------------------------------------------------
 
 
@@ -253,7 +281,7 @@ def _evaluate_one(model: torch.nn.Module, x: Tensor, y: Tensor) -> tuple[float, 
     was = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
-    chunk = _EVAL_SAMPLES
+    chunk = _EVAL_CHUNK
     for i in range(0, x.shape[0], chunk):
         out = model(x[i:i + chunk])
         loss_sum += float(F.cross_entropy(out, y[i:i + chunk], reduction="sum"))
@@ -264,7 +292,7 @@ def _evaluate_one(model: torch.nn.Module, x: Tensor, y: Tensor) -> tuple[float, 
 
 def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.device = "cpu",
               dtype: torch.dtype = torch.float32, on_epoch: Callable[[EpochRecord], None] | None = None,
-              keep_weights: bool = False) -> TrialResult:
+              keep_weights: bool = False, test_every_epoch: bool = False) -> TrialResult:
     """Train one trial the usual way: one model, ``torch.optim`` and ``LRLabScheduler``.
 
     Args:
@@ -274,29 +302,39 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
         device, dtype: where and in which precision (float32 or float64) to train.
         on_epoch: called with each epoch's :class:`EpochRecord`.
         keep_weights: return the final parameters in :attr:`TrialResult.weights`.
+        test_every_epoch: evaluate the test set after every epoch, not only the last (for
+            display; training is the same).
     """
     from lrlab.adapters.torch import LRLabScheduler
 
     _check_run_args(task, epochs, dtype)
     t0 = time.perf_counter()
-    x, y, xt, yt = _data(task, device, dtype)
+    task = _with_validation(task)
+    x, y, xv, yv, xt, yt = _data(task, device, dtype)
     model = _make_model(task, trial.seed, device, dtype)
     opt = make_optimizer(trial.optimizer, model.parameters(), lr=0.0, **trial.optimizer_kwargs)
     sched = LRLabScheduler(opt, trial.schedule)
     plateau = _has_plateau(trial.schedule)
+    eval_mode = _eval_mode(trial.optimizer)
     n, bsz = x.shape[0], task.batch_size
     curves: list[EpochRecord] = []
     diverged_epoch: int | None = None
     steps = 0
+    nan = float("nan")
     for epoch in range(epochs):
         order = epoch_order(trial.seed, epoch, n).to(device)
-        lr = float("nan")
+        lr = nan
+        loss_sum, correct = 0.0, 0.0
         for i in range(0, n, bsz):
             idx = order[i:i + bsz]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            if not math.isfinite(float(loss.detach())):
+            out = model(x[idx])
+            loss = F.cross_entropy(out, y[idx])
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
                 diverged_epoch = epoch
                 break
+            loss_sum += loss_value * idx.shape[0]
+            correct += float((out.detach().argmax(-1) == y[idx]).sum())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             lr = float(opt.param_groups[0]["lr"])
@@ -305,12 +343,18 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
             steps += 1
         if diverged_epoch is not None:
             break
-        train_loss, train_acc = _evaluate_one(model, x, y)
-        test_loss, test_acc = _evaluate_one(model, xt, yt)
-        if not _finite(train_loss, test_loss):
+        if eval_mode:
+            opt.eval()  # type: ignore[attr-defined]
+        val_loss, val_acc = _evaluate_one(model, xv, yv)
+        test_loss, test_acc = (_evaluate_one(model, xt, yt) if test_every_epoch or epoch == epochs - 1
+                               else (nan, nan))
+        if eval_mode:
+            opt.train()  # type: ignore[attr-defined]
+        if not _finite(val_loss):
             diverged_epoch = epoch
             break
-        rec = EpochRecord(trial.trial_id, epoch, lr, train_loss, train_acc, test_loss, test_acc)
+        rec = EpochRecord(trial.trial_id, epoch, lr, loss_sum / n, correct / n, val_loss, val_acc,
+                          test_loss, test_acc)
         curves.append(rec)
         if on_epoch is not None:
             on_epoch(rec)
@@ -334,7 +378,7 @@ def _group_key(trial: TrialSpec) -> tuple[str, str]:
 def train_fleet(task: Any, trials: Sequence[TrialSpec], *, epochs: int, device: str | torch.device = "cpu",
                 dtype: torch.dtype = torch.float32, on_epoch: Callable[[EpochRecord], None] | None = None,
                 on_trial_done: Callable[[TrialResult], None] | None = None,
-                keep_weights: bool = False) -> list[TrialResult]:
+                keep_weights: bool = False, test_every_epoch: bool = False) -> list[TrialResult]:
     """Train ``trials`` of one task as batched computations; same results as :func:`train_one`.
 
     Trials are grouped by optimizer and optimizer settings; each group is one fleet. The
@@ -344,7 +388,7 @@ def train_fleet(task: Any, trials: Sequence[TrialSpec], *, epochs: int, device: 
     :func:`train_one`.
 
     Args:
-        task, epochs, device, dtype, keep_weights: as for :func:`train_one`.
+        task, epochs, device, dtype, keep_weights, test_every_epoch: as for :func:`train_one`.
         trials: the trials (unique ``trial_id``\\ s).
         on_epoch: called with every trial's :class:`EpochRecord` at each epoch end.
         on_trial_done: called with each :class:`TrialResult` as soon as it is known (a diverged
@@ -354,6 +398,7 @@ def train_fleet(task: Any, trials: Sequence[TrialSpec], *, epochs: int, device: 
         one :class:`TrialResult` per trial, in the order of ``trials``.
     """
     _check_run_args(task, epochs, dtype)
+    task = _with_validation(task)
     trials = list(trials)
     ids = [t.trial_id for t in trials]
     if len(set(ids)) != len(ids):
@@ -372,11 +417,11 @@ def train_fleet(task: Any, trials: Sequence[TrialSpec], *, epochs: int, device: 
     for group in groups.values():
         reason = _fleet_refusal(task, group[0], device, dtype)
         if reason is None:
-            _Fleet(task, group, epochs, device, dtype, on_epoch, done, keep_weights).run()
+            _Fleet(task, group, epochs, device, dtype, on_epoch, done, keep_weights, test_every_epoch).run()
         else:
             for t in group:
                 done(train_one(task, t, epochs=epochs, device=device, dtype=dtype, on_epoch=on_epoch,
-                               keep_weights=keep_weights))
+                               keep_weights=keep_weights, test_every_epoch=test_every_epoch))
     return [results[i] for i in ids]
 
 
@@ -408,10 +453,10 @@ class _Fleet:
 
     def __init__(self, task: Any, trials: list[TrialSpec], epochs: int, device: Any, dtype: torch.dtype,
                  on_epoch: Callable[[EpochRecord], None] | None, done: Callable[[TrialResult], None],
-                 keep_weights: bool) -> None:
+                 keep_weights: bool, test_every_epoch: bool = False) -> None:
         from lrlab.schedules._plateau import ScheduleState
 
-        self.task, self.trials, self.epochs = task, trials, epochs
+        self.task, self.trials, self.epochs, self.test_every_epoch = task, trials, epochs, test_every_epoch
         self.device, self.dtype = device, dtype
         self.on_epoch, self.done, self.keep_weights = on_epoch, done, keep_weights
         self.t0 = time.perf_counter()
@@ -429,6 +474,10 @@ class _Fleet:
         self.active = list(range(len(trials)))  # trial index of each row
         self.curves: list[list[EpochRecord]] = [[] for _ in trials]
         self.steps = [0] * len(trials)
+        self.eval_mode = _eval_mode(self.opt_name)
+        # running sums of the epoch's training loss (per sample) and correct predictions, per row
+        self.run_loss = torch.zeros(len(trials), dtype=torch.float64, device=device)
+        self.run_correct = torch.zeros(len(trials), dtype=torch.float64, device=device)
 
     def _optimizer(self, params: list[Tensor]) -> torch.optim.Optimizer:
         cls = OPTIMIZERS[self.opt_name].cls
@@ -468,6 +517,7 @@ class _Fleet:
                 }
         self.params, self.opt = new, opt
         self.buffers = [b[idx].clone() for b in self.buffers]
+        self.run_loss, self.run_correct = self.run_loss[idx], self.run_correct[idx]
 
     # -- the loop -----------------------------------------------------------------------------
     def _epoch_lrs(self, spe: int) -> np.ndarray:
@@ -482,22 +532,32 @@ class _Fleet:
 
     @torch.no_grad()
     def _evaluate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean loss and accuracy of every active trial on ``(x, y)``.
+
+        Chunks of :data:`_EVAL_CHUNK` samples (summed in that order, in float64) for blocks of
+        trials, so a trial's numbers are the same whatever the fleet's size or its row in it.
+        """
         k = len(self.active)
         loss = torch.zeros(k, dtype=torch.float64, device=x.device)
         correct = torch.zeros(k, dtype=torch.float64, device=x.device)
-        chunk = max(1, _EVAL_SAMPLES // k)
-        for i in range(0, x.shape[0], chunk):
-            out = self.form.forward_shared(self.params, x[i:i + chunk], self.buffers)
-            yy = y[i:i + chunk]
-            ce = F.cross_entropy(out.reshape(-1, out.shape[-1]), yy.repeat(k), reduction="none").view(k, -1)
-            loss += ce.sum(1, dtype=torch.float64)
-            correct += (out.argmax(-1) == yy).sum(1, dtype=torch.float64)
+        block = max(1, _EVAL_SAMPLES // _EVAL_CHUNK)
+        for r0 in range(0, k, block):
+            r1 = min(k, r0 + block)
+            params = [p[r0:r1] for p in self.params]
+            buffers = [b[r0:r1] for b in self.buffers]
+            for i in range(0, x.shape[0], _EVAL_CHUNK):
+                out = self.form.forward_shared(params, x[i:i + _EVAL_CHUNK], buffers)
+                yy = y[i:i + _EVAL_CHUNK]
+                ce = F.cross_entropy(out.reshape(-1, out.shape[-1]), yy.repeat(r1 - r0), reduction="none")
+                loss[r0:r1] += ce.view(r1 - r0, -1).sum(1, dtype=torch.float64)
+                correct[r0:r1] += (out.argmax(-1) == yy).sum(1, dtype=torch.float64)
         return loss / x.shape[0], correct / x.shape[0]
 
     def run(self) -> None:
-        x, y, xt, yt = _data(self.task, self.device, self.dtype)
+        x, y, xv, yv, xt, yt = _data(self.task, self.device, self.dtype)
         n, bsz = x.shape[0], self.task.batch_size
         spe = math.ceil(n / bsz)
+        nan = float("nan")
         for epoch in range(self.epochs):
             if not self.active:
                 break
@@ -507,10 +567,14 @@ class _Fleet:
             orders_by_seed = {s: epoch_order(s, epoch, n) for s in seeds}
             orders = torch.stack([orders_by_seed[self.trials[i].seed] for i in self.active]).to(self.device)
             lrs_row = {i: lrs_np[r] for r, i in enumerate(self.active)}
+            self.run_loss.zero_()
+            self.run_correct.zero_()
             for step in range(spe):
                 rows_before = list(self.active)
                 idx = orders[:, step * bsz:(step + 1) * bsz]
-                losses = _batched.cross_entropy_per_trial(self.form.forward(self.params, x[idx], self.buffers), y[idx])
+                yb = y[idx]
+                logits = self.form.forward(self.params, x[idx], self.buffers)
+                losses = _batched.cross_entropy_per_trial(logits, yb)
                 bad = (~torch.isfinite(losses)).nonzero().flatten().tolist()
                 if bad:
                     self._drop(bad, epoch, steps_this_epoch=step)
@@ -519,8 +583,12 @@ class _Fleet:
                     keep = [r for r in range(len(rows_before)) if r not in bad]
                     orders, lrs = orders[keep], lrs[keep]
                     idx = orders[:, step * bsz:(step + 1) * bsz]
-                    losses = _batched.cross_entropy_per_trial(
-                        self.form.forward(self.params, x[idx], self.buffers), y[idx])
+                    yb = y[idx]
+                    logits = self.form.forward(self.params, x[idx], self.buffers)
+                    losses = _batched.cross_entropy_per_trial(logits, yb)
+                with torch.no_grad():
+                    self.run_loss.add_(losses.detach().to(torch.float64), alpha=idx.shape[1])
+                    self.run_correct.add_((logits.detach().argmax(-1) == yb).sum(1, dtype=torch.float64))
                 losses.sum().backward()
                 old = [p.detach().clone() for p in self.params]
                 self.opt.step()
@@ -534,16 +602,22 @@ class _Fleet:
             for i in self.active:
                 self.states[i].advance(spe)
                 self.steps[i] += spe
-            tr_loss, tr_acc = self._evaluate(x, y)
-            te_loss, te_acc = self._evaluate(xt, yt)
-            tr_loss_l, tr_acc_l, te_loss_l, te_acc_l = (v.tolist() for v in (tr_loss, tr_acc, te_loss, te_acc))
+            if self.eval_mode:
+                self.opt.eval()  # type: ignore[attr-defined]
+            va_loss, va_acc = self._evaluate(xv, yv)
+            with_test = self.test_every_epoch or epoch == self.epochs - 1
+            te_loss, te_acc = self._evaluate(xt, yt) if with_test else (va_loss.new_full(va_loss.shape, nan),) * 2
+            if self.eval_mode:
+                self.opt.train()  # type: ignore[attr-defined]
+            tr_loss_l, tr_acc_l = (self.run_loss / n).tolist(), (self.run_correct / n).tolist()
+            va_loss_l, va_acc_l, te_loss_l, te_acc_l = (v.tolist() for v in (va_loss, va_acc, te_loss, te_acc))
             bad = []
             for r, i in enumerate(self.active):
-                if not _finite(tr_loss_l[r], te_loss_l[r]):
+                if not _finite(va_loss_l[r]):
                     bad.append(r)
                     continue
                 rec = EpochRecord(self.trials[i].trial_id, epoch, float(lrs_row[i][-1]), tr_loss_l[r], tr_acc_l[r],
-                                  te_loss_l[r], te_acc_l[r])
+                                  va_loss_l[r], va_acc_l[r], te_loss_l[r], te_acc_l[r])
                 self.curves[i].append(rec)
                 if self.on_epoch is not None:
                     self.on_epoch(rec)
@@ -610,7 +684,7 @@ def _usable_cores() -> int:
 
 
 def _worker(wid: int, task_ref: str, task_kwargs: dict[str, Any], jobs: Any, out: Any, epochs: int,
-            device: str, threads: int) -> None:
+            device: str, threads: int, test_every_epoch: bool = False) -> None:
     """Train fleets from ``jobs``; report on ``out``, a pipe whose ``send`` is synchronous, so a
     message sent (a finished trial) is delivered even if the process dies right after."""
     import signal
@@ -638,7 +712,8 @@ def _worker(wid: int, task_ref: str, task_kwargs: dict[str, Any], jobs: Any, out
             def send_trial(r: TrialResult, f: int = fid) -> None:
                 out.send(("trial", wid, f, r.to_dict()))
 
-            train_fleet(task, specs, epochs=epochs, device=device, on_epoch=send_epoch, on_trial_done=send_trial)
+            train_fleet(task, specs, epochs=epochs, device=device, on_epoch=send_epoch, on_trial_done=send_trial,
+                        test_every_epoch=test_every_epoch)
             out.send(("fleet_done", wid, fid))
         except Exception as e:
             out.send(("fleet_error", wid, fid, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
@@ -648,14 +723,24 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
                workers: int | None = None, device: str = "cpu",
                on_epoch: Callable[[EpochRecord], None] | None = None,
                on_trial_done: Callable[[TrialResult], None] | None = None,
-               max_fleet: int | None = None, threads_per_worker: int | None = None) -> list[TrialResult]:
+               max_fleet: int | None = None, threads_per_worker: int | None = None,
+               test_every_epoch: bool = False) -> list[TrialResult]:
     """Train ``trials`` as fleets spread over worker processes; callbacks run in this process.
 
     Each worker rebuilds the task with ``load_task(task_ref, **task_kwargs)`` (nothing but plain
     data crosses the process boundary), takes fleets from a shared queue and trains them with
-    :func:`train_fleet`, using ``threads_per_worker`` torch threads (default: the usable cores
-    divided among the workers; on this project's 2-core machine 2 workers x 1 thread train
-    ~1.7x more trials per second than 1 worker x 2 threads).
+    :func:`train_fleet`, using ``threads_per_worker`` torch threads (default 1: on this project's
+    2-core machine 2 workers x 1 thread train ~1.7x more trials per second than 1 worker x 2
+    threads, and one thread keeps the numbers reproducible, see below).
+
+    Reproducible numbers: on the CPU a trial's float32 results (curves, finals, weights) are the
+    same bit for bit whatever ``workers``, ``max_fleet`` and the other trials in the call, so an
+    interrupted study resumed with a different set of pending trials gets the numbers an
+    uninterrupted one would have (the hand-batched formulations are row-independent, see
+    :mod:`lrlab.study._batched`, and evaluation chunks do not depend on the fleet size). The
+    number of torch threads does change the last bits (MKL splits some products differently
+    across threads), so training always runs with ``threads_per_worker`` threads, also with
+    ``workers=0``; pass more only if you accept that.
 
     Args:
         task_ref, task_kwargs: what :func:`lrlab.study.tasks.load_task` is called with.
@@ -669,7 +754,9 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
         max_fleet: most trials in one fleet (default: 24 on CPU, where per-trial cost is flat from
             ~8 trials on and smaller fleets let idle workers take the remaining ones; 512 on CUDA,
             where bigger fleets fill the GPU).
-        threads_per_worker: torch threads in each worker (default: usable cores / workers).
+        threads_per_worker: torch threads in each worker, and in this process while it trains
+            with ``workers=0`` (default 1).
+        test_every_epoch: evaluate the test set after every epoch (display only), not just the last.
 
     Returns:
         results in the order of ``trials``.
@@ -712,15 +799,23 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
         if on_trial_done is not None:
             on_trial_done(r)
 
+    threads = 1 if threads_per_worker is None else threads_per_worker
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads_per_worker must be an int >= 1, got threads_per_worker={threads_per_worker!r}")
     if workers == 0:
         from lrlab.study.tasks import load_task
 
         task = load_task(task_ref, **task_kwargs)
-        for f in fleets:
-            train_fleet(task, f, epochs=epochs, device=device, on_epoch=on_epoch, on_trial_done=deliver)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for f in fleets:
+                train_fleet(task, f, epochs=epochs, device=device, on_epoch=on_epoch, on_trial_done=deliver,
+                            test_every_epoch=test_every_epoch)
+        finally:
+            torch.set_num_threads(before)
         return [results[i] for i in ids]
 
-    threads = threads_per_worker or max(1, cores // workers)
     ctx = mp.get_context("spawn")
     jobs = ctx.Queue()
     for fid, f in enumerate(fleets):
@@ -728,7 +823,8 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
     for _ in range(workers):
         jobs.put(None)
     pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]
-    procs = [ctx.Process(target=_worker, args=(w, task_ref, task_kwargs, jobs, pipes[w][1], epochs, str(device), threads),
+    procs = [ctx.Process(target=_worker, args=(w, task_ref, task_kwargs, jobs, pipes[w][1], epochs, str(device), threads,
+                                                       test_every_epoch),
                          daemon=True, name=f"lrlab-fleet-{w}") for w in range(workers)]
     failed: dict[str, str] = {}
     running: dict[int, int] = {}  # worker -> fleet it is training

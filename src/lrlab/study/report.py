@@ -3,17 +3,22 @@
 Files written into the output directory by :func:`write_report`:
 
 * ``report.html``: opens offline (every image inlined as base64 PNG, no scripts, no CDN): the
-  results table, the verdict on the seeds' claim, the lr curve of every schedule, train/test
-  loss and accuracy curves per optimizer (mean over seeds with a +-1 sd band), the final
-  accuracy of every seed, and the full config;
-* ``lr_curves.png``, ``curves_<optimizer>.png``, ``final_acc.png``: the same plots;
-* ``summary.csv`` (one row per schedule x optimizer), ``trials.csv`` (one row per trial),
-  ``curves.csv`` (one row per trial and epoch), ``results.json`` (all of it plus the config).
+  results table, the verdict on the seeds' claim, the lr-sensitivity plot of the tuning runs,
+  the lr curve of every schedule, train/validation loss and accuracy curves per optimizer (mean
+  over the final seeds with a +-1 sd band), the final test accuracy of every seed, the versions,
+  platform and exact command that produced it, and the full config;
+* ``lr_sensitivity.png``, ``lr_curves.png``, ``curves_<optimizer>.png``, ``final_acc.png``;
+* ``summary.csv`` (one row per schedule x optimizer), ``trials.csv`` (one row per trial, tuning
+  and final, with its role), ``curves.csv`` (one row per trial and epoch), ``results.json`` (the
+  document ``lrlab study --format json`` prints, plus every trial).
 
-The terminal table (:func:`results_table`) extends the seeds' Table 1.1: final test accuracy and
-loss as mean +- sd over seeds, the best-epoch accuracy, the paired difference from the constant
-schedule of the same optimizer with its 95 % interval and p-value, and a ``*`` where that
-difference is significant (paired t-test, p < 0.05; weak with 3 seeds: see :mod:`lrlab.study.stats`).
+The terminal table (:func:`results_table`) extends the seeds' Table 1.1: per cell the peak lr it
+ran at, final validation and test accuracy (mean +- sd over the final seeds), the paired
+test-accuracy difference from the constant schedule of the same optimizer with its 95 % interval,
+the raw and Holm-adjusted p-values and a ``*`` where the adjusted one is below 0.05, the epochs to
+reach 99 % of constant's final validation accuracy, the best validation accuracy and its epoch,
+and notes (divergence, "~N seeds" that would resolve an unresolved difference; see
+:mod:`lrlab.study.stats`).
 """
 
 from __future__ import annotations
@@ -33,19 +38,36 @@ import numpy as np
 from lrlab.study.stats import (
     BASELINE,
     CellSummary,
+    LrSelection,
     OptimizerEffect,
     claim_verdict,
     curve_band,
 )
 from lrlab.study.storage import CURVE_FIELDS, TrialRecord, dumps_json
 
-__all__ = ["effect_lines", "results_table", "write_report"]
+__all__ = [
+    "edge_lines",
+    "effect_lines",
+    "plot_lr_sensitivity",
+    "results_document",
+    "results_table",
+    "significance_note",
+    "table_text",
+    "write_readme_results",
+    "write_report",
+]
 
-SIGNIFICANCE_NOTE = (
-    "* = differs from constant (same optimizer) beyond seed noise: paired t-test over seeds, p < 0.05. "
-    "With 3 seeds this is weak evidence: the t-test has 2 degrees of freedom (needs |t| > 4.30) and "
-    "an exact sign-flip test cannot go below p = 0.25; treat unmarked differences as unresolved, not as zero."
-)
+
+def significance_note(n_seeds: int) -> str:
+    """What the ``*`` means, for a study with ``n_seeds`` final seeds."""
+    note = (
+        "* = differs from constant (same optimizer) beyond seed noise: paired t-test over the final seeds, "
+        "Holm-adjusted over all the study's comparisons, p_holm < 0.05."
+    )
+    if n_seeds <= 3:
+        note += (f" With {n_seeds} seeds this is weak evidence (the t-test has {max(n_seeds - 1, 0)} degree"
+                 f"{'' if n_seeds == 2 else 's'} of freedom); treat unmarked differences as unresolved, not as zero.")
+    return note
 
 
 def _pm(mean: float, sd: float, scale: float = 1.0, digits: int = 1, sep: str = " ± ") -> str:
@@ -55,36 +77,66 @@ def _pm(mean: float, sd: float, scale: float = 1.0, digits: int = 1, sep: str = 
     return s + (f"{sep}{sd * scale:.{digits}f}" if math.isfinite(sd) else "")
 
 
-def _delta(c: CellSummary) -> tuple[str, str, str]:
+def _delta(c: CellSummary) -> tuple[str, str, str, str]:
     comp = c.vs_baseline
     if comp is None:
-        return ("baseline" if c.schedule == BASELINE else "-"), "", ""
+        return ("baseline" if c.schedule == BASELINE and c.n else "-"), "", "", ""
     if comp.n == 0 or not math.isfinite(comp.mean):
-        return "-", "", ""
+        return "-", "", "", ""
     d = f"{comp.mean:+.1f}"
     if math.isfinite(comp.ci[0]):
         d += f"±{(comp.ci[1] - comp.ci[0]) / 2:.1f}"
     p = f"{comp.p_t:.3f}" if math.isfinite(comp.p_t) else "-"
-    return d, p, "*" if c.significant() else ""
+    ph = f"{comp.p_holm:.3f}" if math.isfinite(comp.p_holm) else "-"
+    return d, p, ph, "*" if c.significant() else ""
+
+
+def _lr(c: CellSummary) -> str:
+    if c.peak_lr is None:
+        return "-"
+    return f"{c.peak_lr:.3g}" + ("!" if c.selection is not None and c.selection.at_edge else "")
+
+
+def _note(c: CellSummary) -> str:
+    notes = []
+    if c.selection is not None and c.selection.all_diverged:
+        notes.append("every tuning lr diverged")
+    if c.diverged:
+        notes.append(f"{c.diverged}/{c.n} diverged")
+    need = c.vs_baseline.seeds_needed() if c.vs_baseline is not None else None
+    if need is not None:
+        notes.append(f"~{need} seeds" if need <= 1000 else ">1000 seeds")
+    return "; ".join(notes)
 
 
 def table_rows(summaries: Sequence[CellSummary]) -> list[dict[str, str]]:
     """The table's cells as strings (shared by the terminal, HTML and tests)."""
     rows = []
     for c in summaries:
-        d, p, mark = _delta(c)
-        note = f"{c.diverged}/{c.n} diverged" if c.diverged else ""
+        d, p, ph, mark = _delta(c)
+        if c.n == 0:
+            target = "-"
+        elif c.epochs_to_target is None:
+            target = "never"
+        else:
+            target = str(c.epochs_to_target)
+        best = "-" if not math.isfinite(c.best_val_acc_mean) else (
+            f"{c.best_val_acc_mean:.1f}@{c.best_epoch_mean:.0f}")
         rows.append({
             "optimizer": c.optimizer,
             "schedule": c.schedule,
+            "lr": _lr(c),
+            "val_acc": _pm(c.val_acc_mean, math.nan),
             "test_acc": _pm(c.acc_mean, c.acc_sd, sep="±"),
             "test_loss": _pm(c.loss_mean, c.loss_sd, digits=3, sep="±"),
-            "best_acc": _pm(c.best_acc_mean, math.nan),
+            "best_val": best,
+            "target": target,
             "delta": d,
             "p": p,
+            "p_holm": ph,
             "sig": mark,
             "seeds": str(c.n),
-            "note": note,
+            "note": _note(c),
         })
     return rows
 
@@ -92,48 +144,101 @@ def table_rows(summaries: Sequence[CellSummary]) -> list[dict[str, str]]:
 _COLUMNS = [
     ("optimizer", "optim"),
     ("schedule", "schedule"),
-    ("test_acc", "acc %"),
-    ("test_loss", "loss"),
-    ("best_acc", "best %"),
+    ("lr", "lr"),
+    ("val_acc", "val %"),
+    ("test_acc", "test %"),
     ("delta", "Δ vs const"),
     ("p", "p"),
+    ("p_holm", "p_holm"),
     ("sig", ""),
+    ("target", "→target"),
+    ("best_val", "best val"),
+    ("test_loss", "test loss"),
     ("note", "note"),
 ]
+_TERMINAL_SKIP = ("sig", "test_loss", "val_acc")  # in the HTML, CSV and JSON; the terminal keeps 80 columns
+_LEFT = ("optimizer", "schedule", "note")
+TABLE_CAPTION = (
+    "lr: the peak lr the final seeds ran at (! = at the edge of the tuning grid); test %: final "
+    "test accuracy, mean±sd over the final seeds (val %: validation, in the HTML/CSV/JSON); Δ vs const: paired test-accuracy "
+    "difference from constant, points ± 95% t-interval half-width; p: paired t-test, p_holm: Holm-adjusted, "
+    "* p_holm < 0.05; →target: epochs until the mean validation accuracy reaches 99% of constant's final "
+    "value; best val: best validation accuracy @ its epoch (means); ~N seeds: seeds that would resolve an "
+    "unresolved difference (80% power)"
+)
 
 
-def results_table(summaries: Sequence[CellSummary], title: str | None = None) -> Any:
-    """A ``rich.table.Table`` of the results (best mean accuracy per optimizer in bold)."""
+COMPACT_WIDTH = 110
+"""Terminals narrower than this get the table without the "best val" and "note" columns."""
+COMPACT_NOTE = "(best val and notes: in report.html, or in a terminal at least 110 columns wide)"
+
+
+def results_table(summaries: Sequence[CellSummary], title: str | None = None, *, compact: bool = False) -> Any:
+    """A ``rich.table.Table`` of the results (best mean test accuracy per optimizer in bold);
+    ``compact`` leaves out the "best val" and "note" columns (narrow terminals)."""
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
-                  caption="acc %, loss: final test accuracy and loss, mean±sd over seeds; best %: best epoch "
-                          "(mean); Δ vs const: paired difference from constant, points ± 95% CI half-width; "
-                          "p: paired t-test, * p < 0.05",
+    table = Table(title=escape(title) if title else None, title_justify="left", show_lines=False,
+                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, caption=TABLE_CAPTION,
                   caption_justify="left")
-    any_note = any(c.diverged for c in summaries)
-    columns = [(k, lbl) for k, lbl in _COLUMNS if k != "sig" and (k != "note" or any_note)]
     rows = table_rows(summaries)
+    any_note = any(r["note"] for r in rows)
+    skip = _TERMINAL_SKIP + (("best_val", "note") if compact else ())
+    columns = [(k, lbl) for k, lbl in _COLUMNS if k not in skip and (k != "note" or any_note)]
     for key, label in columns:
-        width = max([len(label)] + [len(r[key]) + (2 if key == "p" else 0) for r in rows])
-        table.add_column(label, justify="left" if key in ("optimizer", "schedule", "note") else "right",
+        width = max([len(label)] + [len(r[key]) + (2 if key == "p_holm" else 0) for r in rows])
+        table.add_column(label, justify="left" if key in _LEFT else "right",
                          no_wrap=key != "note", min_width=None if key == "note" else width)
-    best: dict[str, float] = {}
-    for c in summaries:
-        if math.isfinite(c.acc_mean) and c.acc_mean > best.get(c.optimizer, -math.inf):
-            best[c.optimizer] = c.acc_mean
+    best = _best_per_optimizer(summaries)
     prev = None
     for c, row in zip(summaries, rows):
         if prev is not None and c.optimizer != prev:
             table.add_section()
         prev = c.optimizer
         style = "bold" if math.isfinite(c.acc_mean) and c.acc_mean == best.get(c.optimizer) else None
-        cells = [row[k] + (" *" if k == "p" and row["sig"] else "  " if k == "p" else "") for k, _ in columns]
-        if c.diverged:
+        cells = [escape(row[k]) + (" *" if k == "p_holm" and row["sig"] else "  " if k == "p_holm" else "")
+                 for k, _ in columns]
+        if columns[-1][0] == "note" and "diverged" in row["note"]:
             cells[-1] = f"[red]{cells[-1]}[/red]"
         table.add_row(*cells, style=style)
     return table
+
+
+def _best_per_optimizer(summaries: Sequence[CellSummary]) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for c in summaries:
+        if math.isfinite(c.acc_mean) and c.acc_mean > best.get(c.optimizer, -math.inf):
+            best[c.optimizer] = c.acc_mean
+    return best
+
+
+def edge_lines(summaries: Sequence[CellSummary]) -> list[str]:
+    """One warning per optimizer whose chosen lr sits at the edge of the grid for some schedules."""
+    out = []
+    for o in dict.fromkeys(c.optimizer for c in summaries):
+        edge = [c for c in summaries if c.optimizer == o and c.selection is not None and c.selection.at_edge]
+        if not edge:
+            continue
+        parts = [f"{c.schedule} ({'smallest' if c.selection.chosen == c.selection.grid[0] else 'largest'})"  # type: ignore[union-attr]
+                 for c in edge]
+        out.append(f"! {o}: the best lr is at the edge of the grid for {', '.join(parts)}: the optimum may lie "
+                   "outside it; widen the grid (tune.grid / --lr-grid)")
+    return out
+
+
+def table_text(summaries: Sequence[CellSummary], effects: Sequence[OptimizerEffect], *, title: str | None,
+               n_seeds: int, width: int = 100) -> str:
+    """The terminal table and the lines under it as plain text (what the README shows)."""
+    from rich.console import Console
+
+    con = Console(file=io.StringIO(), width=width, color_system=None, highlight=False, record=True)
+    con.print(results_table(summaries, title=title))
+    for line in [significance_note(n_seeds), *edge_lines(summaries), *effect_lines(effects)]:
+        con.print(line, markup=False)
+    text = con.export_text(styles=False)
+    return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n") + "\n"
 
 
 def effect_lines(effects: Sequence[OptimizerEffect]) -> list[str]:
@@ -233,15 +338,16 @@ def plot_lr_curves(records: Sequence[TrialRecord], schedules: Sequence[str], ste
 
 
 def plot_training_curves(records: Sequence[TrialRecord], schedules: Sequence[str], optimizer: str) -> bytes:
-    """Train/test loss and accuracy over epochs for one optimizer: mean over seeds, +-1 sd band."""
+    """Train/validation loss and accuracy over epochs for one optimizer: mean over the final
+    seeds, +-1 sd band (train: running means over each epoch's minibatches)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    panels = [("train_loss", "train loss", True), ("test_loss", "test loss", True),
-              ("train_acc", "train accuracy %", False), ("test_acc", "test accuracy %", False)]
+    panels = [("train_loss", "train loss", True), ("val_loss", "validation loss", True),
+              ("train_acc", "train accuracy %", False), ("val_acc", "validation accuracy %", False)]
     colors = _colors(len(schedules))
     for ax, (key, label, log) in zip(axes.flat, panels):
         positive = False
@@ -311,7 +417,59 @@ def plot_final_accuracy(records: Sequence[TrialRecord], summaries: Sequence[Cell
         ax.set_title(opt, fontsize=10)
         ax.grid(alpha=0.3, axis="x")
     fig.suptitle("Final test accuracy per seed (dots), mean ± sd (squares); green / red: significantly better / "
-                 "worse than constant (paired t-test, p < 0.05)", fontsize=10)
+                 "worse than constant (paired t-test, Holm-adjusted p < 0.05)", fontsize=10)
+    fig.tight_layout()
+    return _fig_png(fig)
+
+
+def plot_lr_sensitivity(selections: Mapping[tuple[str, str], LrSelection], schedules: Sequence[str],
+                        optimizers: Sequence[str]) -> bytes:
+    """Validation accuracy (mean over tuning seeds) against peak lr (log x): one line per
+    schedule, one panel per optimizer; the chosen lr of each line is a star, a grid point where
+    every tuning seed diverged an ``x`` at the bottom (DeepOBS's lr-sensitivity plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    opts = [o for o in optimizers if any(k[1] == o for k in selections)]
+    fig, axes = plt.subplots(1, max(len(opts), 1), figsize=(5.6 * max(len(opts), 1), 4.4), squeeze=False)
+    colors = _colors(len(schedules))
+    for ax, opt in zip(axes[0], opts):
+        finite: list[float] = []
+        lines = []
+        for color, name in zip(colors, schedules):
+            sel = selections.get((name, opt))
+            if sel is None:
+                continue
+            grid = np.array(sel.grid)
+            dead = np.array([d == n for d, n in zip(sel.diverged, sel.runs)])
+            y = np.where(dead, np.nan, np.array(sel.scores) * 100.0)
+            finite += [float(v) for v in y if math.isfinite(v)]
+            lines.append((name, color, grid, y, dead, sel))
+        low = max(0.0, (np.percentile(finite, 10) if finite else 0.0) - 5.0)
+        for name, color, grid, y, dead, sel in lines:
+            ls = "--" if name == BASELINE else "-"
+            ax.plot(grid, y, ls, marker="o", ms=3, color=color, lw=1.3, label=name)
+            if sel.chosen is not None:
+                k = sel.grid.index(sel.chosen)
+                ax.plot([sel.chosen], [y[k]], "*", ms=12, color=color, mec="k", mew=0.6, zorder=5)
+            if dead.any():
+                ax.plot(grid[dead], np.full(int(dead.sum()), low + 0.5), "x", color=color, ms=6)
+        ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        ticks = sorted({lr for *_, sel in lines for lr in sel.grid})
+        ax.set_xticks(ticks, [f"{lr:.3g}" for lr in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(bottom=low)
+        ax.set_xlabel("peak learning rate", fontsize=8)
+        ax.set_ylabel("final validation accuracy % (tuning seeds)", fontsize=8)
+        ax.set_title(opt, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6.5, ncol=2, loc="best")
+    fig.suptitle("Learning-rate sensitivity: star = chosen lr, x = every tuning seed diverged", fontsize=10)
     fig.tight_layout()
     return _fig_png(fig)
 
@@ -333,30 +491,85 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
             w.writerow([_num(v) for v in row])
 
 
-def _summary_dict(c: CellSummary) -> dict[str, Any]:
+def _frac(v: float) -> float | None:
+    return v / 100.0 if math.isfinite(v) else None
+
+
+def cell_dict(c: CellSummary) -> dict[str, Any]:
+    """One (optimizer, schedule) cell as plain data: accuracies as fractions, p-values, the lr."""
     comp = c.vs_baseline
+    sel = c.selection
     return {
-        "schedule": c.schedule, "optimizer": c.optimizer, "seeds": c.n, "diverged": c.diverged,
-        "test_acc_mean": c.acc_mean, "test_acc_sd": c.acc_sd, "test_loss_mean": c.loss_mean,
-        "test_loss_sd": c.loss_sd, "best_epoch_acc_mean": c.best_acc_mean,
-        "delta_vs_constant": None if comp is None else comp.mean,
-        "delta_ci_low": None if comp is None else comp.ci[0],
-        "delta_ci_high": None if comp is None else comp.ci[1],
-        "p_paired_t": None if comp is None else comp.p_t,
+        "optimizer": c.optimizer,
+        "schedule": c.schedule,
+        "peak_lr": c.peak_lr,
+        "lr_grid": None if sel is None else list(sel.grid),
+        "lr_at_edge": None if sel is None else sel.at_edge,
+        "lr_grid_val_acc": None if sel is None else list(sel.scores),
+        "val_acc": {"mean": _frac(c.val_acc_mean), "sd": _frac(c.val_acc_sd)},
+        "test_acc": {"mean": _frac(c.acc_mean), "sd": _frac(c.acc_sd)},
+        "test_loss": {"mean": c.loss_mean, "sd": c.loss_sd},
+        "delta_vs_constant": None if comp is None else _frac(comp.mean),
+        "delta_ci95": None if comp is None else [_frac(comp.ci[0]), _frac(comp.ci[1])],
+        "p": None if comp is None else comp.p_t,
+        "p_holm": None if comp is None else comp.p_holm,
         "p_sign_flip": None if comp is None else comp.p_sign,
-        "pairs": None if comp is None else comp.n,
         "significant": c.significant(),
+        "seeds_to_resolve": None if comp is None else comp.seeds_needed(),
+        "epochs_to_target": c.epochs_to_target,
+        "target_val_acc": _frac(c.target),
+        "best_val_acc": _frac(c.best_val_acc_mean),
+        "best_epoch": c.best_epoch_mean,
+        "n_seeds": c.n,
+        "diverged": c.diverged,
+        "note": _note(c),
+    }
+
+
+def results_document(summaries: Sequence[CellSummary], effects: Sequence[OptimizerEffect],
+                     info: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``lrlab study --format json`` prints: the cells, the claim, versions, config, command."""
+    lines = effect_lines(effects)
+    return {
+        "task": info.get("task"),
+        "epochs": info.get("epochs"),
+        "cells": [cell_dict(c) for c in summaries],
+        "warnings": edge_lines(summaries),
+        "effects": [
+            {"optimizer": e.optimizer, "baseline_acc": _frac(e.baseline_acc), "best_schedule": e.best_schedule,
+             "best_gain": None if e.best is None else _frac(e.best.mean),
+             "average_effect": _frac(e.average_mean), "average_effect_se": _frac(e.average_se),
+             "spread": _frac(e.spread)}
+            for e in effects
+        ],
+        "claim": claim_verdict(effects),
+        "lines": lines,
+        "versions": dict(info.get("versions") or {}),
+        "command": info.get("command"),
+        "config": dict(info.get("config") or {}),
     }
 
 
 def _trial_dict(r: TrialRecord) -> dict[str, Any]:
     return {
-        "trial_id": r.trial_id, "key": r.key, "schedule": r.schedule_name, "schedule_text": r.schedule_text,
-        "optimizer": r.optimizer, "optimizer_kwargs": r.optimizer_kwargs, "seed": r.seed, "peak_lr": r.peak_lr,
-        "epochs": r.epochs, "status": r.status, "diverged_epoch": r.diverged_epoch, "seconds": r.seconds,
-        "final": r.final, "curves": {k: r.curves[k].tolist() for k in CURVE_FIELDS},
-        "schedule_config": r.schedule_config,
+        "trial_id": r.trial_id, "key": r.key, "role": r.role, "schedule": r.schedule_name,
+        "schedule_text": r.schedule_text, "optimizer": r.optimizer, "optimizer_kwargs": r.optimizer_kwargs,
+        "seed": r.seed, "peak_lr": r.peak_lr, "epochs": r.epochs, "status": r.status,
+        "diverged_epoch": r.diverged_epoch, "seconds": r.seconds, "final": r.final,
+        "curves": {k: r.curves[k].tolist() for k in CURVE_FIELDS}, "schedule_config": r.schedule_config,
     }
+
+
+def _flat(d: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update({f"{k}_{kk}": vv for kk, vv in v.items()})
+        elif isinstance(v, list):
+            out[k] = " ".join("" if x is None else f"{x:g}" if isinstance(x, float) else str(x) for x in v)
+        else:
+            out[k] = v
+    return out
 
 
 def write_report(
@@ -370,62 +583,98 @@ def write_report(
     steps_per_epoch: int,
     title: str = "lrlab study",
     meta: Mapping[str, Any] | None = None,
+    tune_records: Sequence[TrialRecord] = (),
+    info: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Write the HTML report, PNGs, CSVs and JSON into ``out``; returns ``{kind: path}``."""
+    """Write the HTML report, PNGs, CSVs and JSON into ``out``; returns ``{kind: path}``.
+
+    ``records`` are the final runs, ``tune_records`` the tuning runs (the lr-sensitivity plot,
+    ``trials.csv`` and ``results.json`` include them, with their role).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     opts = list(dict.fromkeys(c.optimizer for c in summaries))
+    info = dict(info or {"config": dict(config)})
+    selections = {(c.schedule, c.optimizer): c.selection for c in summaries if c.selection is not None}
     images: list[tuple[str, str, bytes]] = []
-    images.append(("lr_curves.png", "Learning-rate schedules", plot_lr_curves(records, schedules, steps_per_epoch)))
-    images.append(("final_acc.png", "Final test accuracy per seed", plot_final_accuracy(records, summaries)))
-    for o in opts:
-        images.append((f"curves_{o}.png", f"Training curves: {o}", plot_training_curves(records, schedules, o)))
+    if selections:
+        images.append(("lr_sensitivity.png", "Learning-rate sensitivity (tuning runs, validation)",
+                       plot_lr_sensitivity(selections, schedules, opts)))
+    if records:
+        images.append(("lr_curves.png", "Learning-rate schedules", plot_lr_curves(records, schedules, steps_per_epoch)))
+        images.append(("final_acc.png", "Final test accuracy per seed", plot_final_accuracy(records, summaries)))
+        for o in opts:
+            images.append((f"curves_{o}.png", f"Training curves: {o}", plot_training_curves(records, schedules, o)))
     for name, _, png in images:
         (out / name).write_bytes(png)
         paths[name] = out / name
 
-    _write_csv(out / "summary.csv", list(_summary_dict(summaries[0]).keys()) if summaries else [],
-               [list(_summary_dict(c).values()) for c in summaries])
-    trial_header = ["trial_id", "schedule", "optimizer", "seed", "peak_lr", "status", "diverged_epoch",
-                    "test_acc", "test_loss", "train_acc", "train_loss", "best_test_acc", "seconds", "schedule_text"]
+    cells = [_flat(cell_dict(c)) for c in summaries]
+    _write_csv(out / "summary.csv", list(cells[0]) if cells else [], [list(c.values()) for c in cells])
+    trial_header = ["trial_id", "role", "schedule", "optimizer", "seed", "peak_lr", "status", "diverged_epoch",
+                    "val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss", "best_val_acc",
+                    "seconds", "schedule_text"]
     trial_rows = []
     curve_rows = []
-    for r in records:
-        best = float(np.nanmax(r.curves["test_acc"])) if np.isfinite(r.curves["test_acc"]).any() else math.nan
+    for r in [*tune_records, *records]:
+        best = float(np.nanmax(r.curves["val_acc"])) if np.isfinite(r.curves["val_acc"]).any() else math.nan
         trial_rows.append([
-            r.trial_id, r.schedule_name, r.optimizer, r.seed, r.peak_lr, r.status, r.diverged_epoch,
-            r.final.get("test_acc", math.nan), r.final.get("test_loss", math.nan),
-            r.final.get("train_acc", math.nan), r.final.get("train_loss", math.nan), best, r.seconds,
-            r.schedule_text,
+            r.trial_id, r.role, r.schedule_name, r.optimizer, r.seed, r.peak_lr, r.status, r.diverged_epoch,
+            *[r.final.get(k, math.nan) for k in ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc",
+                                                  "train_loss")],
+            best, r.seconds, r.schedule_text,
         ])
         for i in range(len(r.curves["epoch"])):
-            curve_rows.append([r.trial_id, r.schedule_name, r.optimizer, r.seed,
+            curve_rows.append([r.trial_id, r.role, r.schedule_name, r.optimizer, r.seed, r.peak_lr,
                                *[float(r.curves[k][i]) for k in CURVE_FIELDS]])
     _write_csv(out / "trials.csv", trial_header, trial_rows)
-    _write_csv(out / "curves.csv", ["trial_id", "schedule", "optimizer", "seed", *CURVE_FIELDS], curve_rows)
-    lines = effect_lines(effects)
+    _write_csv(out / "curves.csv", ["trial_id", "role", "schedule", "optimizer", "seed", "peak_lr", *CURVE_FIELDS],
+               curve_rows)
+    lines = [*edge_lines(summaries), *effect_lines(effects)]
     results = {
         "title": title,
         "meta": dict(meta or {}),
-        "config": dict(config),
-        "summary": [_summary_dict(c) for c in summaries],
-        "effects": [
-            {"optimizer": e.optimizer, "baseline_acc": e.baseline_acc, "baseline_sd": e.baseline_sd,
-             "best_schedule": e.best_schedule, "best_gain": None if e.best is None else e.best.mean,
-             "best_gain_ci": None if e.best is None else list(e.best.ci),
-             "average_effect": e.average_mean, "average_effect_se": e.average_se, "spread": e.spread}
-            for e in effects
-        ],
-        "claim": lines[-1] if lines and lines[-1].startswith("Claim") else None,
-        "trials": [_trial_dict(r) for r in records],
+        **results_document(summaries, effects, info),
+        "trials": [_trial_dict(r) for r in [*tune_records, *records]],
     }
     (out / "results.json").write_text(dumps_json(results), encoding="utf-8")
     for name in ("summary.csv", "trials.csv", "curves.csv", "results.json"):
         paths[name] = out / name
-    page = _html(title, summaries, lines, images, config, meta or {}, records)
+    n_seeds = len(config.get("seeds") or []) or max((c.n for c in summaries), default=0)
+    page = _html(title, summaries, lines, images, config, meta or {}, records, significance_note(n_seeds))
     (out / "report.html").write_text(page, encoding="utf-8")
     paths["report.html"] = out / "report.html"
+    return paths
+
+
+README_BEGIN = "<!-- study-table:begin (make readme-results writes this block from docs/study/table.txt) -->"
+README_END = "<!-- study-table:end -->"
+
+
+def readme_block(table: str) -> str:
+    """The README's table block for ``table`` (the text of docs/study/table.txt)."""
+    return f"{README_BEGIN}\n```\n{table.rstrip()}\n```\n{README_END}"
+
+
+def write_readme_results(table: str, sensitivity_png: bytes, docs: str | Path,
+                         readme: str | Path | None = None) -> dict[str, Path]:
+    """Write ``table.txt`` and ``lr_sensitivity.png`` into ``docs`` and, when ``readme`` is
+    given, replace its block between :data:`README_BEGIN` and :data:`README_END` with the table
+    (errors when the README has no such block, so nothing is silently skipped)."""
+    d = Path(docs)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "table.txt").write_text(table, encoding="utf-8")
+    (d / "lr_sensitivity.png").write_bytes(sensitivity_png)
+    paths = {"table.txt": d / "table.txt", "lr_sensitivity.png": d / "lr_sensitivity.png"}
+    if readme is not None:
+        r = Path(readme)
+        text = r.read_text(encoding="utf-8")
+        i, j = text.find(README_BEGIN), text.find(README_END)
+        if i < 0 or j < i:
+            raise ValueError(f"{r} has no study-table block ({README_BEGIN!r} ... {README_END!r})")
+        r.write_text(text[:i] + readme_block(table) + text[j + len(README_END):], encoding="utf-8")
+        paths["readme"] = r
     return paths
 
 
@@ -446,14 +695,11 @@ def _html(
     config: Mapping[str, Any],
     meta: Mapping[str, Any],
     records: Sequence[TrialRecord],
+    sig_note: str,
 ) -> str:
     e = html.escape
-    best: dict[str, float] = {}
-    for c in summaries:
-        if math.isfinite(c.acc_mean) and c.acc_mean > best.get(c.optimizer, -math.inf):
-            best[c.optimizer] = c.acc_mean
-    head = "".join(f'<th class="{"l" if k in ("optimizer", "schedule", "note") else ""}">{e(lbl)}</th>'
-                   for k, lbl in _COLUMNS)
+    best = _best_per_optimizer(summaries)
+    head = "".join(f'<th class="{"l" if k in _LEFT else ""}">{e(lbl)}</th>' for k, lbl in _COLUMNS)
     body = []
     prev = None
     for c, row in zip(summaries, table_rows(summaries)):
@@ -465,10 +711,10 @@ def _html(
         prev = c.optimizer
         tds = []
         for k, _ in _COLUMNS:
-            klass = "l" if k in ("optimizer", "schedule", "note") else ""
+            klass = "l" if k in _LEFT else ""
             if k == "sig" and row[k]:
                 klass += " sig"
-            if k == "note" and row[k]:
+            if k == "note" and "diverged" in row[k]:
                 klass += " div"
             tds.append(f'<td class="{klass.strip()}">{e(row[k])}</td>')
         body.append(f'<tr class="{" ".join(cls)}">{"".join(tds)}</tr>')
@@ -490,9 +736,8 @@ def _html(
 <ul class="note">{meta_items}</ul>
 <h2>Results</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>
-<p class="note">Accuracies in %, mean ± sd over seeds; best-epoch acc: the highest test accuracy over epochs (mean over seeds);
-Δ vs const: paired difference from the constant schedule of the same optimizer, in points, ± the half-width of its 95 % t interval; p: paired t-test. Bold: best mean per optimizer.
-{e(SIGNIFICANCE_NOTE)}</p>
+<p class="note">{e(TABLE_CAPTION)}; test loss: final test loss, mean±sd. Bold: best mean test accuracy per optimizer.
+{e(sig_note)}</p>
 <h2>How much the schedule matters</h2>
 <ul>{effect_html}</ul>
 <p class="note">"best schedule" picks the highest of several means measured on the same seeds, so it is optimistic;

@@ -4,20 +4,26 @@
 
 1. load the task (:func:`lrlab.study.tasks.load_task`) and fix the training length
    (``epochs``; ``total_steps = epochs * steps_per_epoch``);
-2. per optimizer, the peak lr: from the config, the task's documented default, or the LR range
-   test (``peak_lr="find"``: :func:`lrlab.finder.find_for_task`, cached in the storage so a rerun
-   does not search again);
-3. one trial per schedule x optimizer x seed: ``peak_lr * schedule`` resolved with the task's
-   ``total_steps``/``steps_per_epoch``; its key is ``trial_id@hash`` where the hash covers
-   everything that determines its result (task and its kwargs, epochs, the resolved schedule,
-   optimizer and overrides, seed, plateau metric);
-4. trials whose key is already in the storage are not rerun (unless ``fresh``); the others go to
-   :func:`lrlab.study.fleet.run_trials` (batched fleets spread over processes), and each is
-   stored the moment it finishes, so an interrupted run loses no finished trial;
-5. statistics over seeds (:mod:`lrlab.study.stats`), the terminal table and the report files
-   (:mod:`lrlab.study.report`).
+2. per optimizer, the base peak lr: from the config, the task's documented default, or the LR
+   range test (``peak_lr="find"``: :func:`lrlab.finder.find_for_task`, cached in the storage so
+   a rerun does not search again);
+3. with tuning (the default, :class:`~lrlab.study.config.TuneConfig`): one *tune* trial per
+   schedule x optimizer x grid lr x tuning seed, all of them in one call to
+   :func:`lrlab.study.fleet.run_trials` (batched fleets); then per cell the lr with the best
+   final validation accuracy (:func:`lrlab.study.stats.select_lr`);
+4. one *final* trial per schedule x optimizer x final seed at the cell's chosen lr (or at the
+   base lr with ``tune=None``), again in one call. A trial is ``peak_lr * schedule`` resolved
+   with the task's ``total_steps``/``steps_per_epoch``; its key is ``trial_id@hash`` where the
+   hash covers everything that determines its result (role, task and its kwargs, epochs, the
+   resolved schedule with its peak lr, optimizer and overrides, seed, plateau metric);
+5. trials whose key is already in the storage are not rerun (unless ``fresh``), so a rerun
+   re-selects the same lrs from the stored tune trials and finds the finals stored too; each
+   trial is stored the moment it finishes, so an interrupted run loses no finished trial;
+6. statistics over the final seeds (:mod:`lrlab.study.stats`), the terminal table and the report
+   files (:mod:`lrlab.study.report`). Only final runs' test numbers are reported; the test set
+   never feeds a choice.
 
-:func:`rebuild_report` redoes step 5 from the storage alone (``lrlab study report``).
+:func:`rebuild_report` redoes step 6 from the storage alone (``lrlab study report``).
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import platform
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +42,18 @@ from typing import Any
 import numpy as np
 
 from lrlab.schedules import Schedule
-from lrlab.study.config import StudyConfig, load_config
-from lrlab.study.stats import CellSummary, OptimizerEffect, optimizer_effects, summarize
+from lrlab.study.config import LR_LIMITS, StudyConfig, load_config
+from lrlab.study.stats import (
+    CellSummary,
+    LrSelection,
+    OptimizerEffect,
+    optimizer_effects,
+    select_lr,
+    summarize,
+)
 from lrlab.study.storage import CURVE_FIELDS, StudyStorage, TrialRecord, storage_url
 
-__all__ = ["PlannedTrial", "StudyResult", "plan_trials", "rebuild_report", "run_study"]
+__all__ = ["PlannedTrial", "StudyResult", "plan_trials", "rebuild_report", "run_study", "tuning_grid", "versions"]
 
 _STUDY_ATTR = "lrlab_study"
 _FINDER_ATTR = "lrlab_finder"
@@ -54,14 +69,18 @@ class PlannedTrial:
     schedule_name: str
     schedule_text: str
     peak_lr: float
+    role: str = "final"
 
 
 @dataclass
 class StudyResult:
     """What :func:`run_study` returns.
 
-    ``records``: every trial of the study (run now or found in storage); ``ran``/``reused``: how
-    many were trained in this call / taken from storage; ``paths``: the report files by name.
+    ``records``: every final trial of the study (run now or found in storage); ``tune_records``:
+    the tuning trials; ``selections``: the tuning of each ``(schedule, optimizer)`` cell;
+    ``ran``/``reused``: how many trials (both roles) were trained in this call / taken from
+    storage; ``paths``: the report files by name; ``info``: what the report was built from
+    (config, versions, command, ...).
     """
 
     config: StudyConfig
@@ -73,6 +92,20 @@ class StudyResult:
     reused: int
     seconds: float
     peak_lrs: dict[str, float] = field(default_factory=dict)
+    tune_records: list[TrialRecord] = field(default_factory=list)
+    selections: dict[tuple[str, str], LrSelection] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def versions() -> dict[str, str]:
+    """The versions that produced a study's numbers (recorded in the report)."""
+    import numpy
+    import torch
+
+    import lrlab
+
+    return {"lrlab": lrlab.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
 
 
 def _hash(obj: Any) -> str:
@@ -114,35 +147,70 @@ def _peak_lrs(cfg: StudyConfig, task: Any, storage: StudyStorage, say: Callable[
     return out
 
 
-def plan_trials(cfg: StudyConfig, *, epochs: int, steps_per_epoch: int, peak_lrs: Mapping[str, float]) -> list[PlannedTrial]:
-    """Every trial of ``cfg``, optimizer-major, then schedule, then seed."""
+def tuning_grid(cfg: StudyConfig, base_lrs: Mapping[str, float]) -> dict[str, tuple[float, ...]]:
+    """The absolute peak lrs each optimizer's cells are tuned on (``cfg.tune`` must be set)."""
+    if cfg.tune is None:
+        raise ValueError("tuning_grid: the config has tune=None")
+    out = {}
+    for opt in cfg.optimizers:
+        lrs = tuple(float(base_lrs[opt]) * g if cfg.tune.relative else g for g in cfg.tune.grid)
+        bad = [lr for lr in lrs if not (math.isfinite(lr) and LR_LIMITS[0] <= lr <= LR_LIMITS[1])]
+        if bad:
+            raise ValueError(f"tune.grid: gives the peak lr {bad[0]!r} for {opt}, not a positive finite number")
+        out[opt] = lrs
+    return out
+
+
+def plan_trials(cfg: StudyConfig, *, epochs: int, steps_per_epoch: int,
+                peak_lrs: Mapping[str, float] | Mapping[tuple[str, str], float],
+                role: str = "final", seeds: Sequence[int] | None = None,
+                grid: Mapping[str, Sequence[float]] | None = None) -> list[PlannedTrial]:
+    """The trials of one role of ``cfg``, optimizer-major, then schedule, then lr, then seed.
+
+    ``peak_lrs``: the lr per optimizer, or per ``(schedule, optimizer)`` cell (cells missing from
+    it are not planned: their tuning diverged everywhere); ``grid`` (tune role): the lrs per
+    optimizer instead; ``seeds``: default ``cfg.seeds`` (final) or ``cfg.tune.seeds`` (tune).
+    """
     from lrlab.study.fleet import TrialSpec
 
+    if role not in ("tune", "final"):
+        raise ValueError(f"role must be 'tune' or 'final', got {role!r}")
+    if seeds is None:
+        seeds = cfg.tune.seeds if role == "tune" and cfg.tune is not None else cfg.final_seeds
     total = epochs * steps_per_epoch
     relative = cfg.schedule_objects()
     plans = []
     for opt_name, choice in cfg.optimizers.items():
-        peak = float(peak_lrs[opt_name])
         for s_name, rel in relative.items():
-            try:
-                sched: Schedule = (peak * rel).resolve(total_steps=total, steps_per_epoch=steps_per_epoch)
-                lrs = sched.values(total)
-            except ValueError as e:
-                raise ValueError(f"schedules.{s_name}: {str(e).splitlines()[0]}") from e
-            if not np.all(np.isfinite(lrs)) or np.any(lrs < 0):
-                raise ValueError(f"schedules.{s_name}: gives a negative or non-finite lr within the {total} steps")
-            for seed in cfg.seeds:
-                trial_id = f"{s_name}/{opt_name}/s{seed}"
-                key = trial_id + "@" + _hash({
-                    "task": cfg.task, "task_kwargs": cfg.task_build_kwargs(), "epochs": epochs,
-                    "schedule": sched.to_config(), "optimizer": opt_name, "kwargs": dict(choice.kwargs),
-                    "seed": seed, "plateau_metric": cfg.plateau_metric,
-                })
-                spec = TrialSpec(
-                    trial_id=trial_id, schedule=sched, optimizer=opt_name,
-                    optimizer_kwargs=dict(choice.kwargs), seed=seed, plateau_metric=cfg.plateau_metric,
-                )
-                plans.append(PlannedTrial(key, spec, s_name, str(rel), peak))
+            if grid is not None:
+                lrs = [float(x) for x in grid[opt_name]]
+            elif (s_name, opt_name) in peak_lrs:
+                lrs = [float(peak_lrs[(s_name, opt_name)])]  # type: ignore[index]
+            elif opt_name in peak_lrs:
+                lrs = [float(peak_lrs[opt_name])]  # type: ignore[index]
+            else:
+                continue
+            for peak in lrs:
+                try:
+                    sched: Schedule = (peak * rel).resolve(total_steps=total, steps_per_epoch=steps_per_epoch)
+                    values = sched.values(total)
+                except ValueError as e:
+                    raise ValueError(f"schedules.{s_name}: {str(e).splitlines()[0]}") from e
+                if not np.all(np.isfinite(values)) or np.any(values < 0):
+                    raise ValueError(f"schedules.{s_name}: gives a negative or non-finite lr within the {total} steps")
+                for seed in seeds:
+                    trial_id = (f"{s_name}/{opt_name}/s{seed}" if role == "final"
+                                else f"{s_name}/{opt_name}/lr{peak:.6g}/s{seed}")
+                    key = trial_id + "@" + _hash({
+                        "role": role, "task": cfg.task, "task_kwargs": cfg.task_build_kwargs(), "epochs": epochs,
+                        "schedule": sched.to_config(), "optimizer": opt_name, "kwargs": dict(choice.kwargs),
+                        "seed": seed, "plateau_metric": cfg.plateau_metric,
+                    })
+                    spec = TrialSpec(
+                        trial_id=trial_id, schedule=sched, optimizer=opt_name,
+                        optimizer_kwargs=dict(choice.kwargs), seed=seed, plateau_metric=cfg.plateau_metric,
+                    )
+                    plans.append(PlannedTrial(key, spec, s_name, str(rel), peak, role))
     return plans
 
 
@@ -150,18 +218,19 @@ def _record(plan: PlannedTrial, result: Any, epochs: int) -> TrialRecord:
     curves = {k: np.array([float(getattr(e, k)) for e in result.curves], dtype=np.float64) for k in CURVE_FIELDS}
     final = {k: float(v) for k, v in dict(result.final).items() if isinstance(v, (int, float))}
     last = result.curves[-1] if result.curves else None
-    for k in ("test_acc", "test_loss", "train_acc", "train_loss"):
+    for k in ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss"):
         if k not in final:
             final[k] = float(getattr(last, k)) if last is not None else math.nan
-    if "best_test_acc" not in final:
-        acc = curves["test_acc"]
-        final["best_test_acc"] = float(np.nanmax(acc)) if np.isfinite(acc).any() else math.nan
+    if "best_val_acc" not in final:
+        acc = curves["val_acc"]
+        final["best_val_acc"] = float(np.nanmax(acc)) if np.isfinite(acc).any() else math.nan
     return TrialRecord(
         key=plan.key, trial_id=plan.spec.trial_id, schedule_name=plan.schedule_name,
         schedule_text=plan.schedule_text, schedule_config=plan.spec.schedule.to_config(),
         optimizer=plan.spec.optimizer, optimizer_kwargs=dict(plan.spec.optimizer_kwargs),
         seed=plan.spec.seed, peak_lr=plan.peak_lr, epochs=epochs, curves=curves, final=final,
         diverged=bool(result.diverged), diverged_epoch=result.diverged_epoch, seconds=float(result.seconds),
+        role=plan.role,
     )
 
 
@@ -173,6 +242,43 @@ def _console(console: Any, quiet: bool) -> Any:
     return Console(quiet=quiet, highlight=False)
 
 
+def _load_task(cfg: StudyConfig) -> Any:
+    """The task, with unknown builder arguments as a one-line error naming them."""
+    from lrlab.study.tasks import load_task
+
+    try:
+        return load_task(cfg.task, **cfg.task_build_kwargs())
+    except TypeError as e:
+        raise ValueError(f"task_kwargs: task {cfg.task!r} does not accept these arguments ({e})") from e
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device torch does not know, or one this machine lacks, before any training."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"device {device!r} is not a torch device (use cpu or cuda): {str(e).splitlines()[0]}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: the study trains on cpu or cuda")
+
+
+def _writable_dir(out: str | Path) -> Path:
+    """Create ``out`` and prove it is writable (one-line error otherwise, before training)."""
+    p = Path(out)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / ".lrlab-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write to the output directory {str(out)!r}: {e.strerror or e}") from e
+    return p
+
+
 def run_study(
     config: StudyConfig | Mapping[str, Any] | str | Path | None = None,
     *,
@@ -180,6 +286,7 @@ def run_study(
     console: Any = None,
     quiet: bool = False,
     report: bool = True,
+    command: str | None = None,
 ) -> StudyResult:
     """Run (or resume) a study and write its report; see the module docstring for the steps.
 
@@ -191,9 +298,13 @@ def run_study(
         quiet: print nothing (the report files are still written).
         report: write the report files into ``config.out`` (the table is printed either way);
             ``lrlab study report`` can write them later from the storage.
+        command: the command line that started the study (recorded in the report; default
+            ``sys.argv``).
 
     >>> # run_study({"schedules": ["constant", "linear"], "optimizers": ["adam"], "epochs": 2})
     """
+    from rich.markup import escape
+
     t0 = time.perf_counter()
     if config is None:
         cfg = StudyConfig()
@@ -206,50 +317,111 @@ def run_study(
     con = _console(console, quiet)
     say = con.print
 
-    from lrlab.study.tasks import load_task
-
-    task = load_task(cfg.task, **cfg.task_build_kwargs())
+    _check_device(cfg.device)
+    task = _load_task(cfg)
+    no_val = not task.has_validation
+    task = task.with_validation()  # the engine makes the same seeded split in every worker
+    n_val = 0 if task.y_val is None else len(task.y_val)
+    if no_val:
+        say(f"task {escape(task.name)} has no validation set: using a seeded 20 % of its training set "
+            f"({n_val} examples; give x_val/y_val in the Task for your own)")
     epochs = cfg.resolved_epochs(task.epochs)
     spe = task.steps_per_epoch
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    storage = StudyStorage(storage_url(cfg.storage, out), cfg.study_name)
-    peak_lrs = _peak_lrs(cfg, task, storage, say)
-    plans = plan_trials(cfg, epochs=epochs, steps_per_epoch=spe, peak_lrs=peak_lrs)
-    keys = [p.key for p in plans]
-    if len(set(keys)) != len(keys):
-        raise ValueError("two trials of this study are identical (same schedule text, optimizer and seed)")
-    study_info = {
+    _writable_dir(cfg.out)
+    storage = StudyStorage(storage_url(cfg.storage, cfg.out), cfg.study_name)
+    base_lrs = _peak_lrs(cfg, task, storage, say)
+    grid = tuning_grid(cfg, base_lrs) if cfg.tune is not None else {}
+    tune_plans = plan_trials(cfg, epochs=epochs, steps_per_epoch=spe, peak_lrs=base_lrs, role="tune",
+                             grid=grid) if cfg.tune is not None else []
+    # with tuning, planned at the base lr only to check the schedules and count; replanned after selection
+    final_plans = plan_trials(cfg, epochs=epochs, steps_per_epoch=spe, peak_lrs=base_lrs)
+    info: dict[str, Any] = {
         "config": cfg.to_dict(), "task": task.name, "epochs": epochs, "steps_per_epoch": spe,
-        "n_train": int(task.x_train.shape[0]), "n_test": int(task.x_test.shape[0]),
-        "batch_size": task.batch_size, "peak_lrs": peak_lrs, "keys": keys,
+        "n_train": int(task.x_train.shape[0]), "n_val": n_val, "n_test": int(task.x_test.shape[0]),
+        "batch_size": task.batch_size, "peak_lrs": base_lrs, "lr_grid": {k: list(v) for k, v in grid.items()},
+        "tune_keys": [p.key for p in tune_plans], "keys": [],
         "schedules": list(cfg.schedules), "optimizers": list(cfg.optimizers),
+        "versions": versions(), "command": command if command is not None else _argv(),
     }
-    storage.set_attr(_STUDY_ATTR, study_info)
-    done = set() if cfg.fresh else storage.done_keys()
-    pending = [p for p in plans if p.key not in done]
-    reused = len(plans) - len(pending)
+    n_cells = len(cfg.schedules) * len(cfg.optimizers)
+    tuning = (f"tuning {len(tune_plans)} trials ({len(cfg.tune.grid)} lrs x {len(cfg.tune.seeds)} tuning "
+              f"seed{'s' if len(cfg.tune.seeds) > 1 else ''} per cell), then {len(final_plans)} final trials"
+              if cfg.tune is not None else f"{len(final_plans)} trials")
     say(
-        f"[bold]lrlab study[/bold]: {task.name}, {len(cfg.schedules)} schedules x {len(cfg.optimizers)} optimizers "
-        f"x {len(cfg.seeds)} seeds = {len(plans)} trials, {epochs} epochs of {spe} steps "
-        f"(batch {task.batch_size}); peak lr " + ", ".join(f"{k} {v:.3g}" for k, v in peak_lrs.items())
+        f"[bold]lrlab study[/bold]: {escape(task.name)}, {len(cfg.schedules)} schedules x {len(cfg.optimizers)} "
+        f"optimizers = {n_cells} cells; {tuning} ({len(cfg.final_seeds)} seeds), "
+        f"{epochs} epochs of {spe} steps (batch {task.batch_size}); "
+        + ("base " if cfg.tune is not None else "") + "peak lr "
+        + ", ".join(f"{escape(k)} {v:.3g}" for k, v in base_lrs.items())
     )
-    if reused:
-        say(f"{reused} trials already in {storage.url} (not rerun); {len(pending)} to train")
+    storage.set_attr(_STUDY_ATTR, info)  # `lrlab study report` on an interrupted run names what is missing
+    done = set() if cfg.fresh else storage.done_keys()
+    ran = reused = 0
+    selections: dict[tuple[str, str], LrSelection] = {}
+    tune_records: list[TrialRecord] = []
+    show = progress and not quiet
+    if tune_plans:
+        pending = [p for p in tune_plans if p.key not in done]
+        reused += len(tune_plans) - len(pending)
+        ran += len(pending)
+        if len(pending) < len(tune_plans):
+            say(f"{len(tune_plans) - len(pending)} tuning trials already in {escape(storage.url)} (not rerun); "
+                f"{len(pending)} to train")
+        if pending:
+            _train(cfg, pending, epochs, storage, con, show, "tuning")
+        tune_records = _stored(storage, [p.key for p in tune_plans])
+        selections = select_all(tune_records)
+        chosen = {cell: sel.chosen for cell, sel in selections.items() if sel.chosen is not None}
+        final_plans = plan_trials(cfg, epochs=epochs, steps_per_epoch=spe, peak_lrs=chosen)  # type: ignore[arg-type]
+        for sel in selections.values():
+            if sel.all_diverged:
+                say(f"[red]{escape(sel.schedule)}/{escape(sel.optimizer)}: every tuning run diverged[/red]; "
+                    "no final runs (lower the grid)")
+    pending = [p for p in final_plans if p.key not in done]
+    reused += len(final_plans) - len(pending)
+    ran += len(pending)
+    if len(pending) < len(final_plans):
+        say(f"{len(final_plans) - len(pending)} {'final ' if tune_plans else ''}trials already in {escape(storage.url)} (not rerun); "
+            f"{len(pending)} to train")
+    info["keys"] = [p.key for p in final_plans]
+    storage.set_attr(_STUDY_ATTR, info)
     if pending:
-        _train(cfg, task, pending, epochs, storage, con, progress and not quiet)
-    records_by_key = storage.records(keys)
-    missing = [k for k in keys if k not in records_by_key]
+        _train(cfg, pending, epochs, storage, con, show, "final runs" if tune_plans else "training")
+    records = _stored(storage, info["keys"])
+    summaries, effects, paths = _report(cfg.out, records, tune_records, selections, info, con, storage.url,
+                                        time.perf_counter() - t0, write=report)
+    return StudyResult(cfg, records, summaries, effects, paths, ran, reused, time.perf_counter() - t0, base_lrs,
+                       tune_records, selections, info)
+
+
+def _argv() -> str:
+    import shlex
+
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    return " ".join([prog if prog != "__main__.py" else "lrlab"] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def select_all(tune_records: Sequence[TrialRecord]) -> dict[tuple[str, str], LrSelection]:
+    """The lr selection of every cell from its tuning records (ordered as first seen)."""
+    runs: dict[tuple[str, str], dict[float, list[tuple[float, bool]]]] = {}
+    for r in tune_records:
+        val = r.final.get("val_acc", math.nan)
+        runs.setdefault((r.schedule_name, r.optimizer), {}).setdefault(r.peak_lr, []).append(
+            (math.nan if val is None else float(val), r.diverged))
+    return {cell: select_lr(cell[0], cell[1], by_lr) for cell, by_lr in runs.items()}
+
+
+def _stored(storage: StudyStorage, keys: Sequence[str]) -> list[TrialRecord]:
+    by_key = storage.records(keys)
+    missing = [k for k in keys if k not in by_key]
     if missing:
         raise RuntimeError(f"{len(missing)} trials finished without a stored result (first: {missing[0]})")
-    records = [records_by_key[k] for k in keys]
-    result = _report(cfg.out, records, study_info, con, storage.url, time.perf_counter() - t0, write=report)
-    return StudyResult(cfg, records, result[0], result[1], result[2], len(pending), reused,
-                       time.perf_counter() - t0, peak_lrs)
+    return [by_key[k] for k in keys]
 
 
-def _train(cfg: StudyConfig, task: Any, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,
-           con: Any, show: bool) -> None:
+def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,
+           con: Any, show: bool, what: str) -> None:
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -269,7 +441,7 @@ def _train(cfg: StudyConfig, task: Any, pending: list[PlannedTrial], epochs: int
         TextColumn("epochs"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
         console=con, disable=not show, transient=False,
     )
-    bar = prog.add_task(f"training 0/{len(pending)} trials", total=len(pending) * epochs)
+    bar = prog.add_task(f"{what} 0/{len(pending)} trials", total=len(pending) * epochs)
 
     def on_epoch(rec: Any) -> None:
         seen[rec.trial_id] = seen.get(rec.trial_id, 0) + 1
@@ -282,7 +454,7 @@ def _train(cfg: StudyConfig, task: Any, pending: list[PlannedTrial], epochs: int
         state["diverged"] += bool(res.diverged)
         left = epochs - seen.get(res.trial_id, 0)
         extra = f", {state['diverged']} diverged" if state["diverged"] else ""
-        prog.update(bar, advance=max(left, 0), description=f"training {state['done']}/{len(pending)} trials{extra}")
+        prog.update(bar, advance=max(left, 0), description=f"{what} {state['done']}/{len(pending)} trials{extra}")
 
     with prog:
         try:
@@ -293,42 +465,77 @@ def _train(cfg: StudyConfig, task: Any, pending: list[PlannedTrial], epochs: int
         except KeyboardInterrupt:
             prog.stop()
             con.print(
-                f"[yellow]interrupted[/yellow]: {state['done']} finished trials are stored in {storage.url}; "
+                f"[yellow]interrupted[/yellow]: {state['done']} finished trials are stored in {escape(storage.url)}; "
                 "run the same command again to resume"
             )
             raise
 
 
-def _report(out: str | Path, records: list[TrialRecord], info: Mapping[str, Any], con: Any, url: str,
+def _report(out: str | Path, records: list[TrialRecord], tune_records: list[TrialRecord],
+            selections: Mapping[tuple[str, str], LrSelection], info: Mapping[str, Any], con: Any, url: str,
             seconds: float | None, *, write: bool = True) -> tuple[list[CellSummary], list[OptimizerEffect], dict[str, Path]]:
-    from lrlab.study.report import SIGNIFICANCE_NOTE, effect_lines, results_table, write_report
+    from rich.markup import escape
 
-    summaries = summarize(records, info["schedules"], info["optimizers"])
+    from lrlab.study.report import (
+        COMPACT_NOTE,
+        COMPACT_WIDTH,
+        edge_lines,
+        effect_lines,
+        results_table,
+        significance_note,
+        write_report,
+    )
+
+    summaries = summarize(records, info["schedules"], info["optimizers"], selections=selections)
     effects = optimizer_effects(records, summaries)
     n_seeds = len(info["config"]["seeds"])
-    title = (f"{info['task']}: {info['epochs']} epochs x {info['steps_per_epoch']} steps, batch "
-             f"{info['batch_size']}, {n_seeds} seeds")
+    tune = info["config"].get("tune")
+    tuned = isinstance(tune, Mapping)
+    title = study_title(info)
+    vers = info.get("versions") or {}
     meta = {
-        "task": f"{info['task']} ({info['n_train']} train / {info['n_test']} test)",
+        "task": f"{info['task']} ({info['n_train']} train / {info.get('n_val', 0)} validation / {info['n_test']} test)",
         "training": f"{info['epochs']} epochs x {info['steps_per_epoch']} steps, batch {info['batch_size']}",
-        "peak lr": ", ".join(f"{k} {v:.3g}" for k, v in info["peak_lrs"].items()),
-        "trials": f"{len(records)} ({sum(r.diverged for r in records)} diverged)",
+        ("base peak lr" if tuned else "peak lr"): ", ".join(f"{k} {v:.3g}" for k, v in info["peak_lrs"].items()),
+        "lr tuning": (f"grid x{', x'.join(f'{g:g}' for g in tune['grid'])} of the base lr"
+                      if tuned and tune.get("relative", True) else
+                      f"grid {', '.join(f'{g:g}' for g in tune['grid'])}" if tuned else "none (fixed lr)")
+        + (f" on tuning seeds {tune['seeds']}; selected by final validation accuracy" if tuned else ""),
+        "final seeds": ", ".join(str(x) for x in info["config"]["seeds"]),
+        "trials": f"{len(tune_records)} tuning + {len(records)} final "
+                  f"({sum(r.diverged for r in [*tune_records, *records])} diverged)",
         "storage": url,
-        "training time (sum over trials)": f"{sum(r.seconds for r in records):.0f} s",
+        "training time (sum over trials)": f"{sum(r.seconds for r in [*tune_records, *records]):.0f} s",
+        "versions": ", ".join(f"{k} {v}" for k, v in vers.items() if k != "platform"),
+        "platform": vers.get("platform", "?"),
+        "command": info.get("command") or "?",
     }
     if seconds is not None:
         meta["wall time of this run"] = f"{seconds:.0f} s"
     paths: dict[str, Path] = {}
     if write:
         paths = write_report(out, records, summaries, effects, config=info["config"], schedules=info["schedules"],
-                             steps_per_epoch=int(info["steps_per_epoch"]), title=title, meta=meta)
-    con.print(results_table(summaries, title=title))
-    con.print(SIGNIFICANCE_NOTE, style="dim")
-    for line in effect_lines(effects):
-        con.print(line)
+                             steps_per_epoch=int(info["steps_per_epoch"]), title=title, meta=meta,
+                             tune_records=tune_records, info=info)
+    compact = con.width < COMPACT_WIDTH
+    con.print(results_table(summaries, title=title, compact=compact))
+    if compact:
+        con.print(COMPACT_NOTE, style="dim")
+    con.print(escape(significance_note(n_seeds)), style="dim")
+    for line in [*edge_lines(summaries), *effect_lines(effects)]:
+        con.print(escape(line))
     if write:
-        con.print(f"report: {paths['report.html']}")
+        con.print(f"report: {escape(str(paths['report.html']))}")
     return summaries, effects, paths
+
+
+def study_title(info: Mapping[str, Any]) -> str:
+    """The report's title line from the stored study info."""
+    tune = info["config"].get("tune")
+    tuned = isinstance(tune, Mapping)
+    return (f"{info['task']}: {info['epochs']} epochs x {info['steps_per_epoch']} steps, batch "
+            f"{info['batch_size']}, {len(info['config']['seeds'])} final seeds"
+            + (f", lr tuned on {len(tune['grid'])} points" if tuned else ", fixed lr"))
 
 
 def rebuild_report(
@@ -348,16 +555,20 @@ def rebuild_report(
     info = st.get_attr(_STUDY_ATTR)
     if not info:
         raise ValueError(f"storage {url!r} holds no lrlab study named {study_name!r}")
-    recs = st.records(info["keys"])
-    missing = [k for k in info["keys"] if k not in recs]
+    keys = list(info.get("tune_keys", [])) + list(info["keys"])
+    recs = st.records(keys)
+    missing = [k for k in keys if k not in recs]
     if missing:
         raise ValueError(
-            f"{len(missing)} of {len(info['keys'])} trials are not in storage yet (first: {missing[0].split('@')[0]}): "
+            f"{len(missing)} of {len(keys)} trials are not in storage yet (first: {missing[0].split('@')[0]}): "
             "rerun `lrlab study` with the same settings to finish them"
         )
+    tune_records = [recs[k] for k in info.get("tune_keys", [])]
     records = [recs[k] for k in info["keys"]]
+    selections = select_all(tune_records)
     con = _console(console, quiet)
-    summaries, effects, paths = _report(out, records, info, con, url, None)
+    _writable_dir(out)
+    summaries, effects, paths = _report(out, records, tune_records, selections, info, con, url, None)
     cfg = StudyConfig.from_mapping({k: v for k, v in info["config"].items() if v is not None})
-    return StudyResult(cfg, records, summaries, effects, paths, 0, len(records), time.perf_counter() - t0,
-                       dict(info["peak_lrs"]))
+    return StudyResult(cfg, records, summaries, effects, paths, 0, len(keys), time.perf_counter() - t0,
+                       dict(info["peak_lrs"]), tune_records, selections, dict(info))

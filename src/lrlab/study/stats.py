@@ -1,6 +1,11 @@
-"""Statistics of a study: mean +- std over seeds, paired comparisons with the constant-lr baseline.
+"""Statistics of a study: lr selection, mean +- std over seeds, paired comparisons with constant.
 
-Every (schedule, optimizer) cell has one final test accuracy per seed. A schedule is compared
+**Selection** (:func:`select_lr`) sees validation numbers only: each cell's peak lr is the grid
+point with the highest final-epoch validation accuracy, mean over the tuning seeds (a diverged
+seed counts as 0); equal means go to the smaller lr. A choice at the smallest or largest grid
+point is flagged (``at_edge``): the optimum may lie outside the grid.
+
+**Final numbers**: every (schedule, optimizer) cell has one final test accuracy per final seed. A schedule is compared
 with the constant schedule *of the same optimizer* on the same seeds (same initial weights and
 data order), so the per-seed differences ``d_i = acc(schedule, seed i) - acc(constant, seed i)``
 cancel most of the seed-to-seed variation. Two tests of "mean difference = 0" are reported:
@@ -14,8 +19,25 @@ cancel most of the seed-to-seed variation. Two tests of "mean difference = 0" ar
   significant by that test, and the t-test with 2 degrees of freedom needs ``|t| > 4.30``.
   Three seeds detect only large, consistent effects; use 5-10 seeds for anything finer.
 
-A cell is marked significant when the paired t-test gives ``p < alpha`` (default 0.05) on at
-least 3 pairs. Accuracies are in percentage points in :class:`CellSummary`.
+**Multiple comparisons**: a study makes one comparison per non-constant cell (22 in the default
+study), so some would reach ``p < 0.05`` by chance alone. The p-values of all of them are
+adjusted together with Holm's step-down method (:func:`holm`), which controls the family-wise
+error rate at ``alpha`` under any dependence: sort the ``m`` p-values, ``p_(1) <= ... <= p_(m)``,
+then ``p_holm_(i) = min(1, max_{j <= i} (m - j + 1) p_(j))``. A cell is marked significant when
+``p_holm < alpha`` (default 0.05) on at least 3 pairs; both p-values are reported.
+
+**How many seeds would resolve it** (:func:`seeds_to_resolve`), for an unresolved comparison of
+``k`` pairs: the smallest ``n > k`` (and ``n >= 2``) at which a two-sided paired t-test at level ``alpha = 0.05`` has 80 %
+power against the observed effect, assuming the observed mean ``m`` and sd ``s`` of the paired
+differences are the truth: power(n) = ``P(|T| > t_{1-alpha/2, n-1})`` with ``T`` noncentral t
+(``n - 1`` df, noncentrality ``sqrt(n) |m| / s``). It is a rough planning number (per comparison,
+before the Holm correction; the observed effect of a few seeds is itself noisy).
+
+**Time to target** (:func:`epochs_to_target`): the first epoch at which the cell's validation
+accuracy (mean curve over its final seeds) reaches 99 % of the constant baseline's final
+validation accuracy (same optimizer, mean over seeds); ``None`` ("never") if it does not.
+
+Accuracies are in percentage points in :class:`CellSummary`.
 
 >>> comp = paired_comparison([0.90, 0.92, 0.91], [0.88, 0.905, 0.895])
 >>> round(comp.mean, 4), comp.n, round(comp.t, 6), round(comp.p_sign, 3)
@@ -24,9 +46,10 @@ least 3 pairs. Accuracies are in percentage points in :class:`CellSummary`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,14 +59,135 @@ from lrlab.study.storage import TrialRecord
 __all__ = [
     "CellSummary",
     "Comparison",
+    "LrSelection",
     "OptimizerEffect",
     "curve_band",
+    "epochs_to_target",
+    "holm",
     "optimizer_effects",
     "paired_comparison",
+    "seeds_to_resolve",
+    "select_lr",
     "summarize",
 ]
 
 BASELINE = "constant"
+TARGET_FRACTION = 0.99
+"""Time to target: the fraction of the baseline's final validation accuracy to reach."""
+SGD_FAMILY = ("sgd", "sgd_schedulefree")
+ADAPTIVE = ("adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamw_schedulefree", "prodigy")
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of ``pvalues`` (same order; NaN stays NaN, not counted in m).
+
+    >>> holm([0.01, 0.04, 0.03, 0.005])
+    [0.03, 0.06, 0.06, 0.02]
+    """
+    p = [float(x) for x in pvalues]
+    idx = sorted((i for i, x in enumerate(p) if math.isfinite(x)), key=lambda i: p[i])
+    m = len(idx)
+    out = [math.nan] * len(p)
+    running = 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = round(running, 15)
+    return out
+
+
+def seeds_to_resolve(mean: float, sd: float, *, alpha: float = 0.05, power: float = 0.8,
+                     max_n: int = 1000, min_n: int = 2) -> int | None:
+    """Seeds a paired two-sided t-test needs for ``power`` against the effect ``mean`` with
+    paired sd ``sd`` (see the module docstring). ``None`` when there is no effect to detect
+    (``mean == 0``, non-finite inputs); ``max_n + 1`` when even ``max_n`` seeds are not enough.
+    The search starts at ``min_n`` (an unresolved comparison asks for more seeds than it has).
+
+    >>> seeds_to_resolve(1.0, 1.0), seeds_to_resolve(0.5, 1.0)
+    (10, 34)
+    """
+    from scipy import stats as st
+
+    if not (math.isfinite(mean) and math.isfinite(sd)) or mean == 0 or sd < 0:
+        return None
+    min_n = max(2, min_n)
+    if sd == 0:
+        return min_n
+    delta = abs(mean) / sd
+    for n in range(min_n, max_n + 1):
+        q = float(st.t.ppf(1 - alpha / 2, n - 1))
+        nc = delta * math.sqrt(n)
+        pw = float(st.nct.sf(q, n - 1, nc) + st.nct.cdf(-q, n - 1, nc))
+        if pw >= power:
+            return n
+    return max_n + 1
+
+
+def epochs_to_target(epochs: np.ndarray, curve: np.ndarray, target: float) -> int | None:
+    """Epochs trained until ``curve`` first reaches ``target`` (``epochs`` are 0-based epoch
+    indices, so the answer is ``epoch + 1``); ``None`` if it never does.
+
+    >>> epochs_to_target(np.arange(4), np.array([0.5, 0.8, 0.95, 0.9]), 0.9)
+    3
+    """
+    if not math.isfinite(target):
+        return None
+    hit = np.flatnonzero(np.nan_to_num(np.asarray(curve, dtype=np.float64), nan=-math.inf) >= target)
+    return int(epochs[hit[0]]) + 1 if hit.size else None
+
+
+@dataclass(frozen=True)
+class LrSelection:
+    """The tuning of one (schedule, optimizer) cell.
+
+    ``grid``: the absolute peak lrs tried (ascending); ``scores``: mean final validation accuracy
+    over the tuning seeds per grid point (fraction; a diverged seed counts as 0); ``diverged``:
+    diverged tuning runs per grid point, out of ``runs``; ``chosen``: the selected lr (``None`` when every run
+    of every grid point diverged); ``at_edge``: the choice is the smallest or largest grid point
+    of a grid with more than one point.
+    """
+
+    schedule: str
+    optimizer: str
+    grid: tuple[float, ...]
+    scores: tuple[float, ...]
+    diverged: tuple[int, ...]
+    chosen: float | None
+    runs: tuple[int, ...] = ()
+
+    @property
+    def at_edge(self) -> bool:
+        return self.chosen is not None and len(self.grid) > 1 and self.chosen in (self.grid[0], self.grid[-1])
+
+    @property
+    def all_diverged(self) -> bool:
+        return self.chosen is None
+
+
+def select_lr(schedule: str, optimizer: str, runs: Mapping[float, Sequence[tuple[float, bool]]]) -> LrSelection:
+    """Pick the peak lr of one cell from its tuning runs: ``{lr: [(final val_acc, diverged), ...]}``.
+
+    The highest mean validation accuracy wins (a diverged run counts 0); equal means go to the
+    smaller lr; ``chosen`` is ``None`` when every run diverged.
+
+    >>> sel = select_lr("linear", "sgd", {0.1: [(0.9, False)], 0.2: [(0.9, False)], 0.4: [(0.0, True)]})
+    >>> sel.chosen, sel.at_edge
+    (0.1, True)
+    """
+    grid = tuple(sorted(runs))
+    scores, div = [], []
+    for lr in grid:
+        vals = [0.0 if d or not math.isfinite(v) else float(v) for v, d in runs[lr]]
+        scores.append(float(np.mean(vals)) if vals else math.nan)
+        div.append(sum(1 for v, d in runs[lr] if d or not math.isfinite(v)))
+    chosen = None
+    best = -math.inf
+    for lr, sc, dv, n in zip(grid, scores, div, (len(runs[lr]) for lr in grid)):
+        if dv == n or not math.isfinite(sc):
+            continue
+        if sc > best:  # strict: an equal score later in the (ascending) grid does not displace it
+            best, chosen = sc, lr
+    return LrSelection(schedule, optimizer, grid, tuple(scores), tuple(div), chosen,
+                       tuple(len(runs[lr]) for lr in grid))
 
 
 @dataclass(frozen=True)
@@ -52,7 +196,8 @@ class Comparison:
 
     ``mean``/``sd``: mean and sample standard deviation of the differences; ``ci``: 95 % t
     interval of the mean; ``t``/``p_t``: paired t-test (two-sided); ``p_sign``: exact sign-flip
-    test (two-sided); ``n``: number of pairs.
+    test (two-sided); ``n``: number of pairs; ``p_holm``: ``p_t`` after Holm's adjustment over
+    all comparisons of the study (equal to ``p_t`` until :func:`summarize` adjusts it).
     """
 
     n: int
@@ -62,9 +207,17 @@ class Comparison:
     t: float
     p_t: float
     p_sign: float
+    p_holm: float = math.nan
 
     def significant(self, alpha: float = 0.05) -> bool:
-        return self.n >= 3 and math.isfinite(self.p_t) and self.p_t < alpha
+        p = self.p_holm if math.isfinite(self.p_holm) else self.p_t
+        return self.n >= 3 and math.isfinite(p) and p < alpha
+
+    def seeds_needed(self, alpha: float = 0.05) -> int | None:
+        """Seeds that would resolve this comparison (None when it is resolved or shows no effect)."""
+        if self.significant(alpha) or self.n < 2:
+            return None
+        return seeds_to_resolve(self.mean, self.sd, alpha=alpha, min_n=self.n + 1)
 
 
 def paired_comparison(a: Sequence[float], b: Sequence[float]) -> Comparison:
@@ -100,18 +253,22 @@ def paired_comparison(a: Sequence[float], b: Sequence[float]) -> Comparison:
     hits = sum(
         1 for signs in itertools.product((1.0, -1.0), repeat=n) if abs(float(np.dot(signs, d))) >= obs - 1e-9
     )
-    return Comparison(n, mean, sd, (mean - q * se, mean + q * se), t, p_t, hits / 2**n)
+    return Comparison(n, mean, sd, (mean - q * se, mean + q * se), t, p_t, hits / 2**n, p_t)
 
 
 @dataclass(frozen=True)
 class CellSummary:
-    """One (schedule, optimizer) cell over its seeds; accuracies in percentage points.
+    """One (schedule, optimizer) cell over its final seeds; accuracies in percentage points.
 
-    ``acc``/``loss``: final test accuracy / loss (mean, sd over finished seeds); ``best_acc``:
-    the best test accuracy over epochs, mean over seeds (what early stopping could keep);
-    ``n``: seeds run; ``diverged``: seeds that diverged; ``vs_baseline``: the paired comparison
-    with the constant schedule of the same optimizer (``None`` for the baseline itself or when
-    there is no baseline).
+    ``acc``/``loss``: final test accuracy / loss (mean, sd over finished seeds); ``val_acc``:
+    final validation accuracy; ``best_val_acc``/``best_epoch``: the best validation accuracy
+    over epochs and the epoch (1-based) it occurred at, means over seeds (what early stopping on
+    validation could keep); ``n``: seeds run; ``diverged``: seeds that diverged;
+    ``vs_baseline``: the paired comparison of test accuracy with the constant schedule of the
+    same optimizer (``None`` for the baseline itself or when there is no baseline);
+    ``epochs_to_target``: see :func:`epochs_to_target` (``None``: never); ``peak_lr``: the lr
+    the final seeds ran at (``None``: tuning found none, every grid point diverged);
+    ``selection``: the tuning of this cell (``None`` without tuning).
     """
 
     schedule: str
@@ -122,8 +279,15 @@ class CellSummary:
     acc_sd: float
     loss_mean: float
     loss_sd: float
-    best_acc_mean: float
+    best_val_acc_mean: float
     vs_baseline: Comparison | None
+    val_acc_mean: float = math.nan
+    val_acc_sd: float = math.nan
+    best_epoch_mean: float = math.nan
+    epochs_to_target: int | None = None
+    target: float = math.nan
+    peak_lr: float | None = None
+    selection: LrSelection | None = None
 
     def significant(self, alpha: float = 0.05) -> bool:
         return self.vs_baseline is not None and self.vs_baseline.significant(alpha)
@@ -155,26 +319,41 @@ def summarize(
     schedules: Sequence[str] | None = None,
     optimizers: Sequence[str] | None = None,
     baseline: str = BASELINE,
+    selections: Mapping[tuple[str, str], LrSelection] | None = None,
 ) -> list[CellSummary]:
-    """One :class:`CellSummary` per (optimizer, schedule), in the given orders (default: first seen)."""
+    """One :class:`CellSummary` per (optimizer, schedule), in the given orders (default: first seen).
+
+    ``records`` are the final runs (tuning runs are ignored); ``selections`` the tuning per
+    ``(schedule, optimizer)``: a cell whose tuning diverged everywhere has no final runs and is
+    listed with ``n == 0``. The p-values of every comparison are Holm-adjusted together.
+    """
+    records = [r for r in records if r.role != "tune"]
+    sel = dict(selections or {})
     cells = _by_cell(records)
     scheds = list(schedules) if schedules is not None else list(dict.fromkeys(r.schedule_name for r in records))
     opts = list(optimizers) if optimizers is not None else list(dict.fromkeys(r.optimizer for r in records))
     out = []
     for o in opts:
         base = cells.get((baseline, o), {})
+        target = math.nan
+        if base:
+            base_val = _mean_sd(np.array([_final(base[k], "val_acc") for k in sorted(base)]))[0]
+            target = TARGET_FRACTION * base_val
         for s in scheds:
             cell = cells.get((s, o), {})
+            chosen = sel.get((s, o))
             if not cell:
+                if chosen is not None:
+                    out.append(CellSummary(s, o, 0, 0, math.nan, math.nan, math.nan, math.nan, math.nan, None,
+                                           target=target * 100.0, selection=chosen))
                 continue
             seeds = sorted(cell)
-            acc = np.array([_final(cell[k], "test_acc") for k in seeds]) * 100.0
-            loss = np.array([_final(cell[k], "test_loss") for k in seeds])
-            best = np.array([
-                np.nanmax(cell[k].curves["test_acc"]) * 100.0
-                if np.isfinite(cell[k].curves["test_acc"]).any() else math.nan
-                for k in seeds
-            ])
+            recs = [cell[k] for k in seeds]
+            acc = np.array([_final(r, "test_acc") for r in recs]) * 100.0
+            val = np.array([_final(r, "val_acc") for r in recs]) * 100.0
+            loss = np.array([_final(r, "test_loss") for r in recs])
+            best = np.array([_best(r)[0] * 100.0 for r in recs])
+            best_ep = np.array([_best(r)[1] for r in recs])
             comp = None
             if s != baseline and base:
                 common = [k for k in seeds if k in base]
@@ -182,10 +361,37 @@ def summarize(
                     [_final(cell[k], "test_acc") for k in common],
                     [_final(base[k], "test_acc") for k in common],
                 )
+            ep, mean_curve, _ = curve_band(recs, "val_acc")
             am, asd = _mean_sd(acc)
+            vm, vsd = _mean_sd(val)
             lm, lsd = _mean_sd(loss)
             bm, _ = _mean_sd(best)
-            out.append(CellSummary(s, o, len(seeds), sum(cell[k].diverged for k in seeds), am, asd, lm, lsd, bm, comp))
+            em, _ = _mean_sd(best_ep)
+            out.append(CellSummary(
+                s, o, len(seeds), sum(r.diverged for r in recs), am, asd, lm, lsd, bm, comp,
+                val_acc_mean=vm, val_acc_sd=vsd, best_epoch_mean=em,
+                epochs_to_target=epochs_to_target(ep, mean_curve, target), target=target * 100.0,
+                peak_lr=float(recs[0].peak_lr), selection=chosen,
+            ))
+    return _with_holm(out)
+
+
+def _best(r: TrialRecord) -> tuple[float, float]:
+    """(best validation accuracy, 1-based epoch of it) of one run; NaN when it has none."""
+    v = r.curves["val_acc"]
+    if not np.isfinite(v).any():
+        return math.nan, math.nan
+    i = int(np.nanargmax(v))
+    return float(v[i]), float(r.curves["epoch"][i]) + 1.0
+
+
+def _with_holm(cells: list[CellSummary]) -> list[CellSummary]:
+    idx = [i for i, c in enumerate(cells) if c.vs_baseline is not None]
+    adj = holm([cells[i].vs_baseline.p_t for i in idx])  # type: ignore[union-attr]
+    out = list(cells)
+    for i, ph in zip(idx, adj):
+        comp = dataclasses.replace(cells[i].vs_baseline, p_holm=ph)  # type: ignore[type-var]
+        out[i] = dataclasses.replace(cells[i], vs_baseline=comp)
     return out
 
 
@@ -213,8 +419,8 @@ class OptimizerEffect:
 def optimizer_effects(
     records: Sequence[TrialRecord], summaries: Sequence[CellSummary], baseline: str = BASELINE
 ) -> list[OptimizerEffect]:
-    """One :class:`OptimizerEffect` per optimizer that has a baseline cell."""
-    cells = _by_cell(records)
+    """One :class:`OptimizerEffect` per optimizer that has a baseline cell (final runs only)."""
+    cells = _by_cell([r for r in records if r.role != "tune"])
     out = []
     for o in dict.fromkeys(c.optimizer for c in summaries):
         base_cell = next((c for c in summaries if c.optimizer == o and c.schedule == baseline), None)
@@ -247,31 +453,38 @@ def optimizer_effects(
     return out
 
 
-def claim_verdict(effects: Sequence[OptimizerEffect], sgd: str = "sgd", adaptive: str = "adam") -> str | None:
-    """One sentence on the seeds' claim "schedules help SGD more than adaptive optimizers".
+def claim_verdict(effects: Sequence[OptimizerEffect]) -> str | None:
+    """The seeds' claim "schedules help SGD more than adaptive optimizers", in plain words.
 
-    Compares the average schedule effect of ``sgd`` and ``adaptive`` (paired per seed within each
-    optimizer, independent between them): supported when the difference exceeds twice its
-    standard error, contradicted when it is below minus twice, otherwise unresolved.
+    Only when the study has an SGD-family optimizer (:data:`SGD_FAMILY`) and an adaptive one
+    (:data:`ADAPTIVE`); the first of each in the study's order are compared. The average schedule
+    effect (mean over non-constant schedules of the per-seed difference from constant) of the two
+    is compared, paired per seed within each optimizer and independent between them: "yes" when
+    the SGD effect exceeds the adaptive one by more than twice the standard error of the
+    difference, "no, the opposite" when it is below by more than twice, otherwise "cannot tell".
     """
     e = {x.optimizer: x for x in effects}
-    if sgd not in e or adaptive not in e:
+    sgd = next((o for o in e if o in SGD_FAMILY), None)
+    adaptive = next((o for o in e if o in ADAPTIVE), None)
+    if sgd is None or adaptive is None:
         return None
     a, b = e[sgd], e[adaptive]
     diff = a.average_mean - b.average_mean
     se = math.sqrt(a.average_se**2 + b.average_se**2) if math.isfinite(a.average_se + b.average_se) else math.nan
     head = (
-        f"Claim 'schedules help SGD more than adaptive optimizers': average schedule effect "
-        f"{sgd} {a.average_mean:+.2f} vs {adaptive} {b.average_mean:+.2f} points "
-        f"(difference {diff:+.2f}" + (f" ± {se:.2f} s.e.)" if math.isfinite(se) else ")")
+        f"Do schedules help SGD more than adaptive optimizers? On average a schedule changed final test "
+        f"accuracy by {a.average_mean:+.1f} points with {sgd} and {b.average_mean:+.1f} with {adaptive} "
+        f"(difference {diff:+.1f}" + (f" ± {se:.1f} s.e.)." if math.isfinite(se) else ").")
     )
+    if not math.isfinite(diff):
+        return head + " Cannot tell: no comparable runs."
     if not math.isfinite(se):
-        return head + ": not enough seeds to judge (needs at least 2)."
+        return head + " Cannot tell: needs at least 2 seeds."
     if diff > 2 * se:
-        return head + ": supported in this study."
+        return head + f" Yes, in this study: schedules helped {sgd} more."
     if diff < -2 * se:
-        return head + ": contradicted in this study."
-    return head + ": not resolved beyond seed noise."
+        return head + f" No, the opposite in this study: schedules helped {adaptive} more."
+    return head + " Cannot tell: the difference is within seed noise."
 
 
 def curve_band(records: Sequence[TrialRecord], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,12 +9,15 @@ What: each lrlab trial is added to the Optuna study with :func:`optuna.trial.cre
 moment it finishes (one committed transaction), so an interrupted run (Ctrl-C, ``kill -9``) loses
 no finished trial. Stored per trial:
 
-* ``value``: final test accuracy (state ``COMPLETE``); a diverged trial is stored with state
-  ``FAIL`` and ``user_attrs["lrlab_status"] == "diverged"`` (Optuna values must be finite);
+* ``value``: final validation accuracy (state ``COMPLETE``; what the lr selection ranks); a
+  diverged trial is stored with state ``FAIL`` and ``user_attrs["lrlab_status"] == "diverged"``
+  (Optuna values must be finite);
 * ``params``: ``seed`` and ``peak_lr`` (numeric; names and specs go to user attributes because
-  Optuna's categorical distributions cannot grow between runs);
-* ``intermediate_values``: test accuracy per epoch;
-* ``user_attrs``: the resume key, trial id, schedule name and text (multiplier form), the resolved
+  Optuna's categorical distributions cannot grow between runs). ``peak_lr``'s distribution spans
+  every positive normal float, so any lr a config accepts is stored;
+* ``intermediate_values``: validation accuracy per epoch;
+* ``user_attrs``: the resume key, the trial's role (``"tune"``: a grid point on a tuning seed,
+  ``"final"``: the chosen lr on a final seed), trial id, schedule name and text (multiplier form), the resolved
   absolute schedule config, optimizer and its overrides, the per-epoch curves (columnar lists),
   final metrics, divergence and seconds.
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +46,12 @@ import numpy as np
 
 __all__ = ["CURVE_FIELDS", "StudyStorage", "TrialRecord", "storage_url"]
 
-CURVE_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc")
+CURVE_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+"""Per-epoch curves of a stored trial: ``train_*`` running means over the epoch's minibatches,
+``val_*`` every epoch, ``test_*`` after the last epoch (NaN before it unless the run evaluated
+the test set every epoch)."""
 _JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+_LR_LOW, _LR_HIGH = sys.float_info.min, sys.float_info.max  # = lrlab.study.config.LR_LIMITS
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
@@ -51,9 +59,12 @@ _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 class TrialRecord:
     """One finished lrlab trial as the study keeps it (from a fresh result or from storage).
 
-    ``curves`` maps each of :data:`CURVE_FIELDS` to a float64 array over the epochs that were
+    ``role`` is ``"tune"`` (a grid point on a tuning seed) or ``"final"`` (the cell's chosen peak
+    lr on a final seed, or the fixed lr without tuning); ``peak_lr`` is the absolute peak lr it
+    ran at. ``curves`` maps each of :data:`CURVE_FIELDS` to a float64 array over the epochs that were
     trained (a diverged trial's arrays stop at, and include, the epoch it diverged in, with NaN
-    where the metric was not finite).
+    where the metric was not finite or not evaluated). A record stored before a field existed
+    reads back with NaN for it.
     """
 
     key: str
@@ -72,6 +83,7 @@ class TrialRecord:
     diverged_epoch: int | None = None
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    role: str = "final"
 
     @property
     def status(self) -> str:
@@ -192,6 +204,7 @@ class StudyStorage:
         attrs = {
             "lrlab_key": record.key,
             "lrlab_status": record.status,
+            "role": record.role,
             "trial_id": record.trial_id,
             "schedule_name": record.schedule_name,
             "schedule": record.schedule_text,
@@ -208,9 +221,9 @@ class StudyStorage:
             "seconds": record.seconds,
             **{f"x_{k}": v for k, v in record.extra.items()},
         }
-        acc = record.curves["test_acc"]
+        acc = record.curves["val_acc"]
         inter = {int(e): float(a) for e, a in zip(record.curves["epoch"], acc) if math.isfinite(a)}
-        value = record.final.get("test_acc", math.nan)
+        value = record.final.get("val_acc", math.nan)
         ok = not record.diverged and math.isfinite(value)
         trial = optuna.trial.create_trial(
             state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
@@ -218,7 +231,7 @@ class StudyStorage:
             params={"seed": int(record.seed), "peak_lr": float(record.peak_lr)},
             distributions={
                 "seed": IntDistribution(0, 2**31 - 1),
-                "peak_lr": FloatDistribution(1e-12, 1e6, log=True),
+                "peak_lr": FloatDistribution(_LR_LOW, _LR_HIGH, log=True),
             },
             user_attrs=_plain(attrs),
             intermediate_values=inter,
@@ -227,7 +240,9 @@ class StudyStorage:
 
 
 def _record_from_attrs(a: Mapping[str, Any]) -> TrialRecord:
-    curves = {k: _floats(a["curves"].get(k, [])) for k in CURVE_FIELDS}
+    stored = a["curves"]
+    n = len(stored.get("epoch", []))
+    curves = {k: _floats(stored[k]) if k in stored else np.full(n, math.nan) for k in CURVE_FIELDS}
     final = {k: (math.nan if v is None else float(v)) for k, v in a.get("final", {}).items()}
     return TrialRecord(
         key=a["lrlab_key"],
@@ -246,6 +261,7 @@ def _record_from_attrs(a: Mapping[str, Any]) -> TrialRecord:
         diverged_epoch=a.get("diverged_epoch"),
         seconds=float(a.get("seconds") or 0.0),
         extra={k[2:]: v for k, v in a.items() if k.startswith("x_")},
+        role=str(a.get("role", "final")),
     )
 
 

@@ -1,15 +1,21 @@
 """Study tasks: a dataset, a model factory and the training defaults a study needs.
 
 A :class:`Task` is everything the study runner and the fleet engine need to train one trial:
-the train/test tensors (on the CPU), a factory for a fresh model, the batch size, the default
-training length and a documented default peak learning rate per optimizer.
+the train/validation/test tensors (on the CPU), a factory for a fresh model, the batch size, the
+default training length and a documented default peak learning rate per optimizer.
+
+Three splits: *train* is what the optimizer sees, *validation* is what every choice is made on
+(plateau control, best epoch, the peak lr, which schedule wins), *test* is read once, after the
+last epoch, for the numbers a study reports. A task without a validation set gets a seeded split
+of its training set (:meth:`Task.with_validation`, 20 %); the engine applies it by itself.
 
 Built-in tasks (:func:`load_task`):
 
-* ``"mnist1d"`` (the default): MNIST-1D (Greydanus & Kobak 2024), 4000 train / 1000 test
-  sequences of length 40, 10 classes, regenerated offline with
-  ``mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())`` (never downloaded), with the
-  benchmark's ``ConvBase`` CNN (5,210 parameters).
+* ``"mnist1d"`` (the default): MNIST-1D (Greydanus & Kobak 2024), the benchmark's 4000 train /
+  1000 test sequences of length 40, 10 classes, regenerated offline with
+  ``mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())`` (never downloaded), plus 1000
+  validation sequences from the same generator with another seed (:data:`MNIST1D_VAL_SEED`, see
+  :func:`mnist1d_arrays`), with the benchmark's ``ConvBase`` CNN (5,210 parameters).
 * ``"mnist1d_mlp"``: the same data with the benchmark's ``MLPBase`` (15,210 parameters).
 * ``"cifar10"``: CIFAR-10 from its python-pickle batches on disk (``data_dir=...``), with a
   ResNet-20-style network (see :mod:`lrlab.study.cifar`).
@@ -20,8 +26,8 @@ MNIST-1D is generated once per process and cached on disk as ``.npz`` (no pickle
 ``$LRLAB_CACHE`` or ``~/.cache/lrlab``.
 
 >>> task = load_task("mnist1d", subset=200)
->>> task.x_train.shape, task.steps_per_epoch, task.fleet_model
-(torch.Size([200, 40]), 2, 'mnist1d_cnn')
+>>> task.x_train.shape, task.x_val.shape, task.steps_per_epoch, task.fleet_model
+(torch.Size([200, 40]), torch.Size([200, 40]), 2, 'mnist1d_cnn')
 >>> sum(p.numel() for p in task.model_fn().parameters())
 5210
 """
@@ -44,6 +50,7 @@ from torch import nn
 
 __all__ = [
     "MNIST1D_PEAK_LR",
+    "MNIST1D_VAL_SEED",
     "ConvBase",
     "MLPBase",
     "Task",
@@ -76,7 +83,7 @@ class Task:
         name: a short label shown in reports (``"mnist1d"``).
         x_train, y_train: training inputs (float32, ``(N, ...)``) and labels (int64, ``(N,)``) on
             the CPU.
-        x_test, y_test: the held-out set, same layout.
+        x_test, y_test: the held-out test set, same layout; read only for the final numbers.
         model_fn: returns a fresh, randomly initialised ``torch.nn.Module``; the caller seeds
             torch before calling it.
         batch_size: examples per optimizer step; the last partial batch of an epoch is kept.
@@ -85,6 +92,8 @@ class Task:
             a study are multiplied by it).
         fleet_model: key of an efficient batched formulation in :mod:`lrlab.study.fleet`
             (``"mnist1d_cnn"``, ``"mnist1d_mlp"``), or ``None`` for the generic path.
+        x_val, y_val: the validation set (same layout), or ``None``: :meth:`with_validation`
+            then splits one off the training set.
     """
 
     name: str
@@ -97,9 +106,13 @@ class Task:
     epochs: int = 40
     peak_lr: dict[str, float] = field(default_factory=lambda: dict(MNIST1D_PEAK_LR))
     fleet_model: str | None = None
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        for which in ("train", "test"):
+        if (self.x_val is None) != (self.y_val is None):
+            raise ValueError(f"task {self.name!r}: give both x_val and y_val, or neither")
+        for which in ("train", "val", "test") if self.x_val is not None else ("train", "test"):
             x, y = getattr(self, f"x_{which}"), getattr(self, f"y_{which}")
             if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
                 raise ValueError(f"task {self.name!r}: x_{which} and y_{which} must be torch tensors")
@@ -125,7 +138,42 @@ class Task:
 
     @property
     def num_classes(self) -> int:
-        return int(max(self.y_train.max().item(), self.y_test.max().item())) + 1
+        ys = [self.y_train, self.y_test] + ([self.y_val] if self.y_val is not None else [])
+        return int(max(y.max().item() for y in ys)) + 1
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether this task has its own validation set (``x_val``/``y_val``)."""
+        return self.x_val is not None
+
+    def with_validation(self, fraction: float = 0.2, seed: int = 0) -> Task:
+        """This task with a validation set: itself if it has one, else a copy whose validation
+        set is a seeded random ``fraction`` of the training set (taken out of it).
+
+        The split is ``torch.randperm(N, generator=torch.Generator().manual_seed(seed))``: the
+        first ``round(fraction * N)`` indices become the validation set, the rest stay training data
+        (both in their original order), so every process computes the same split.
+
+        >>> x, y = torch.arange(10.0).view(10, 1), torch.arange(10) % 2
+        >>> t = Task("toy", x, y, x, y, lambda: nn.Linear(1, 2)).with_validation(0.3)
+        >>> t.x_train.shape[0], t.x_val.shape[0], t.has_validation
+        (7, 3, True)
+        """
+        if self.x_val is not None:
+            return self
+        n = self.x_train.shape[0]
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+            raise ValueError(f"task {self.name!r}: validation fraction must be in (0, 1), got {fraction!r}")
+        n_val = round(fraction * n)
+        if n_val < 1 or n - n_val < 1:
+            raise ValueError(
+                f"task {self.name!r}: a validation fraction of {fraction} leaves {n_val} validation and "
+                f"{n - n_val} training examples out of {n}; both must be at least 1"
+            )
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+        val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+        return self.replace(x_train=self.x_train[train_idx], y_train=self.y_train[train_idx],
+                            x_val=self.x_train[val_idx], y_val=self.y_train[val_idx])
 
     def total_steps(self, epochs: int | None = None) -> int:
         """Optimizer steps in ``epochs`` epochs (default: the task's ``epochs``)."""
@@ -179,8 +227,13 @@ class MLPBase(nn.Module):
         return self.linear3(h)
 
 
-_MNIST1D_KEYS = ("x", "y", "x_test", "y_test")
+_MNIST1D_KEYS = ("x", "y", "x_val", "y_val", "x_test", "y_test")
 _MNIST1D_MEMO: dict[str, dict[str, np.ndarray]] = {}
+
+MNIST1D_VAL_SEED = 43
+"""Seed of the MNIST-1D validation set: ``make_dataset`` with the benchmark's arguments except
+``seed`` (42 for the benchmark's train/test), the first 1000 sequences of its training part."""
+_MNIST1D_VAL_SIZE = 1000
 
 
 def _cache_dir() -> Path:
@@ -188,13 +241,35 @@ def _cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "lrlab"
 
 
-def mnist1d_arrays(*, cache: bool = True) -> dict[str, np.ndarray]:
-    """The canonical MNIST-1D arrays ``x`` (4000, 40), ``y``, ``x_test`` (1000, 40), ``y_test``.
+def _generate_mnist1d() -> dict[str, np.ndarray]:
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as e:  # pragma: no cover - mnist1d is part of the [study] extra
+        raise ValueError("the mnist1d task needs the mnist1d package: pip install 'lrlab[study]'") from e
+    raw = make_dataset(get_dataset_args())
+    args = get_dataset_args()
+    args.seed = MNIST1D_VAL_SEED
+    val = make_dataset(args)
+    return {"x": np.asarray(raw["x"]), "y": np.asarray(raw["y"]),
+            "x_val": np.asarray(val["x"][:_MNIST1D_VAL_SIZE]), "y_val": np.asarray(val["y"][:_MNIST1D_VAL_SIZE]),
+            "x_test": np.asarray(raw["x_test"]), "y_test": np.asarray(raw["y_test"])}
 
-    Generated offline by ``mnist1d.data.make_dataset(get_dataset_args())`` (seed 42 inside the
-    args, so deterministic), then kept in memory for the process and, with ``cache=True``, in
-    ``$LRLAB_CACHE/mnist1d.npz`` (or ``~/.cache/lrlab``), read back with ``allow_pickle=False``.
-    ``x`` stays float64 here; :func:`mnist1d_task` casts it to float32.
+
+def mnist1d_arrays(*, cache: bool = True) -> dict[str, np.ndarray]:
+    """The MNIST-1D arrays ``x`` (4000, 40), ``y``, ``x_val`` (1000, 40), ``y_val``, ``x_test``
+    (1000, 40), ``y_test``.
+
+    Train and test are the benchmark's: ``mnist1d.data.make_dataset(get_dataset_args())`` (seed
+    42 inside the args, so deterministic). Validation is a second, independent draw from the same
+    generator: ``make_dataset`` with the same arguments but ``seed=MNIST1D_VAL_SEED`` (43), of
+    which the first 1000 sequences of the training part are kept. ``make_dataset`` standardises
+    each dataset it makes with its own mean and std; over 5000 sequences these agree with the
+    benchmark's to ~0.05 %, so the validation set follows the train and test distribution.
+
+    Kept in memory for the process and, with ``cache=True``, in ``$LRLAB_CACHE/mnist1d.npz`` (or
+    ``~/.cache/lrlab``), read back with ``allow_pickle=False``; a cache file from an older lrlab
+    (without the validation arrays) or a broken one is regenerated. ``x*`` stay float64 here;
+    :func:`mnist1d_task` casts them to float32.
     """
     if "d" in _MNIST1D_MEMO:
         return _MNIST1D_MEMO["d"]
@@ -204,20 +279,15 @@ def mnist1d_arrays(*, cache: bool = True) -> dict[str, np.ndarray]:
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: np.asarray(z[k]) for k in _MNIST1D_KEYS}
-        except (OSError, KeyError, ValueError):  # a truncated or foreign file: regenerate it
+        except (OSError, KeyError, ValueError):  # a truncated, foreign or older file: regenerate it
             data = None
     if data is None:
-        try:
-            from mnist1d.data import get_dataset_args, make_dataset
-        except ImportError as e:  # pragma: no cover - mnist1d is part of the [study] extra
-            raise ValueError("the mnist1d task needs the mnist1d package: pip install 'lrlab[study]'") from e
-        raw = make_dataset(get_dataset_args())
-        data = {k: np.asarray(raw[k]) for k in _MNIST1D_KEYS}
+        data = _generate_mnist1d()
         if cache:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f"mnist1d.{os.getpid()}.tmp.npz")
-                np.savez(tmp, x=data["x"], y=data["y"], x_test=data["x_test"], y_test=data["y_test"])
+                np.savez(tmp, **data)  # type: ignore[arg-type]
                 os.replace(tmp, path)  # atomic: concurrent processes never read half a file
             except OSError:
                 pass  # a read-only home is fine: the data is regenerated next time
@@ -230,6 +300,7 @@ def mnist1d_task(
     *,
     subset: int | None = None,
     test_subset: int | None = None,
+    val_subset: int | None = None,
     batch_size: int = 100,
     epochs: int = 40,
     peak_lr: dict[str, float] | None = None,
@@ -241,22 +312,21 @@ def mnist1d_task(
         subset: keep only the first ``subset`` training examples (tests, quick looks).
         test_subset: keep only the first ``test_subset`` test examples (default: ``subset``
             capped at 1000, or all 1000).
+        val_subset: keep only the first ``val_subset`` validation examples (default: as for
+            ``test_subset``).
         batch_size: examples per step (the benchmark's 100).
         epochs: default study length in epochs.
         peak_lr: overrides of :data:`MNIST1D_PEAK_LR`, per optimizer name.
     """
     if model not in ("cnn", "mlp"):
         raise ValueError(f"mnist1d model must be 'cnn' or 'mlp', got model={model!r}")
-    for nm, v in (("subset", subset), ("test_subset", test_subset)):
+    for nm, v in (("subset", subset), ("test_subset", test_subset), ("val_subset", val_subset)):
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             raise ValueError(f"{nm} must be a positive int, got {nm}={v!r}")
     d = mnist1d_arrays()
-    n, n_test = len(d["y"]), len(d["y_test"])
-    if subset is not None:
-        n = min(n, subset)
-        n_test = min(n_test, test_subset if test_subset is not None else subset)
-    elif test_subset is not None:
-        n_test = min(n_test, test_subset)
+    n = len(d["y"]) if subset is None else min(len(d["y"]), subset)
+    n_val, n_test = (min(len(d[k]), held if held is not None else subset if subset is not None else len(d[k]))
+                     for k, held in (("y_val", val_subset), ("y_test", test_subset)))
     lrs = dict(MNIST1D_PEAK_LR)
     lrs.update(peak_lr or {})
     factory: Callable[[], nn.Module] = ConvBase if model == "cnn" else MLPBase
@@ -266,6 +336,8 @@ def mnist1d_task(
         y_train=torch.from_numpy(d["y"][:n].astype(np.int64)),
         x_test=torch.from_numpy(d["x_test"][:n_test].astype(np.float32)),
         y_test=torch.from_numpy(d["y_test"][:n_test].astype(np.int64)),
+        x_val=torch.from_numpy(d["x_val"][:n_val].astype(np.float32)),
+        y_val=torch.from_numpy(d["y_val"][:n_val].astype(np.int64)),
         model_fn=factory,
         batch_size=batch_size,
         epochs=epochs,
