@@ -83,7 +83,7 @@ DEFAULT_SCHEDULES: dict[str, str] = {
 }
 """The default schedules: name -> text spec (a multiplier of the peak lr, durations in % of training)."""
 
-KNOWN_OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "adadelta")
+KNOWN_OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "adadelta", "sgd_schedulefree", "adamw_schedulefree", "prodigy")
 DEFAULT_OPTIMIZERS = ("sgd", "adam")
 _PLATEAU_METRICS = ("test_loss", "test_acc", "train_loss", "train_acc")
 _TOP_KEYS = (

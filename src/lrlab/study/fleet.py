@@ -60,6 +60,8 @@ from lrlab.schedules import Schedule, from_config
 from lrlab.study import _batched
 from lrlab.study.optimizers import (
     OPTIMIZERS,
+    eval_begin,
+    eval_end,
     make_optimizer,
     optimizer_kwargs,
     update_is_linear_in_lr,
@@ -305,8 +307,10 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
             steps += 1
         if diverged_epoch is not None:
             break
+        eval_begin(trial.optimizer, opt, model, x, bsz)  # schedule-free: evaluate its average x
         train_loss, train_acc = _evaluate_one(model, x, y)
         test_loss, test_acc = _evaluate_one(model, xt, yt)
+        eval_end(trial.optimizer, opt)
         if not _finite(train_loss, test_loss):
             diverged_epoch = epoch
             break
@@ -317,6 +321,8 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
         if plateau:
             sched.observe(getattr(rec, trial.plateau_metric))
     sched.close()
+    if keep_weights:
+        eval_begin(trial.optimizer, opt, model, x, bsz)  # the weights the optimizer evaluates
     weights = {k: v.detach().cpu().clone() for k, v in model.named_parameters()} if keep_weights else None
     diverged = diverged_epoch is not None
     return TrialResult(trial.trial_id, curves, diverged, diverged_epoch, _final(curves, diverged, steps),

@@ -236,6 +236,8 @@ def run_study(
     )
     if reused:
         say(f"{reused} trials already in {storage.url} (not rerun); {len(pending)} to train")
+    for line in _one_at_a_time_notes(task, pending, cfg.device):
+        say(line)
     if pending:
         _train(cfg, task, pending, epochs, storage, con, progress and not quiet)
     records_by_key = storage.records(keys)
@@ -246,6 +248,19 @@ def run_study(
     result = _report(cfg.out, records, study_info, con, storage.url, time.perf_counter() - t0, write=report)
     return StudyResult(cfg, records, result[0], result[1], result[2], len(pending), reused,
                        time.perf_counter() - t0, peak_lrs)
+
+
+def _one_at_a_time_notes(task: Any, pending: list[PlannedTrial], device: str) -> list[str]:
+    """One line per optimizer whose trials cannot share a fleet, with the reason
+    (:func:`lrlab.study.fleet.fleet_path`)."""
+    from lrlab.study.fleet import fleet_path
+
+    first: dict[str, Any] = {}
+    for p in pending:
+        first.setdefault(p.spec.optimizer, p.spec)
+    paths = {name: fleet_path(task, spec, device=device) for name, spec in first.items()}
+    return [f"{name}: trained {path.replace('one-at-a-time: ', 'one trial at a time (')})"
+            for name, path in paths.items() if path.startswith("one-at-a-time")]
 
 
 def _train(cfg: StudyConfig, task: Any, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,
