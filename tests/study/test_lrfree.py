@@ -121,7 +121,7 @@ def test_lr_free_arms_train_one_at_a_time_and_the_study_says_why(tmp_path):
     task = load_task("mnist1d", subset=100, batch_size=20)
     sf = [TrialSpec(f"sf{s}", constant(1.0), "sgd_schedulefree", {}, seed=s) for s in (0, 1)]
     path = fleet_path(task, sf[0])
-    assert path.startswith("one-at-a-time: schedule-free keeps its base sequence z")
+    assert path.startswith("one-at-a-time: schedule-free's state (its sequence z")
     assert fleet_path(task, TrialSpec("p", constant(1.0), "prodigy", {}, 0)).startswith("one-at-a-time: Prodigy")
     assert fleet_path(task, TrialSpec("s", constant(0.1), "sgd", {}, 0)) == "mnist1d_cnn"
     fleet = train_fleet(task, sf, epochs=2)
@@ -133,9 +133,9 @@ def test_lr_free_arms_train_one_at_a_time_and_the_study_says_why(tmp_path):
                      "seeds": 1, "epochs": 1, "workers": 0, "task_kwargs": {"subset": 100},
                      "out": str(tmp_path)}, progress=False, console=con, report=False)
     text = con.export_text()
-    assert "sgd_schedulefree: trained one trial at a time (schedule-free keeps its base sequence z" in text
-    assert "prodigy: trained one trial at a time (Prodigy estimates its step size d" in text
-    assert "sgd: trained" not in text
+    assert "sgd_schedulefree: one trial at a time, not in a fleet: schedule-free's state" in text
+    assert "prodigy: one trial at a time, not in a fleet: Prodigy estimates its step size d" in text
+    assert "sgd: one trial" not in text
     assert {r.optimizer: r.peak_lr for r in res.records} == {"sgd": 0.1, "sgd_schedulefree": 1.0, "prodigy": 1.0}
 
 

@@ -13,7 +13,8 @@ ways to train trials, all with the same results:
   stacked tensors with ``lr = 1``; each trial's update is then scaled by its own lr:
   ``p <- p_old + lr_k * (p_unit - p_old)``. This is exact because the five study optimizers
   update element by element with a step linear in ``lr`` whose state does not depend on ``lr``
-  (see :mod:`lrlab.study.optimizers`). Per-group optimizers (one param group per trial) give
+  (see :mod:`lrlab.study.optimizers`; the schedule-free and Prodigy arms do not, and train one
+  at a time). Per-group optimizers (one param group per trial) give
   the same result but cost ~0.2 ms per trial-step on a 2-core CPU, a quarter of the training
   step; the scaled update costs ~0.02 ms.
 * :func:`run_trials`: splits trials into fleets (one per optimizer and its settings, cut to at

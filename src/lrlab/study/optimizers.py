@@ -117,8 +117,8 @@ class OptimizerDef:
 
 
 _SCHEDULE_FREE_STATE = (
-    "schedule-free keeps its base sequence z (steps of lr x gradient) in its state and weights its "
-    "average by lr_max**2, so its state depends on the lr"
+    "schedule-free's state (its sequence z, moved by lr x gradient, and its average weighted by "
+    "lr_max**2) depends on the lr"
 )
 
 OPTIMIZERS: dict[str, OptimizerDef] = {

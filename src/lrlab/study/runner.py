@@ -259,7 +259,7 @@ def _one_at_a_time_notes(task: Any, pending: list[PlannedTrial], device: str) ->
     for p in pending:
         first.setdefault(p.spec.optimizer, p.spec)
     paths = {name: fleet_path(task, spec, device=device) for name, spec in first.items()}
-    return [f"{name}: trained {path.replace('one-at-a-time: ', 'one trial at a time (')})"
+    return [f"{name}: one trial at a time, not in a fleet: {path.removeprefix('one-at-a-time: ')}"
             for name, path in paths.items() if path.startswith("one-at-a-time")]
 
 
