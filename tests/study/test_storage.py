@@ -162,3 +162,29 @@ def test_role_and_any_positive_peak_lr_round_trip(tmp_path):
     from lrlab.study.storage import _record_from_attrs
 
     assert _record_from_attrs(old).role == "final"
+
+
+def _open_at(args):
+    url, start = args
+    import time as _time
+
+    from lrlab.study.storage import StudyStorage as _S
+
+    _time.sleep(max(0.0, start - _time.time()))
+    _S(url, "lrlab").set_attr("opened", True)
+    return True
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_do_not_race_on_the_schema(tmp_path):
+    """Several processes creating the same new study database at once: every one opens it (the
+    loser of SQLAlchemy's create_all used to die with 'table ... already exists')."""
+    import multiprocessing as mp
+    import time as _time
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        pool.map(_open_at, [("sqlite:///" + str(tmp_path / "warm.db"), 0.0)])  # imports warmed up
+        for i in range(4):
+            url = "sqlite:///" + str(tmp_path / f"s{i}.db")
+            start = _time.time() + 0.5
+            assert pool.map(_open_at, [(url, start)] * 4) == [True] * 4

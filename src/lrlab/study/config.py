@@ -102,7 +102,7 @@ DEFAULT_SCHEDULES: dict[str, str] = {
 }
 """The default schedules: name -> text spec (a multiplier of the peak lr, durations in % of training)."""
 
-KNOWN_OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "adadelta")
+KNOWN_OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "adadelta", "sgd_schedulefree", "adamw_schedulefree", "prodigy")
 DEFAULT_OPTIMIZERS = ("sgd", "adam")
 _PLATEAU_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")
 _TOP_KEYS = (

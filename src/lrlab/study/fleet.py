@@ -13,7 +13,8 @@ ways to train trials, all with the same results:
   stacked tensors with ``lr = 1``; each trial's update is then scaled by its own lr:
   ``p <- p_old + lr_k * (p_unit - p_old)``. This is exact because the five study optimizers
   update element by element with a step linear in ``lr`` whose state does not depend on ``lr``
-  (see :mod:`lrlab.study.optimizers`). Per-group optimizers (one param group per trial) give
+  (see :mod:`lrlab.study.optimizers`; the schedule-free and Prodigy arms do not, and train one
+  at a time). Per-group optimizers (one param group per trial) give
   the same result but cost ~0.2 ms per trial-step on a 2-core CPU, a quarter of the training
   step; the scaled update costs ~0.02 ms.
 * :func:`run_trials`: splits trials into fleets (one per optimizer and its settings, cut to at
@@ -67,6 +68,8 @@ from lrlab.schedules import Schedule, from_config
 from lrlab.study import _batched
 from lrlab.study.optimizers import (
     OPTIMIZERS,
+    eval_begin,
+    eval_end,
     make_optimizer,
     optimizer_kwargs,
     update_is_linear_in_lr,
@@ -267,12 +270,6 @@ def _finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
 
 
-def _eval_mode(opt_name: str) -> bool:
-    """Whether the optimizer must be switched to its evaluation weights (``optimizer.eval()``)
-    before the model is evaluated (schedule-free optimizers)."""
-    return bool(getattr(OPTIMIZERS[opt_name], "eval_mode", False))
-
-
 # ---- the reference: one trial at a time --------------------------------------------------------
 
 
@@ -315,7 +312,6 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
     opt = make_optimizer(trial.optimizer, model.parameters(), lr=0.0, **trial.optimizer_kwargs)
     sched = LRLabScheduler(opt, trial.schedule)
     plateau = _has_plateau(trial.schedule)
-    eval_mode = _eval_mode(trial.optimizer)
     n, bsz = x.shape[0], task.batch_size
     curves: list[EpochRecord] = []
     diverged_epoch: int | None = None
@@ -343,13 +339,11 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
             steps += 1
         if diverged_epoch is not None:
             break
-        if eval_mode:
-            opt.eval()  # type: ignore[attr-defined]
+        eval_begin(trial.optimizer, opt, model, x, bsz)  # schedule-free: evaluate its average x
         val_loss, val_acc = _evaluate_one(model, xv, yv)
         test_loss, test_acc = (_evaluate_one(model, xt, yt) if test_every_epoch or epoch == epochs - 1
                                else (nan, nan))
-        if eval_mode:
-            opt.train()  # type: ignore[attr-defined]
+        eval_end(trial.optimizer, opt)
         if not _finite(val_loss):
             diverged_epoch = epoch
             break
@@ -361,6 +355,8 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
         if plateau:
             sched.observe(getattr(rec, trial.plateau_metric))
     sched.close()
+    if keep_weights:
+        eval_begin(trial.optimizer, opt, model, x, bsz)  # the weights the optimizer evaluates
     weights = {k: v.detach().cpu().clone() for k, v in model.named_parameters()} if keep_weights else None
     diverged = diverged_epoch is not None
     return TrialResult(trial.trial_id, curves, diverged, diverged_epoch, _final(curves, diverged, steps),
@@ -474,7 +470,6 @@ class _Fleet:
         self.active = list(range(len(trials)))  # trial index of each row
         self.curves: list[list[EpochRecord]] = [[] for _ in trials]
         self.steps = [0] * len(trials)
-        self.eval_mode = _eval_mode(self.opt_name)
         # running sums of the epoch's training loss (per sample) and correct predictions, per row
         self.run_loss = torch.zeros(len(trials), dtype=torch.float64, device=device)
         self.run_correct = torch.zeros(len(trials), dtype=torch.float64, device=device)
@@ -602,13 +597,9 @@ class _Fleet:
             for i in self.active:
                 self.states[i].advance(spe)
                 self.steps[i] += spe
-            if self.eval_mode:
-                self.opt.eval()  # type: ignore[attr-defined]
             va_loss, va_acc = self._evaluate(xv, yv)
             with_test = self.test_every_epoch or epoch == self.epochs - 1
             te_loss, te_acc = self._evaluate(xt, yt) if with_test else (va_loss.new_full(va_loss.shape, nan),) * 2
-            if self.eval_mode:
-                self.opt.train()  # type: ignore[attr-defined]
             tr_loss_l, tr_acc_l = (self.run_loss / n).tolist(), (self.run_correct / n).tolist()
             va_loss_l, va_acc_l, te_loss_l, te_acc_l = (v.tolist() for v in (va_loss, va_acc, te_loss, te_acc))
             bad = []

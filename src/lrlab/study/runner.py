@@ -360,6 +360,8 @@ def run_study(
     selections: dict[tuple[str, str], LrSelection] = {}
     tune_records: list[TrialRecord] = []
     show = progress and not quiet
+    for line in _one_at_a_time_notes(task, [*tune_plans, *final_plans], cfg.device):
+        say(escape(line))
     if tune_plans:
         pending = [p for p in tune_plans if p.key not in done]
         reused += len(tune_plans) - len(pending)
@@ -417,6 +419,19 @@ def _stored(storage: StudyStorage, keys: Sequence[str]) -> list[TrialRecord]:
     if missing:
         raise RuntimeError(f"{len(missing)} trials finished without a stored result (first: {missing[0]})")
     return [by_key[k] for k in keys]
+
+
+def _one_at_a_time_notes(task: Any, pending: list[PlannedTrial], device: str) -> list[str]:
+    """One line per optimizer whose trials cannot share a fleet, with the reason
+    (:func:`lrlab.study.fleet.fleet_path`)."""
+    from lrlab.study.fleet import fleet_path
+
+    first: dict[str, Any] = {}
+    for p in pending:
+        first.setdefault(p.spec.optimizer, p.spec)
+    paths = {name: fleet_path(task, spec, device=device) for name, spec in first.items()}
+    return [f"{name}: one trial at a time, not in a fleet: {path.removeprefix('one-at-a-time: ')}"
+            for name, path in paths.items() if path.startswith("one-at-a-time")]
 
 
 def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,

@@ -127,6 +127,28 @@ def storage_url(storage: str | None, out: str | Path) -> str:
     )
 
 
+_SCHEMA_RACE = ("already exists", "database is locked", "alembic_version", "duplicate key")
+
+
+def _create_study(optuna: Any, study_name: str, backend: Any, tries: int = 8) -> Any:
+    """``optuna.create_study(load_if_exists=True)``, retried while another process is creating the
+    same database's schema: two processes opening a new SQLite file at once make SQLAlchemy's
+    ``create_all`` of the loser fail with "table ... already exists", a duplicate alembic version row
+    or "database is locked" (all in :data:`_SCHEMA_RACE`)."""
+    import time
+
+    for attempt in range(tries):
+        try:
+            return optuna.create_study(study_name=study_name, storage=backend, direction="maximize",
+                                       load_if_exists=True)
+        except Exception as e:
+            racing = any(m in str(e) for m in _SCHEMA_RACE)
+            if not racing or attempt == tries - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 class StudyStorage:
     """An Optuna study holding lrlab trials (created if missing).
 
@@ -155,9 +177,7 @@ class StudyStorage:
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
         try:
-            self.study = optuna.create_study(
-                study_name=study_name, storage=backend, direction="maximize", load_if_exists=True
-            )
+            self.study = _create_study(optuna, study_name, backend)
         except ImportError as e:  # e.g. psycopg (SQLAlchemy 2.1's default) missing for postgresql://
             hint = " (pip install 'lrlab[postgres]')" if url.startswith("postgresql") else ""
             raise ValueError(f"storage {url!r} needs a database driver{hint}: {e}") from e

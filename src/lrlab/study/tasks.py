@@ -65,13 +65,19 @@ __all__ = [
 # seeds' (PyImageSearch CIFAR-10) setting and the classic SGD default. Both sit within a factor of 2
 # of lrlab's LR range test on this task (sgd ~0.06, adam ~0.02: `lrlab find`). RMSprop 1e-3
 # (torch's default 1e-2 is too large for this CNN), Adagrad 5e-2, Adadelta 1.0 (torch's and the
-# paper's default).
+# paper's default). The lr-free arms (``pip install 'lrlab[lrfree]'``) follow their authors:
+# schedule-free SGD 1.0 (its class default; the README asks for 10-50x the classical SGD lr, and
+# 1.0 is 10x sgd's 0.1), schedule-free AdamW 1e-2 (the README's 1-10x of AdamW's lr, at 1x adam's
+# 1e-2), Prodigy 1.0 (by design: the lr multiplies Prodigy's own step-size estimate).
 MNIST1D_PEAK_LR: dict[str, float] = {
     "sgd": 0.1,
     "adam": 1e-2,
     "rmsprop": 1e-3,
     "adagrad": 5e-2,
     "adadelta": 1.0,
+    "sgd_schedulefree": 1.0,
+    "adamw_schedulefree": 1e-2,
+    "prodigy": 1.0,
 }
 
 
