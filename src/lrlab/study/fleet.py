@@ -269,12 +269,6 @@ def _finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
 
 
-def _eval_mode(opt_name: str) -> bool:
-    """Whether the optimizer must be switched to its evaluation weights (``optimizer.eval()``)
-    before the model is evaluated (schedule-free optimizers)."""
-    return bool(getattr(OPTIMIZERS[opt_name], "eval_mode", False))
-
-
 # ---- the reference: one trial at a time --------------------------------------------------------
 
 
@@ -317,7 +311,6 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
     opt = make_optimizer(trial.optimizer, model.parameters(), lr=0.0, **trial.optimizer_kwargs)
     sched = LRLabScheduler(opt, trial.schedule)
     plateau = _has_plateau(trial.schedule)
-    eval_mode = _eval_mode(trial.optimizer)
     n, bsz = x.shape[0], task.batch_size
     curves: list[EpochRecord] = []
     diverged_epoch: int | None = None
@@ -345,13 +338,9 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
             steps += 1
         if diverged_epoch is not None:
             break
-        if eval_mode:
-            opt.eval()  # type: ignore[attr-defined]
         val_loss, val_acc = _evaluate_one(model, xv, yv)
         test_loss, test_acc = (_evaluate_one(model, xt, yt) if test_every_epoch or epoch == epochs - 1
                                else (nan, nan))
-        if eval_mode:
-            opt.train()  # type: ignore[attr-defined]
         if not _finite(val_loss):
             diverged_epoch = epoch
             break
@@ -476,7 +465,6 @@ class _Fleet:
         self.active = list(range(len(trials)))  # trial index of each row
         self.curves: list[list[EpochRecord]] = [[] for _ in trials]
         self.steps = [0] * len(trials)
-        self.eval_mode = _eval_mode(self.opt_name)
         # running sums of the epoch's training loss (per sample) and correct predictions, per row
         self.run_loss = torch.zeros(len(trials), dtype=torch.float64, device=device)
         self.run_correct = torch.zeros(len(trials), dtype=torch.float64, device=device)
@@ -604,13 +592,9 @@ class _Fleet:
             for i in self.active:
                 self.states[i].advance(spe)
                 self.steps[i] += spe
-            if self.eval_mode:
-                self.opt.eval()  # type: ignore[attr-defined]
             va_loss, va_acc = self._evaluate(xv, yv)
             with_test = self.test_every_epoch or epoch == self.epochs - 1
             te_loss, te_acc = self._evaluate(xt, yt) if with_test else (va_loss.new_full(va_loss.shape, nan),) * 2
-            if self.eval_mode:
-                self.opt.train()  # type: ignore[attr-defined]
             tr_loss_l, tr_acc_l = (self.run_loss / n).tolist(), (self.run_correct / n).tolist()
             va_loss_l, va_acc_l, te_loss_l, te_acc_l = (v.tolist() for v in (va_loss, va_acc, te_loss, te_acc))
             bad = []
