@@ -251,8 +251,10 @@ def _with_validation(task: Any) -> Any:
 
 def _data(task: Any, device: str | torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
     """``x, y, x_val, y_val, x_test, y_test`` on ``device`` (inputs in ``dtype``)."""
-    return tuple(t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device)
-                 for t in (task.x_train, task.y_train, task.x_val, task.y_val, task.x_test, task.y_test))
+    out: list[Tensor] = []
+    for which in ("train", "val", "test"):
+        out += [getattr(task, f"x_{which}").to(device=device, dtype=dtype), getattr(task, f"y_{which}").to(device)]
+    return tuple(out)
 
 
 def _make_model(task: Any, seed: int, device: str | torch.device, dtype: torch.dtype) -> torch.nn.Module:
