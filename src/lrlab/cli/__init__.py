@@ -2,7 +2,8 @@
 
 Each group of verbs lives in its own module and registers itself on the shared Typer app:
 ``_schedules`` (list, show, plot, values, gallery), ``_study`` (study, study report) and
-``_find`` (find). Errors a user can fix exit non-zero with a one-line reason (:class:`CliError`).
+``_find`` (find). Errors a user can fix exit with status 2 and a one-line ``lrlab: error: ...``
+on stderr (:func:`main`), never a traceback.
 """
 
 from __future__ import annotations
@@ -25,12 +26,24 @@ _study.register(app)
 _find.register(app)
 
 
+def error_line(e: BaseException) -> str:
+    """The one-line reason shown for a user error (plus a spec's caret lines, when it has them)."""
+    if isinstance(e, OSError):  # a path that cannot be read or written: name it, no errno noise
+        what = f"{e.filename}: " if e.filename is not None else ""
+        return f"lrlab: error: {what}{e.strerror or e}"
+    return f"lrlab: error: {e}"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``lrlab`` script: user errors become one line on stderr and exit 2."""
+    """Entry point of the ``lrlab`` script: user errors become one line on stderr and exit 2.
+
+    User errors are ``ValueError`` (bad specs, configs and parameters, with their message) and
+    ``OSError`` (an output path that cannot be written, an input that cannot be read).
+    """
     try:
         app(args=argv, standalone_mode=True)
-    except ValueError as e:  # bad specs, configs and parameters raise ValueError with a message
-        print(f"lrlab: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:
+        print(error_line(e), file=sys.stderr)
         sys.exit(2)
 
 

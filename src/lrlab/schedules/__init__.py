@@ -15,6 +15,8 @@ Modules (private; everything public is re-exported here and from :mod:`lrlab`):
 from lrlab.schedules import _combinators, _custom, _cyclic, _families, _plateau
 from lrlab.schedules._combinators import *  # noqa: F403
 from lrlab.schedules._core import (
+    MAX_DEPTH,
+    MAX_STEPS,
     Schedule,
     State,
     from_config,
@@ -30,6 +32,8 @@ from lrlab.schedules._families import *  # noqa: F403
 from lrlab.schedules._plateau import *  # noqa: F403
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_STEPS",
     "Schedule",
     "State",
     "examples",
