@@ -19,6 +19,7 @@ counts outcomes instead of failing at the first one::
 from __future__ import annotations
 
 import dataclasses
+import re
 import signal
 import sys
 from collections import Counter
@@ -59,28 +60,49 @@ _WORDS = st.sampled_from([
 ])
 
 
-def _value(field: dataclasses.Field, child: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+@dataclasses.dataclass(frozen=True)
+class _Pools:
+    """Where parameter values come from: adversarial (extremes, wrong types) or sane."""
+
+    numbers: st.SearchStrategy[str]
+    durations: st.SearchStrategy[str]
+    wrong: bool
+
+
+_ADVERSARIAL = _Pools(_NUMBERS, _DURATIONS, wrong=True)
+_SANE = _Pools(
+    st.one_of(st.floats(0, 2).map(repr), st.sampled_from(["0.1", "1e-3", "0.5", "1", "0.9", "0"])),
+    st.one_of(st.integers(1, 500).map(str), st.sampled_from(["1", "5", "10", "3ep", "10%", "50%", "100%"])),
+    wrong=False,
+)
+
+
+def _value(field: dataclasses.Field, child: st.SearchStrategy[str], pools: _Pools) -> st.SearchStrategy[str]:
     """A text for one parameter, mostly of a type the field takes, sometimes not."""
     ann = str(field.type)
     scalar: list[st.SearchStrategy[str]] = []
     if field.metadata.get("duration"):
-        scalar.append(_DURATIONS)
+        scalar.append(pools.durations)
     if "Schedule" in ann:
         scalar.append(child)
-    if "float" in ann or "int" in ann:
-        scalar.append(_NUMBERS)
+    if not pools.wrong and re.search(r"\bint\b", ann) and "float" not in ann:
+        scalar.append(st.integers(1, 50).map(str))  # a whole number where only those are valid
+    elif "float" in ann or "int" in ann:
+        scalar.append(pools.numbers)
     if "str" in ann and not field.metadata.get("duration"):
         scalar.append(_WORDS)
     if "bool" in ann:
         scalar.append(st.sampled_from(["true", "false"]))
-    main = st.one_of(*scalar) if scalar else _NUMBERS
+    main = st.one_of(*scalar) if scalar else pools.numbers
     if "tuple" in ann:
         main = st.lists(main, max_size=6).map(lambda xs: "[" + ", ".join(xs) + "]")
+    if not pools.wrong:
+        return main
     wrong = st.one_of(_NUMBERS, _WORDS, _DURATIONS, child, st.just("[]"), st.just("none"))
     return st.one_of(main, main, main, main, wrong)
 
 
-def _call(name: str, child: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+def _call(name: str, child: st.SearchStrategy[str], pools: _Pools) -> st.SearchStrategy[str]:
     fields = dataclasses.fields(registry()[name])  # type: ignore[arg-type]
 
     @st.composite
@@ -91,34 +113,36 @@ def _call(name: str, child: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
             if not draw(st.integers(0, 2)):  # about a third of the parameters left out
                 positional = False
                 continue
-            text = draw(_value(f, child))
+            text = draw(_value(f, child, pools))
             args.append(text if positional and i == len(args) else f"{f.name}={text}")
             positional = positional and i == len(args) - 1
-        if draw(st.integers(0, 30)) == 0:
+        if pools.wrong and draw(st.integers(0, 30)) == 0:
             args.append("bogus=1")
         return f"{name}({', '.join(args)})"
 
     return build()
 
 
-def _leaf() -> st.SearchStrategy[str]:
+def _texts(pools: _Pools) -> st.SearchStrategy[str]:
     plain = [n for n, cls in registry().items()
              if not any("Schedule" in str(f.type) for f in dataclasses.fields(cls))]  # type: ignore[arg-type]
-    return st.sampled_from(plain).flatmap(lambda n: _call(n, st.just("constant(0.1)")))
+    leaf = st.sampled_from(plain).flatmap(lambda n: _call(n, st.just("constant(0.1)"), pools))
+
+    def extend(child: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        return st.one_of(
+            st.sampled_from(list(registry())).flatmap(lambda n: _call(n, child, pools)),
+            st.lists(child, min_size=2, max_size=4).map(" >> ".join),
+            st.lists(child, min_size=2, max_size=3).map(" * ".join),
+            st.tuples(pools.numbers, child).map(lambda p: f"{p[0]} * {p[1]}"),
+            child.map(lambda c: f"({c})"),
+        )
+
+    return st.recursive(leaf, extend, max_leaves=8)
 
 
-def _extend(child: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    names = list(registry())
-    return st.one_of(
-        st.sampled_from(names).flatmap(lambda n: _call(n, child)),
-        st.lists(child, min_size=2, max_size=4).map(" >> ".join),
-        st.lists(child, min_size=2, max_size=3).map(" * ".join),
-        st.tuples(_NUMBERS, child).map(lambda p: f"{p[0]} * {p[1]}"),
-        child.map(lambda c: f"({c})"),
-    )
-
-
-SCHEDULE_TEXTS = st.recursive(_leaf(), _extend, max_leaves=8)
+SCHEDULE_TEXTS = _texts(_ADVERSARIAL)
+SANE_TEXTS = _texts(_SANE)
+"""Texts with plausible values of the right types: most of them parse, so evaluation is exercised."""
 
 _NOISE = "()[],=*>%ep.-'\"0123456789 abc_"
 
@@ -218,9 +242,17 @@ def test_every_text_parses_or_is_refused_and_every_schedule_is_safe(text):
     assert result in _GOOD, f"{result}: {text[:300]!r}"
 
 
+@settings(max_examples=200, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(text=SANE_TEXTS)
+def test_plausible_schedules_are_safe_at_every_step(text):
+    result = outcome(text)
+    assert result in _GOOD, f"{result}: {text[:300]!r}"
+
+
 @settings(max_examples=100, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
-@given(text=SCHEDULE_TEXTS)
+@given(text=st.one_of(SCHEDULE_TEXTS, SANE_TEXTS))
 def test_what_parses_prints_and_parses_back(text):
     try:
         s = parse(text)

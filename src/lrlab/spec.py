@@ -220,8 +220,6 @@ class _Type:
 
     kinds: frozenset[str] | None
     item: _Type | None = None
-    floats_only: bool = False  # ``float`` but not ``int``: an int given is stored as a float
-    ints_only: bool = False  # ``int`` but not ``float``: a whole float given (1e3) is stored as an int
 
     def describe(self) -> str:
         names = {"number": "a number", "bool": "true/false", "str": "a word or string",
@@ -258,8 +256,7 @@ def _parse_annotation(ann: Any) -> _Type:
         if base in ("tuple", "list", "Sequence") and "[" in part:
             inner = _split_top(part[part.index("[") + 1 : part.rindex("]")], ",")[0]
             item = _parse_annotation(inner)
-    has_int, has_float = bool(re.search(r"\bint\b", ann)), "float" in ann
-    return _Type(frozenset(kinds), item, has_float and not has_int, has_int and not has_float)
+    return _Type(frozenset(kinds), item)
 
 
 def _fields(cls: type[Schedule]) -> tuple[dataclasses.Field, ...]:

@@ -41,6 +41,10 @@ def _check_number(owner: str, field: str, v: Any, *, lo: float | None = None, lo
         raise ValueError(f"{owner}: {field} must be <= {hi}, got {field}={v!r}")
 
 
+MAX_MULT = 1e6
+"""The largest cycle-length multiplier (``restarts``, ``repeat``): cycle starts stay finite floats."""
+
+
 def _check_bounded(owner: str, bounds: list[float]) -> None:
     """Refuse a product whose values could overflow: every partial product of the factors' upper
     bounds (each taken as at least 1) must be a finite float."""
@@ -435,8 +439,9 @@ class repeat(Schedule):
 
     Args:
         schedule: a finite schedule (its duration ``D`` > 0).
-        period: first cycle length ``P`` (steps, ``"Nep"``, ``"P%"``); ``None`` means ``D``.
-        mult: cycle length multiplier (float, >= 1); the inner schedule is stretched to each cycle.
+        period: first cycle length ``P`` (steps, ``"Nep"``, ``"P%"``), >= 1; ``None`` means ``D``.
+        mult: cycle length multiplier (float, in [1, 1e6]); the inner schedule is stretched to
+            each cycle.
         factor: multiplier per cycle, in (0, 1] (a factor > 1 would grow without bound).
         limit: number of cycles, after which the value holds; ``None`` repeats forever.
 
@@ -458,8 +463,8 @@ class repeat(Schedule):
         if d is None or d <= 0:
             raise ValueError(f"repeat: the schedule must be finite with a duration > 0, got {self.schedule} (duration={d!r})")
         if self.period is not None:
-            _check_number("repeat", "period", self.period, lo=0.0, lo_open=True)
-        _check_number("repeat", "mult", self.mult, lo=1.0)
+            _check_number("repeat", "period", self.period, lo=1.0)
+        _check_number("repeat", "mult", self.mult, lo=1.0, hi=MAX_MULT)
         _check_factor("repeat", "factor", self.factor)
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
             raise ValueError(f"repeat: limit must be an integer >= 1 or none, got limit={self.limit!r}")

@@ -31,8 +31,9 @@ Conventions every schedule follows (and the contract tests check):
 * A schedule is a tree at most :data:`MAX_DEPTH` (64) nodes deep; deeper nesting is refused (by
   the constructor, :func:`from_config` and the parser), so no path can hit Python's recursion
   limit and evaluation time stays linear in the size of the tree.
-* A step is a finite number ``>= 0``: ``s(nan)``, ``s(inf)`` and ``s(-1)`` raise ``ValueError``
-  (checked on the Python-number and NumPy paths).
+* A step is a number in ``[0, 2**53]``: ``s(nan)``, ``s(inf)``, ``s(1e300)`` and ``s(-1)`` raise
+  ``ValueError`` (checked on the Python-number and NumPy paths; torch/JAX/Keras values are not
+  inspected, which would need a host sync or break ``jit``).
 """
 
 from __future__ import annotations
@@ -341,13 +342,13 @@ class Schedule:
         self._check_resolved()
         ops = ops_for(step, backend)
         if ops.name == "python":
-            if not 0 <= step < math.inf:  # also refuses nan
-                raise ValueError(f"step must be a finite number >= 0, got {step!r}")
+            if not 0 <= step <= MAX_STEPS:  # also refuses nan and inf
+                raise ValueError(f"step must be a number in [0, 2**53], got {step!r}")
             return float(self.formula(float(step), ops, state))
         t = ops.asfloat(step)
-        if ops.name == "numpy" and t.size and not (np.min(t) >= 0 and np.max(t) < math.inf):
-            bad = t[~((t >= 0) & (t < math.inf))].flat[0]
-            raise ValueError(f"steps must be finite numbers >= 0, got {bad!r}")
+        if ops.name == "numpy" and t.size and not (np.min(t) >= 0 and np.max(t) <= MAX_STEPS):
+            bad = t[~((t >= 0) & (t <= MAX_STEPS))].flat[0]
+            raise ValueError(f"steps must be numbers in [0, 2**53], got {bad!r}")
         return self.formula(t, ops, state)
 
     def values(self, steps: int | np.ndarray, state: State | None = None) -> np.ndarray:

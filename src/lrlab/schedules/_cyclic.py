@@ -45,8 +45,8 @@ class cyclic(Schedule):
     Args:
         base: lr at the start of each cycle (torch ``base_lr``).
         peak: lr at the top of the first cycle (torch ``max_lr``).
-        up: length of the rising phase (torch ``step_size_up``; ``"Nep"``/``"P%"`` allowed), > 0.
-        down: length of the falling phase (``None``: same as ``up``), > 0.
+        up: length of the rising phase (torch ``step_size_up``; ``"Nep"``/``"P%"`` allowed), >= 1.
+        down: length of the falling phase (``None``: same as ``up``), >= 1.
         mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
         factor: ``exp_range`` multiplier of the amplitude per step or cycle (torch ``gamma``), in
             (0, 1] (a factor > 1 would grow without bound).
@@ -72,9 +72,9 @@ class cyclic(Schedule):
     max_momentum: float = 0.9
 
     def _validate(self) -> None:
-        _check_number("cyclic", "up", self.up, lo=0.0, lo_open=True)
+        _check_number("cyclic", "up", self.up, lo=1.0)
         if self.down is not None:
-            _check_number("cyclic", "down", self.down, lo=0.0, lo_open=True)
+            _check_number("cyclic", "down", self.down, lo=1.0)
         _check_choice("cyclic", "mode", self.mode, _CLR_MODES)
         _check_factor("cyclic", "factor", self.factor)
         if self.scale_mode is not None:

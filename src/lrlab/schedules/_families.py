@@ -54,6 +54,7 @@ from typing import Any
 
 from lrlab.schedules._backend import Ops
 from lrlab.schedules._combinators import (
+    MAX_MULT,
     _ceil_div,
     _check_factor,
     _check_number,
@@ -284,7 +285,7 @@ class exponential(Schedule):
     Args:
         peak: lr at ``t <= begin``.
         factor: multiplier per ``every`` steps (> 0; > 1 grows and then needs ``end``).
-        every: steps per ``factor`` (Keras ``decay_steps``), > 0.
+        every: steps per ``factor`` (Keras ``decay_steps``), >= 1.
         staircase: floor the exponent (drop once every ``every`` steps).
         begin: steps of constant ``peak`` before the decay starts (optax ``transition_begin``).
         end: the bound (optax ``end_value``), an lr; ``None`` for none.
@@ -303,7 +304,7 @@ class exponential(Schedule):
 
     def _validate(self) -> None:
         _check_positive("exponential", "factor", self.factor)
-        _check_positive("exponential", "every", self.every)
+        _check_number("exponential", "every", self.every, lo=1.0)
         _check_bool("exponential", "staircase", self.staircase)
         if self.factor > 1 and self.end is None:
             raise ValueError(
@@ -342,7 +343,7 @@ class inverse_time(Schedule):
     Args:
         peak: lr at ``t = 0``.
         rate: decay rate ``k`` in :math:`1/(1 + k p)` (>= 0; a rate, not a per-event factor).
-        every: steps per unit of ``p`` (Keras ``decay_steps``), > 0.
+        every: steps per unit of ``p`` (Keras ``decay_steps``), >= 1.
         staircase: floor ``p``.
 
     >>> s = inverse_time(0.1, rate=0.001)
@@ -357,7 +358,7 @@ class inverse_time(Schedule):
 
     def _validate(self) -> None:
         _check_number("inverse_time", "rate", self.rate, lo=0.0)
-        _check_positive("inverse_time", "every", self.every)
+        _check_number("inverse_time", "every", self.every, lo=1.0)
         _check_bool("inverse_time", "staircase", self.staircase)
 
     def formula(self, t, ops: Ops, state: State | None):
@@ -529,8 +530,8 @@ class restarts(Schedule):
     Args:
         peak: lr at the start of the first cycle.
         end: floor reached at the end of each cycle (absolute).
-        period: first cycle length ``P`` in steps (``"Nep"``/``"P%"`` allowed), > 0.
-        mult: cycle length multiplier ``m`` (float, >= 1).
+        period: first cycle length ``P`` in steps (``"Nep"``/``"P%"`` allowed), >= 1.
+        mult: cycle length multiplier ``m`` (float, in [1, 1e6]).
         factor: amplitude multiplier per cycle, in (0, 1] (Keras ``m_mul``; a factor > 1 would
             grow without bound).
 
@@ -546,8 +547,8 @@ class restarts(Schedule):
     factor: float = 1.0
 
     def _validate(self) -> None:
-        _check_positive("restarts", "period", self.period)
-        _check_number("restarts", "mult", self.mult, lo=1.0)
+        _check_number("restarts", "period", self.period, lo=1.0)
+        _check_number("restarts", "mult", self.mult, lo=1.0, hi=MAX_MULT)
         _check_factor("restarts", "factor", self.factor)
 
     def boundaries(self) -> list[int]:
