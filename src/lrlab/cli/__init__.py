@@ -37,14 +37,26 @@ def error_line(e: BaseException) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``lrlab`` script: user errors become one line on stderr and exit 2.
 
-    User errors are ``ValueError`` (bad specs, configs and parameters, with their message) and
-    ``OSError`` (an output path that cannot be written, an input that cannot be read).
+    User errors are ``ValueError`` (bad specs, configs and parameters, with their message),
+    ``OSError`` (an output path that cannot be written, an input that cannot be read) and click's
+    usage errors (an unknown option, a value that is not an integer, ...).
     """
+    from typer.exceptions import TyperException  # the base of click's errors (typer vendors click)
+
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=argv, standalone_mode=False)  # returns --help's 0, or None after a command
+    except TyperException as e:  # click's usage errors: an unknown option, a value not an integer...
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:  # bare `lrlab`: the help
+            print(ctx.get_help(), file=sys.stderr)
+            sys.exit(2)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"lrlab: error: {e.format_message()}{hint}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 2))
     except (ValueError, OSError) as e:
         print(error_line(e), file=sys.stderr)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
