@@ -386,7 +386,7 @@ def terminal(
     axis_line = "".join("┬" if c in ticks else "─" for c in range(plot_w))
     lines.append(" " * label_w + " └" + axis_line)
     row = [" "] * plot_w
-    spans = []  # (start, text): the two ends always, the middle only where it overlaps neither
+    spans: list[tuple[int, str]] = []  # (start, text): the two ends always, the middle only where it overlaps neither
     for c in (0, plot_w - 1, plot_w // 2):
         text = ticks[c]
         start = 0 if c == 0 else max(0, min(c - len(text) // 2, plot_w - len(text)))
