@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import re
@@ -263,8 +264,9 @@ def _fields(cls: type[Schedule]) -> tuple[dataclasses.Field, ...]:
     return dataclasses.fields(cls)  # type: ignore[arg-type]  # every registered Schedule is a dataclass
 
 
+@functools.cache
 def _field_types(cls: type[Schedule]) -> dict[str, tuple[_Type, bool]]:
-    """``{field: (type, is_duration)}`` for a schedule class."""
+    """``{field: (type, is_duration)}`` for a schedule class (read once per class; not mutated)."""
     return {f.name: (_parse_annotation(f.type), bool(f.metadata.get("duration"))) for f in _fields(cls)}
 
 
