@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import json
 import math
 import re
@@ -264,10 +263,14 @@ def _fields(cls: type[Schedule]) -> tuple[dataclasses.Field, ...]:
     return dataclasses.fields(cls)  # type: ignore[arg-type]  # every registered Schedule is a dataclass
 
 
-@functools.cache
+_FIELD_TYPES: dict[type, dict[str, tuple[_Type, bool]]] = {}
+
+
 def _field_types(cls: type[Schedule]) -> dict[str, tuple[_Type, bool]]:
     """``{field: (type, is_duration)}`` for a schedule class (read once per class; not mutated)."""
-    return {f.name: (_parse_annotation(f.type), bool(f.metadata.get("duration"))) for f in _fields(cls)}
+    if cls not in _FIELD_TYPES:
+        _FIELD_TYPES[cls] = {f.name: (_parse_annotation(f.type), bool(f.metadata.get("duration"))) for f in _fields(cls)}
+    return _FIELD_TYPES[cls]
 
 
 def _kind(v: Any) -> str:
