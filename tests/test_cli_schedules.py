@@ -183,7 +183,7 @@ def test_readme_plot_and_spec_examples(capsys, tmp_path):
     yaml_path = tmp_path / "schedule.yaml"
     yaml_path.write_text(f'schedule: "{README_WSD}"\n')
     _, out, _ = run(capsys, "spec", f"@{yaml_path}")
-    assert out == "wsd(warmup=10%, stable=70%, decay=20%, decay_shape='1-sqrt')\n"
+    assert out == "wsd(peak=0.1, warmup=10%, stable=70%, decay=20%, end=0.0, decay_shape='1-sqrt')\n"
 
 
 def test_readme_python_example(tmp_path):
@@ -192,7 +192,7 @@ def test_readme_python_example(tmp_path):
     import lrlab.spec
 
     s = lrlab.parse("linear(0.0, 0.1, steps=500) >> cosine(0.1, 1e-5, steps=9500)")
-    assert str(s) == "linear(end=0.1, steps=500) >> cosine(end=1e-05, steps=9500)"
+    assert str(s) == "linear(start=0.0, end=0.1, steps=500) >> cosine(peak=0.1, end=1e-05, steps=9500)"
     lrlab.spec.dump(s, tmp_path / "schedule.yaml")
     assert lrlab.spec.load(tmp_path / "schedule.yaml") == s
     lrlab.plot.plot(s).savefig(tmp_path / "lr.png")

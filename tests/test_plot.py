@@ -153,3 +153,12 @@ def test_terminal_log_axis_and_sizes():
         terminal(s, steps=30, width=10, height=5)
     with pytest.raises(ValueError, match="log=True but no lr is > 0"):
         terminal("constant(0.0)", steps=3, log=True)
+
+
+def test_terminal_step_labels_stay_readable_for_huge_horizons():
+    """Steps past 10**7 are written with 3 digits, and a middle label that would run into the end
+    label is left out rather than printed over it."""
+    text = terminal("cosine(0.1, steps=1000000000000000)", steps=2**53, width=40, height=4)
+    assert text.splitlines()[-1].split() == ["step", "0", "4.5e+15", "9.01e+15"]
+    narrow = terminal("constant(1.0, steps=4) >> constant(0.5)", steps=12345, width=20, height=3)
+    assert narrow.splitlines()[-1].split() == ["step", "0", "12345"]

@@ -257,6 +257,11 @@ def _tick(v: float) -> str:
     return f"{v:.3g}"
 
 
+def _step_tick(n: int) -> str:
+    """A step number for the x axis: exact up to 7 digits, else 3 significant ones (``4.5e+15``)."""
+    return str(n) if n < 10**7 else f"{n:.3g}"
+
+
 def _columns(s: Schedule, n: int, cols: int, state: State | None) -> tuple[np.ndarray, np.ndarray]:
     """Min and max of the lr over the steps each of ``cols`` columns covers (joined to the neighbour)."""
     edges = np.floor(np.linspace(0, n, cols + 1)).astype(np.int64)
@@ -377,12 +382,17 @@ def terminal(
         lines.append(f"{label} {axis}{text}\x1b[0m" if color and current >= 0 else f"{label} {axis}{text}")
 
     # x axis: ticks at 0, the middle and the end
-    ticks = {0: "0", plot_w // 2: str(n // 2), plot_w - 1: str(n)}
+    ticks = {0: "0", plot_w // 2: _step_tick(n // 2), plot_w - 1: _step_tick(n)}
     axis_line = "".join("┬" if c in ticks else "─" for c in range(plot_w))
     lines.append(" " * label_w + " └" + axis_line)
     row = [" "] * plot_w
-    for c, text in ticks.items():
+    spans: list[tuple[int, str]] = []  # (start, text): the two ends always, the middle only where it overlaps neither
+    for c in (0, plot_w - 1, plot_w // 2):
+        text = ticks[c]
         start = 0 if c == 0 else max(0, min(c - len(text) // 2, plot_w - len(text)))
+        if all(start + len(text) < a or start > a + len(t) for a, t in spans):
+            spans.append((start, text))
+    for start, text in spans:
         row[start : start + len(text)] = list(text)
     # the axis name sits under the lr labels when they leave room for it, else after the ticks
     margin = "step".rjust(label_w) + "  " if label_w >= 4 else " " * (label_w + 2)

@@ -10,6 +10,12 @@ arguments in field order and keyword arguments, and values are numbers, duration
 ``5ep``, ``10%``), words, quoted strings, ``true``/``false``/``none``, lists and nested schedules.
 The parser is a hand-written tokenizer and recursive-descent parser: nothing is evaluated.
 
+Limits, so that no input can exhaust the stack, the memory or the clock: a spec is at most
+:data:`MAX_SPEC_CHARS` (100,000) characters; parentheses, brackets and calls nest at most
+:data:`~lrlab.schedules.MAX_DEPTH` (64) levels deep (config files too); a config file is at most
+:data:`MAX_CONFIG_CHARS` (1,000,000) characters, and YAML aliases (``*name``, the way to write an
+exponentially large document in a few lines) are refused. Each limit is a one-line error.
+
 A mistake raises :class:`SpecError` (a :class:`ValueError`): its first line says what is wrong and
 where (``expected ')' at column 17``), the next two lines show the text with a caret under the
 offending token::
@@ -23,7 +29,7 @@ offending token::
                                              ^
 
 Configs are the mappings of :meth:`~lrlab.Schedule.to_config` (``{"name": ..., param: value}``)
-in JSON, YAML (read with ``yaml.safe_load``) or TOML (read only). A config may also hold a text
+in JSON, YAML (read with :func:`safe_yaml`: PyYAML's safe loader, aliases refused) or TOML (read only). A config may also hold a text
 spec, either as the whole document or as ``{"schedule": "<spec>"}``, and a parameter that takes a
 schedule may be given as a spec string:
 
@@ -44,10 +50,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lrlab.schedules._core import Schedule, registry
+from lrlab.schedules._core import MAX_DEPTH, Schedule, registry
 from lrlab.schedules._text import KEYWORDS
 
 __all__ = [
+    "MAX_CONFIG_CHARS",
+    "MAX_SPEC_CHARS",
     "SpecError",
     "dump",
     "dumps",
@@ -55,11 +63,18 @@ __all__ = [
     "load",
     "loads",
     "parse",
+    "safe_yaml",
     "schedule_from_arg",
 ]
 
 FORMATS = ("json", "yaml", "text")
 """What :func:`dumps` writes and :func:`loads` reads (``"text"`` is the spec itself)."""
+
+MAX_SPEC_CHARS = 100_000
+"""The longest schedule spec :func:`parse` reads (in characters)."""
+
+MAX_CONFIG_CHARS = 1_000_000
+"""The longest config document :func:`loads` (and :func:`load`) reads (in characters)."""
 
 _SUFFIXES = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
 
@@ -71,15 +86,28 @@ class SpecError(ValueError):
     """A mistake in a schedule spec: a one-line reason, then the text with a caret under it.
 
     Attributes: ``reason`` (the first line, without the caret), ``text`` (the whole spec) and
-    ``pos`` (0-based character offset of the offending token).
+    ``pos`` (0-based character offset of the offending token; -1 when the error is about the
+    whole text, which then has no caret line).
     """
 
     def __init__(self, reason: str, text: str, pos: int) -> None:
         self.reason, self.text, self.pos = reason, text, pos
+        if pos < 0:  # nothing to point at (e.g. the text is too long to show)
+            super().__init__(reason)
+            return
         line_start = text.rfind("\n", 0, pos) + 1
         line_end = text.find("\n", pos)
         line = text[line_start : len(text) if line_end < 0 else line_end]
-        super().__init__(f"{reason}\n  {line}\n  {' ' * (pos - line_start)}^")
+        col = pos - line_start
+        if len(line) > 2 * _SHOWN:  # a long line: show a window around the mistake
+            lo = max(0, col - _SHOWN)
+            head = "..." if lo else ""
+            tail = "..." if lo + 2 * _SHOWN < len(line) else ""
+            line, col = head + line[lo : lo + 2 * _SHOWN] + tail, col - lo + len(head)
+        super().__init__(f"{reason}\n  {line}\n  {' ' * col}^")
+
+
+_SHOWN = 60  # characters shown on each side of a mistake in a long line
 
 
 def _where(text: str, pos: int) -> str:
@@ -148,7 +176,7 @@ def _tokenize(text: str) -> list[_Tok]:
                     raise SpecError(f"a duration cannot be negative, got '{raw}{unit.group()}' at {_where(text, m.start())}", text, m.start())
                 i = unit.end()
                 toks.append(_Tok("DURATION", raw + unit.group(), m.start(), raw + unit.group()))
-            elif re.fullmatch(r"-?[0-9]+", raw):
+            elif re.fullmatch(r"-?[0-9]{1,18}", raw):  # longer: a float (int() refuses 4300+ digits)
                 toks.append(_Tok("NUMBER", int(raw), m.start(), raw))
             else:
                 toks.append(_Tok("NUMBER", float(raw), m.start(), raw))
@@ -192,8 +220,6 @@ class _Type:
 
     kinds: frozenset[str] | None
     item: _Type | None = None
-    floats_only: bool = False  # ``float`` but not ``int``: an int given is stored as a float
-    ints_only: bool = False  # ``int`` but not ``float``: a whole float given (1e3) is stored as an int
 
     def describe(self) -> str:
         names = {"number": "a number", "bool": "true/false", "str": "a word or string",
@@ -230,17 +256,21 @@ def _parse_annotation(ann: Any) -> _Type:
         if base in ("tuple", "list", "Sequence") and "[" in part:
             inner = _split_top(part[part.index("[") + 1 : part.rindex("]")], ",")[0]
             item = _parse_annotation(inner)
-    has_int, has_float = bool(re.search(r"\bint\b", ann)), "float" in ann
-    return _Type(frozenset(kinds), item, has_float and not has_int, has_int and not has_float)
+    return _Type(frozenset(kinds), item)
 
 
 def _fields(cls: type[Schedule]) -> tuple[dataclasses.Field, ...]:
     return dataclasses.fields(cls)  # type: ignore[arg-type]  # every registered Schedule is a dataclass
 
 
+_FIELD_TYPES: dict[type, dict[str, tuple[_Type, bool]]] = {}
+
+
 def _field_types(cls: type[Schedule]) -> dict[str, tuple[_Type, bool]]:
-    """``{field: (type, is_duration)}`` for a schedule class."""
-    return {f.name: (_parse_annotation(f.type), bool(f.metadata.get("duration"))) for f in _fields(cls)}
+    """``{field: (type, is_duration)}`` for a schedule class (read once per class; not mutated)."""
+    if cls not in _FIELD_TYPES:
+        _FIELD_TYPES[cls] = {f.name: (_parse_annotation(f.type), bool(f.metadata.get("duration"))) for f in _fields(cls)}
+    return _FIELD_TYPES[cls]
 
 
 def _kind(v: Any) -> str:
@@ -265,18 +295,14 @@ def _shown(v: Any) -> str:
 
 
 def _coerce(v: Any, typ: _Type, duration: bool) -> tuple[Any, str | None]:
-    """``(value, None)`` or ``(v, reason)``; ints become floats for float fields and whole floats
-    (``1e3``) ints for int fields and durations, so every spelling prints the same canonical text."""
+    """``(value, None)`` or ``(v, reason)``: checks the kind of ``v`` against the field's type (the
+    schedule's constructor then stores numbers canonically: ``1e3`` as ``1000`` in an int field)."""
     kind = _kind(v)
     if typ.kinds is None:
         return v, None
     allowed = set(typ.kinds) | ({"str", "number"} if duration and "list" not in typ.kinds else set())
     if kind not in allowed:
         return v, f"expected {_Type(frozenset(allowed)).describe()}, got {_shown(v)}"
-    if kind == "number" and typ.floats_only and not duration and isinstance(v, int):
-        return float(v), None
-    if kind == "number" and (typ.ints_only or duration) and isinstance(v, float) and v.is_integer():
-        return int(v), None
     if kind == "list" and typ.item is not None:
         out = []
         for x in v:
@@ -309,6 +335,12 @@ class _Parser:
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
+        self.depth = 0  # open parentheses, brackets and calls around the current token
+
+    def enter(self, tok: _Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"nested deeper than {MAX_DEPTH} levels", tok, " (the limit for schedule specs)")
 
     # -- helpers
     @property
@@ -369,16 +401,19 @@ class _Parser:
     def product(self) -> Any:
         start = self.tok
         acc = self.atom()
-        chain: list[Schedule] | None = None  # factors of the product this chain is building
+        chain: list[Schedule] = []  # factors of the product being built (built once, at its end)
         while self.at("*"):
             self.i += 1
             tok = self.tok
             rhs = self.atom()
             a_num, b_num = _is_number(acc), _is_number(rhs)
             if isinstance(acc, Schedule) and isinstance(rhs, Schedule):
-                chain = [*chain, rhs] if chain is not None else [acc, rhs]
-                acc = self.build("product", {"factors": tuple(chain)}, start)
+                chain = chain or [acc]
+                chain.append(rhs)
+                acc = rhs
                 continue
+            if chain:  # a number after a chain of schedules scales their product
+                acc, chain = self.build("product", {"factors": tuple(chain)}, start), []
             if a_num and isinstance(rhs, Schedule):
                 acc = self.build("scale", {"schedule": rhs, "factor": float(acc)}, start)
             elif isinstance(acc, Schedule) and b_num:
@@ -386,7 +421,8 @@ class _Parser:
             else:
                 bad, bad_tok = (rhs, tok) if isinstance(acc, Schedule) or a_num else (acc, start)
                 raise self.error(f"cannot multiply {_shown(bad)}", bad_tok, ": * multiplies schedules, or a schedule by a number")
-            chain = None
+        if chain:
+            acc = self.build("product", {"factors": tuple(chain)}, start)
         return acc
 
     def atom(self) -> Any:
@@ -403,11 +439,14 @@ class _Parser:
                 return {"true": True, "false": False, "none": None, "inf": math.inf, "nan": math.nan}[low]
             return tok.value
         if self.at("("):
+            self.enter(tok)
             self.i += 1
             inner = self.expr()
             self.expect(")", "')' to close the '(' at " + _where(self.text, tok.pos))
+            self.depth -= 1
             return inner
         if self.at("["):
+            self.enter(tok)
             self.i += 1
             items: list[Any] = []
             while not self.at("]"):
@@ -415,6 +454,7 @@ class _Parser:
                 if not self.at("]"):
                     self.expect(",", "',' or ']'")
             self.i += 1
+            self.depth -= 1
             return tuple(items)
         raise self.error("expected a schedule or a value", tok, f", found {_describe(tok)}")
 
@@ -424,6 +464,7 @@ class _Parser:
         if cls is None:
             raise self.error(f"unknown schedule {name!r}", name_tok, _suggest_schedule(name))
         fields = [f.name for f in _fields(cls)]
+        self.enter(name_tok)
         self.expect("(")
         kwargs: dict[str, Any] = {}
         arg_toks: dict[str, _Tok] = {}
@@ -456,6 +497,7 @@ class _Parser:
             if not self.at(")"):
                 self.expect(",", "',' or ')'")
         self.i += 1
+        self.depth -= 1
         return self.build(name, kwargs, name_tok, arg_toks)
 
     def build(self, name: str, kwargs: dict[str, Any], tok: _Tok, arg_toks: dict[str, _Tok] | None = None) -> Schedule:
@@ -519,6 +561,8 @@ def parse(text: str) -> Schedule:
     """
     if not isinstance(text, str):
         raise ValueError(f"a schedule spec is a string, got {type(text).__name__}")
+    if len(text) > MAX_SPEC_CHARS:
+        raise SpecError(f"a schedule spec is at most {MAX_SPEC_CHARS:,} characters, this one has {len(text):,}", text, -1)
     return _Parser(text).parse()
 
 
@@ -538,6 +582,12 @@ def from_data(data: Any, *, where: str = "config") -> Schedule:
     >>> from_data({"name": "warmup", "schedule": "constant(0.1)", "steps": 10})
     <lrlab warmup(schedule=constant(value=0.1), steps=10)>
     """
+    return _from_data(data, where, 1)
+
+
+def _from_data(data: Any, where: str, depth: int) -> Schedule:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{where}: schedule configs nest at most {MAX_DEPTH} levels deep")
     if isinstance(data, str):
         try:
             return parse(data)
@@ -550,7 +600,7 @@ def from_data(data: Any, *, where: str = "config") -> Schedule:
             extra = sorted(set(map(str, data)) - {"schedule"})
             if extra:
                 raise ValueError(f"{where}: unexpected key(s) {', '.join(extra)} next to 'schedule'")
-            return from_data(data["schedule"], where=f"{where}.schedule")
+            return _from_data(data["schedule"], f"{where}.schedule", depth)
         raise ValueError(f"{where}: a schedule config needs a 'name' key (or a 'schedule' key), got keys {sorted(map(str, data))}")
     name = data["name"]
     if not isinstance(name, str) or name not in registry():
@@ -562,7 +612,7 @@ def from_data(data: Any, *, where: str = "config") -> Schedule:
             continue
         if key not in types:
             raise ValueError(f"{where}: {name} has no parameter {key!r}{_close(str(key), list(types))}; it takes {', '.join(types)}")
-        kwargs[key] = _from_value(value, types[key][0], f"{where}.{key}")
+        kwargs[key] = _from_value(value, types[key][0], f"{where}.{key}", depth)
     try:
         return _construct(name, kwargs)
     except _ArgError as e:
@@ -571,15 +621,15 @@ def from_data(data: Any, *, where: str = "config") -> Schedule:
         raise ValueError(f"{where}: {e}") from None
 
 
-def _from_value(v: Any, typ: _Type, where: str) -> Any:
+def _from_value(v: Any, typ: _Type, where: str, depth: int) -> Any:
     kinds = typ.kinds or frozenset()
     if isinstance(v, Mapping):
-        return from_data(v, where=where)
+        return _from_data(v, where, depth + 1)
     if isinstance(v, list | tuple):
         item = typ.item or _ANY
-        return tuple(_from_value(x, item, f"{where}[{i}]") for i, x in enumerate(v))
+        return tuple(_from_value(x, item, f"{where}[{i}]", depth) for i, x in enumerate(v))
     if isinstance(v, str) and "schedule" in kinds and "str" not in kinds:
-        return from_data(v, where=where)
+        return _from_data(v, where, depth + 1)
     if isinstance(v, str) and "number" in kinds and "str" not in kinds and _FLOAT_TEXT.match(v.strip()):
         return float(v)
     return v
@@ -633,18 +683,17 @@ def loads(text: str, fmt: str = "json", *, where: str = "config") -> Schedule:
     """
     if fmt == "text":
         return from_data(text.strip(), where=where)
+    if isinstance(text, str) and len(text) > MAX_CONFIG_CHARS:
+        raise ValueError(f"{where}: a config is at most {MAX_CONFIG_CHARS:,} characters, this one has {len(text):,}")
     if fmt == "json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"{where}: not valid JSON: {e}") from None
+        except RecursionError:
+            raise ValueError(f"{where}: JSON nested too deeply (schedules nest at most {MAX_DEPTH} levels)") from None
     elif fmt == "yaml":
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ValueError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from None
+        data = safe_yaml(text, where)
     elif fmt == "toml":
         try:
             import tomllib
@@ -654,9 +703,37 @@ def loads(text: str, fmt: str = "json", *, where: str = "config") -> Schedule:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"{where}: not valid TOML: {e}") from None
+        except RecursionError:
+            raise ValueError(f"{where}: TOML nested too deeply (schedules nest at most {MAX_DEPTH} levels)") from None
     else:
         raise ValueError(f"loads: fmt must be one of json, yaml, toml, text, got fmt={fmt!r}")
     return from_data(data, where=where)
+
+
+def safe_yaml(text: str, where: str = "config") -> Any:
+    """``yaml.safe_load(text)`` without aliases: a one-line ``ValueError`` for an alias or bad YAML.
+
+    Aliases (``*name``) are what makes a "billion laughs" document: a few lines that expand to an
+    exponentially large tree. Configs never need them, so they are refused while reading.
+    """
+    import yaml
+
+    class _NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise ValueError(
+                    f"{where}: YAML aliases (*name) are not allowed in lrlab configs "
+                    f"(line {mark.line + 1}, column {mark.column + 1}); write the value out"
+                )
+            return super().compose_node(parent, index)
+
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise ValueError(f"{where}: YAML nested too deeply (schedules nest at most {MAX_DEPTH} levels)") from None
 
 
 def _format_of(path: Path) -> str:
@@ -674,9 +751,12 @@ def load(path: str | Path) -> Schedule:
     path = Path(path)
     fmt = _format_of(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as f:
+            text = f.read(MAX_CONFIG_CHARS + 1)  # never more than the limit into memory
     except OSError as e:
         raise ValueError(f"{path}: cannot read it ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         return loads(text, fmt)
     except SpecError as e:

@@ -148,8 +148,8 @@ def _continuity_points(s):
     if isinstance(s, warmup) and s.steps:
         yield float(s.steps)
     if isinstance(s, cooldown) and s.steps:  # steps=0 drops at once, by definition
-        yield float(s.start)
-        yield float(s.start + s.steps)
+        yield float(s.begin)
+        yield float(s.begin + s.steps)
     if isinstance(s, sequence):
         start = 0.0
         for i, p in enumerate(s.phases[:-1]):

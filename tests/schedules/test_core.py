@@ -3,6 +3,7 @@ sugar, backends, custom functions and the combinators' own rules."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -95,7 +96,7 @@ def test_nested_config_round_trip_and_text():
     cfg = s.to_config()
     assert cfg["name"] == "sequence" and cfg["phases"][0]["schedule"]["name"] == "cosine"
     assert from_config(cfg) == s
-    assert str(s) == "warmup(schedule=cosine(end=0.001, steps=100), steps=10) >> constant(value=0.001)"
+    assert str(s) == "warmup(schedule=cosine(peak=0.1, end=0.001, steps=100), steps=10) >> constant(value=0.001)"
 
 
 # ---- durations --------------------------------------------------------------------------------
@@ -144,8 +145,11 @@ def test_backends_and_errors():
     with pytest.raises(TypeError, match="cannot evaluate"):
         s("3")
     assert ops_for(1.0, "numpy").name == "numpy"
-    with pytest.raises(ValueError, match="step must be >= 0"):
-        s(-0.5)
+    for bad in (-0.5, math.nan, math.inf, 2.0**53 + 2):  # a step is in [0, 2**53] on both checked paths
+        with pytest.raises(ValueError, match=r"step must be a number in \[0, 2\*\*53\]"):
+            s(bad)
+        with pytest.raises(ValueError, match=r"steps must be numbers in \[0, 2\*\*53\]"):
+            s.values(np.array([0.0, bad]))
 
 
 def test_sugar_builds_flat_sequences_and_products():
@@ -169,10 +173,10 @@ BAD = [
     (lambda: piecewise((10, 5), (1.0, 0.5, 0.1)), "bounds"),
     (lambda: piecewise((10,), (1.0,)), "levels"),
     (lambda: piecewise((10,), (1.0, 0.5), switch="before"), "switch"),
-    (lambda: exponential(0.1, rate=0.0), "rate"),
-    (lambda: exponential(0.1, rate=0.5, every=0), "every"),
+    (lambda: exponential(0.1, factor=0.0), "factor"),
+    (lambda: exponential(0.1, factor=0.5, every=0), "every"),
     (lambda: exponential(0.1, staircase=1), "staircase"),
-    (lambda: exponential(float("nan")), "initial"),
+    (lambda: exponential(float("nan")), "peak"),
     (lambda: inverse_time(0.1, rate=-1.0), "rate"),
     (lambda: linear(0.1, "x", steps=3), "end"),
     (lambda: polynomial(0.1, 0.0, steps=0), "steps"),
@@ -180,13 +184,13 @@ BAD = [
     (lambda: cosine(0.1, steps=0), "steps"),
     (lambda: cosine(0.1, steps=10, exponent=-1.0), "exponent"),
     (lambda: restarts(0.1, period=10, mult=0.5), "mult"),
-    (lambda: restarts(0.1, period=10, decay=0.0), "decay"),
+    (lambda: restarts(0.1, period=10, factor=0.0), "factor"),
     (lambda: snapshot(0.1, cycles=0, steps=10), "cycles"),
     (lambda: snapshot(0.1, cycles=2, steps=0), "steps"),
     (lambda: triangle(0.1, warmup=10, steps=10), "steps"),
     (lambda: inverse_sqrt(0.1, timescale=0.0), "timescale"),
     (lambda: wsd(0.1, warmup=1, stable=1, decay=1, decay_shape="sqrt"), "decay_shape"),
-    (lambda: wsd(0.1, min_ratio=1.5), "min_ratio"),
+    (lambda: wsd(0.1, end=1.5), "end"),
     (lambda: tanh(0.1, steps=10, lb=3.0, ub=-7.0), "lb"),
     (lambda: interpolate((1, 2), (0.1, 0.2)), "first knot"),
     (lambda: interpolate((0, 2, 2), (0.1, 0.2, 0.3)), "knots"),
@@ -205,10 +209,10 @@ BAD = [
     (lambda: repeat(cosine(0.1, steps=10), period=0), "period"),
     (lambda: per_epoch(constant(0.1), steps_per_epoch=0), "steps_per_epoch"),
     (lambda: per_epoch(3.0), "schedule"),
-    (lambda: cooldown(constant(0.1), start=3, steps=3, shape="step"), "shape"),
-    (lambda: cooldown(constant(0.1), start=3, steps=3, end=float("inf")), "end"),
+    (lambda: cooldown(constant(0.1), begin=3, steps=3, shape="step"), "shape"),
+    (lambda: cooldown(constant(0.1), begin=3, steps=3, end=float("inf")), "end"),
     (lambda: custom("tests.core.never_registered"), "not registered"),
-    (lambda: custom("tests.core.rec"), "initial"),
+    (lambda: custom("tests.core.rec"), "start"),
     (lambda: custom("tests.core.closed", horizon=-1), "horizon"),
     (lambda: warmup(constant(0.1), steps=3, shape="exponential"), "start"),
     (lambda: clamp(constant(0.1)), "min, max"),
@@ -245,7 +249,7 @@ def test_register_function_rejects_bad_names_and_signatures():
 
 
 def test_custom_recurrence_folds_like_keras_learning_rate_scheduler():
-    s = custom("tests.core.rec", initial=1.0)
+    s = custom("tests.core.rec", start=1.0)
     assert s(0) == 0.9 and s(3) == pytest.approx(0.9**4, rel=1e-15)
     assert s(2.7) == s(2)  # the argument is floor(t)
     np.testing.assert_allclose(s.values(6), [0.9 ** (e + 1) for e in range(6)], rtol=1e-15)
@@ -264,7 +268,7 @@ def test_custom_needs_a_horizon_for_array_frameworks():
 
 def test_re_registering_a_function_drops_its_cached_fold():
     register_function("tests.core.tmp")(lambda e, lr: lr * 0.5)
-    s = custom("tests.core.tmp", initial=1.0)
+    s = custom("tests.core.tmp", start=1.0)
     assert s(2) == 0.125
     register_function("tests.core.tmp")(lambda e, lr: lr * 0.1)
     assert s(2) == pytest.approx(1e-3, rel=1e-12)
@@ -280,8 +284,8 @@ def test_repeat_defaults_to_the_inner_duration_and_stretches_cycles():
 
 
 def test_cooldown_branches_off_the_value_at_its_start():
-    base = exponential(1.0, rate=0.5)
-    s = cooldown(base, start=3, steps=2, end=0.0)
+    base = exponential(1.0, factor=0.5)
+    s = cooldown(base, begin=3, steps=2, end=0.0)
     assert [s(t) for t in range(6)] == [1.0, 0.5, 0.25, 0.125, 0.0625, 0.0]
     assert s.duration == 5 and s.boundaries() == [3, 5]
 

@@ -87,7 +87,7 @@ TORCH_CASES = [
     ("StepLR", lambda o: lr_scheduler.StepLR(o, step_size=7, gamma=0.5), step_decay(0.1, factor=0.5, every=7)),
     ("MultiStepLR", lambda o: lr_scheduler.MultiStepLR(o, milestones=[30, 10, 10, 50], gamma=0.3),
      multistep(0.1, milestones=(30, 10, 10, 50), factor=0.3)),
-    ("ExponentialLR", lambda o: lr_scheduler.ExponentialLR(o, gamma=0.97), exponential(0.1, rate=0.97)),
+    ("ExponentialLR", lambda o: lr_scheduler.ExponentialLR(o, gamma=0.97), exponential(0.1, factor=0.97)),
     ("LinearLR", lambda o: lr_scheduler.LinearLR(o, start_factor=0.25, end_factor=0.75, total_iters=40),
      linear(0.1 * 0.25, 0.1 * 0.75, steps=40)),
     ("PolynomialLR", lambda o: lr_scheduler.PolynomialLR(o, total_iters=50, power=2.0),
@@ -126,7 +126,7 @@ def test_torch_cyclic_parity(kw, kind):
         return lr_scheduler.CyclicLR(o, base_lr=0.01, max_lr=0.2, step_size_up=8, **kw)
 
     lrs, moms = run_torch(make, 200, kind=kind)
-    s = cyclic(0.01, 0.2, up=8, down=kw.get("step_size_down"), mode=kw["mode"], gamma=kw.get("gamma", 1.0))
+    s = cyclic(0.01, 0.2, up=8, down=kw.get("step_size_down"), mode=kw["mode"], factor=kw.get("gamma", 1.0))
     close(s.values(200), lrs)
     close(s.momentum().values(200), moms)
 
@@ -140,7 +140,7 @@ def test_torch_cyclic_explicit_scale_mode(mode, scale_mode):
         return lr_scheduler.CyclicLR(o, base_lr=0.01, max_lr=0.2, step_size_up=6, scale_fn=fn, scale_mode=scale_mode)
 
     lrs, moms = run_torch(make, 80)
-    s = cyclic(0.01, 0.2, up=6, mode=mode, gamma=0.9, scale_mode=scale_mode)
+    s = cyclic(0.01, 0.2, up=6, mode=mode, factor=0.9, scale_mode=scale_mode)
     close(s.values(80), lrs)
     close(s.momentum().values(80), moms)
 
@@ -216,8 +216,8 @@ def test_keras_parity(kschedules):
     K = kschedules
     n = 160
     cases = [
-        (K.ExponentialDecay(0.1, 7, 0.8), exponential(0.1, rate=0.8, every=7)),
-        (K.ExponentialDecay(0.1, 7, 0.8, staircase=True), exponential(0.1, rate=0.8, every=7, staircase=True)),
+        (K.ExponentialDecay(0.1, 7, 0.8), exponential(0.1, factor=0.8, every=7)),
+        (K.ExponentialDecay(0.1, 7, 0.8, staircase=True), exponential(0.1, factor=0.8, every=7, staircase=True)),
         (K.InverseTimeDecay(0.1, 10, 0.5), inverse_time(0.1, rate=0.5, every=10)),
         (K.InverseTimeDecay(0.1, 10, 0.5, staircase=True), inverse_time(0.1, rate=0.5, every=10, staircase=True)),
         (K.PiecewiseConstantDecay([10, 20, 75], [1.0, 0.5, 0.1, 0.02]),
@@ -229,9 +229,9 @@ def test_keras_parity(kschedules):
         (K.CosineDecay(0.0, 100, alpha=0.1, warmup_target=0.2, warmup_steps=20),
          warmup(cosine(0.2, 0.1 * 0.2, steps=100), steps=20, start=0.0)),
         (K.CosineDecay(0.01, 50, warmup_target=0.1, warmup_steps=15), warmup(cosine(0.1, 0.0, steps=50), steps=15, start=0.01)),
-        (K.CosineDecayRestarts(0.1, 5, t_mul=2.0, m_mul=0.7, alpha=0.02), restarts(0.1, 0.002, period=5, mult=2.0, decay=0.7)),
+        (K.CosineDecayRestarts(0.1, 5, t_mul=2.0, m_mul=0.7, alpha=0.02), restarts(0.1, 0.002, period=5, mult=2.0, factor=0.7)),
         (K.CosineDecayRestarts(0.1, 4, t_mul=1.5, m_mul=1.0), restarts(0.1, 0.0, period=4, mult=1.5)),
-        (K.CosineDecayRestarts(0.1, 9, t_mul=1.0, m_mul=0.5, alpha=0.1), restarts(0.1, 0.01, period=9, decay=0.5)),
+        (K.CosineDecayRestarts(0.1, 9, t_mul=1.0, m_mul=0.5, alpha=0.1), restarts(0.1, 0.01, period=9, factor=0.5)),
     ]
     for k, s in cases:
         close(s.values(n), run_keras(k, n))
@@ -275,10 +275,10 @@ def test_optax_parity(x64):
     n = 220
     cases = [
         (optax.exponential_decay(0.1, 10, 0.5, transition_begin=15, end_value=0.004),
-         exponential(0.1, rate=0.5, every=10, begin=15, end=0.004)),
+         exponential(0.1, factor=0.5, every=10, begin=15, end=0.004)),
         (optax.exponential_decay(0.1, 10, 0.5, transition_begin=15, staircase=True),
-         exponential(0.1, rate=0.5, every=10, begin=15, staircase=True)),
-        (optax.exponential_decay(0.01, 20, 1.5, end_value=0.05), exponential(0.01, rate=1.5, every=20, end=0.05)),
+         exponential(0.1, factor=0.5, every=10, begin=15, staircase=True)),
+        (optax.exponential_decay(0.01, 20, 1.5, end_value=0.05), exponential(0.01, factor=1.5, every=20, end=0.05)),
         (optax.polynomial_schedule(0.1, 0.001, power=3.0, transition_steps=120),
          polynomial(0.1, 0.001, steps=120, power=3.0)),
         (optax.polynomial_schedule(0.1, 0.001, power=2.0, transition_steps=100, transition_begin=30),
@@ -349,7 +349,7 @@ def test_transformers_parity(hf):
     close(inverse_sqrt(1.0, warmup=10, timescale=25).values(100),
           run_hf(hf.get_inverse_sqrt_schedule, 100, num_warmup_steps=10, timescale=25))
     for wt, dt in [("linear", "cosine"), ("cosine", "1-sqrt"), ("1-sqrt", "linear")]:
-        s = wsd(1.0, warmup=7, stable=20, decay=30, warmup_shape=wt, decay_shape=dt, min_ratio=0.1)
+        s = wsd(1.0, warmup=7, stable=20, decay=30, warmup_shape=wt, decay_shape=dt, end=0.1)
         hf_lrs = run_hf(hf.get_wsd_schedule, 80, num_warmup_steps=7, num_stable_steps=20, num_decay_steps=30,
                         warmup_type=wt, decay_type=dt, min_lr_ratio=0.1)
         close(s.values(80), hf_lrs)

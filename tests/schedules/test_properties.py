@@ -71,7 +71,7 @@ def test_polynomial_and_linear_decay(peak, f, steps, power):
 @given(peak=lr, rate=st.floats(0.01, 0.999), every=st.integers(1, 50), staircase=st.booleans(),
        begin=st.integers(0, 40))
 def test_exponential_and_inverse_time_decay(peak, rate, every, staircase, begin):
-    for s in (exponential(peak, rate=rate, every=every, staircase=staircase, begin=begin),
+    for s in (exponential(peak, factor=rate, every=every, staircase=staircase, begin=begin),
               inverse_time(peak, rate=1 - rate, every=every, staircase=staircase)):
         v = s.values(400)
         assert non_increasing(v) and within(v, 0.0, peak)
@@ -91,9 +91,9 @@ def test_step_decays(peak, factor, every, offset, ms):
 @given(peak=lr, f=frac, period=st.integers(1, 40), mult=st.floats(1.0, 3.0), decay=st.floats(0.1, 1.0))
 def test_restarts_and_repeat_stay_within_floor_and_peak(peak, f, period, mult, decay):
     end = peak * f
-    v = restarts(peak, end, period=period, mult=mult, decay=decay).values(400)
+    v = restarts(peak, end, period=period, mult=mult, factor=decay).values(400)
     assert within(v, end, peak)
-    v = repeat(cosine(peak, end, steps=period), mult=mult, decay=decay, limit=4).values(400)
+    v = repeat(cosine(peak, end, steps=period), mult=mult, factor=decay, limit=4).values(400)
     assert within(v, 0.0, peak)
 
 
@@ -101,7 +101,7 @@ def test_restarts_and_repeat_stay_within_floor_and_peak(peak, f, period, mult, d
 @given(lo=lr, span=lr, up=st.integers(1, 30), down=st.integers(1, 30),
        mode=st.sampled_from(["triangular", "triangular2", "exp_range"]), gamma=st.floats(0.9, 1.0))
 def test_cyclic_within_low_and_high(lo, span, up, down, mode, gamma):
-    s = cyclic(lo, lo + span, up=up, down=down, mode=mode, gamma=gamma)
+    s = cyclic(lo, lo + span, up=up, down=down, mode=mode, factor=gamma)
     assert within(s.values(300), lo, lo + span)
     assert within(s.momentum().values(300), 0.8, 0.9)
 
@@ -136,7 +136,7 @@ def test_warmups_rise_then_decays_fall(peak, w, rest, shape):
 @given(peak=lr, w=st.integers(0, 30), stable=st.integers(0, 30), d=st.integers(0, 60), m=st.floats(0.0, 1.0),
        ws=st.sampled_from(["linear", "cosine", "1-sqrt"]), ds=st.sampled_from(["linear", "cosine", "1-sqrt"]))
 def test_wsd_trapezoid(peak, w, stable, d, m, ws, ds):
-    v = wsd(peak, warmup=w, stable=stable, decay=d, warmup_shape=ws, decay_shape=ds, min_ratio=m).values(w + stable + d + 10)
+    v = wsd(peak, warmup=w, stable=stable, decay=d, warmup_shape=ws, decay_shape=ds, end=m * peak).values(w + stable + d + 10)
     assert non_decreasing(v[: w + 1]) and non_increasing(v[w:]) and within(v, 0.0, peak)
 
 
@@ -145,7 +145,7 @@ def test_wsd_trapezoid(peak, w, stable, d, m, ws, ds):
        shape=st.sampled_from(["linear", "cosine", "1-sqrt"]))
 def test_cooldown_decays_from_the_current_value(peak, start, n, f, shape):
     end = peak * f
-    v = cooldown(constant(peak), start=start, steps=n, end=end, shape=shape).values(start + n + 10)
+    v = cooldown(constant(peak), begin=start, steps=n, end=end, shape=shape).values(start + n + 10)
     assert non_increasing(v) and within(v, end, peak)
 
 

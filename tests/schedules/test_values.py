@@ -72,15 +72,15 @@ TABLES = {
     # optax {10: .5, 20: .2}: t=10 -> 0.5, t=20 -> 0.1
     "piecewise at": (piecewise((10, 20), (1.0, 0.5, 0.1)), {9: 1.0, 10: 0.5, 19: 0.5, 20: 0.1, FAR: 0.1}),
     # Keras ExponentialDecay(0.1, 10, 0.96, staircase) (the seeds' course)
-    "exponential staircase": (exponential(0.1, rate=0.96, every=10, staircase=True),
+    "exponential staircase": (exponential(0.1, factor=0.96, every=10, staircase=True),
                               {0: 0.1, 9: 0.1, 10: 0.1 * 0.96, 25: 0.1 * 0.96**2}),
-    "exponential smooth": (exponential(0.1, rate=0.96, every=10), {5: 0.1 * 0.96**0.5, 10: 0.1 * 0.96}),
+    "exponential smooth": (exponential(0.1, factor=0.96, every=10), {5: 0.1 * 0.96**0.5, 10: 0.1 * 0.96}),
     # seeds: lr0 * e^(-d t) with d = 0.01
-    "exponential seeds": (exponential(0.1, rate=math.exp(-0.01)), {0: 0.1, 100: 0.1 * math.exp(-1.0)}),
+    "exponential seeds": (exponential(0.1, factor=math.exp(-0.01)), {0: 0.1, 100: 0.1 * math.exp(-1.0)}),
     # optax begin/end: constant until begin, floor at end
-    "exponential begin end": (exponential(1.0, rate=0.5, every=10, begin=5, end=0.1),
+    "exponential begin end": (exponential(1.0, factor=0.5, every=10, begin=5, end=0.1),
                               {0: 1.0, 5: 1.0, 6: 0.5**0.1, 15: 0.5, 38: 0.5**3.3, 39: 0.1, FAR: 0.1}),
-    "exponential growth bound": (exponential(0.01, rate=2.0, every=1, end=0.05), {0: 0.01, 2: 0.04, 3: 0.05, FAR: 0.05}),
+    "exponential growth bound": (exponential(0.01, factor=2.0, every=1, end=0.05), {0: 0.01, 2: 0.04, 3: 0.05, FAR: 0.05}),
     # seeds: time-based decay 0.1 / (1 + 0.001 * it)
     "inverse_time seeds": (inverse_time(0.1, rate=0.001), {0: 0.1, 1000: 0.05, 9000: 0.01}),
     # Keras InverseTimeDecay(1, 10, .5) measured: t=10 -> 0.6667
@@ -106,7 +106,7 @@ TABLES = {
                        {0: 1.0, 1: 0.5, 2: 1.0, 3: 0.5 * (1 + cos(pi / 4)), 4: 0.5, 5: 0.5 * (1 + cos(3 * pi / 4)),
                         6: 1.0, 13: 0.5 * (1 + cos(7 * pi / 8)), 14: 1.0}),
     # float multiplier: starts 0, 4, 10, 19, 32.5; decay per cycle on the amplitude above the floor
-    "restarts float": (restarts(1.0, 0.1, period=4, mult=1.5, decay=0.5),
+    "restarts float": (restarts(1.0, 0.1, period=4, mult=1.5, factor=0.5),
                        {3: 0.1 + 0.9 * 0.5 * (1 + cos(pi * 3 / 4)), 4: 0.1 + 0.9 * 0.5, 9: 0.1 + 0.45 * 0.5 * (1 + cos(pi * 5 / 6)),
                         10: 0.1 + 0.9 * 0.25, 19: 0.1 + 0.9 * 0.125, 32: 0.1 + 0.9 * 0.125 * 0.5 * (1 + cos(pi * 13 / 13.5)),
                         33: 0.1 + 0.9 * 0.0625 * 0.5 * (1 + cos(pi * 0.5 / 20.25))}),
@@ -120,7 +120,7 @@ TABLES = {
     "inverse_sqrt": (inverse_sqrt(1.0, warmup=4), {0: 0.0, 3: 0.75, 4: 1.0, 16: 0.5, 40: 1 / math.sqrt(10)}),
     "inverse_sqrt no warmup": (inverse_sqrt(1.0), {0: 1.0, 30000: 0.5}),
     # HF warmup_stable_decay W=2, S=3, D=4, m=.1 computed: .1,.55,1,1,1,1,.8682,.55,.2318,.1,.1
-    "wsd": (wsd(1.0, warmup=2, stable=3, decay=4, min_ratio=0.1),
+    "wsd": (wsd(1.0, warmup=2, stable=3, decay=4, end=0.1),
             {0: 0.1, 1: 0.55, 2: 1.0, 4: 1.0, 5: 1.0, 6: 0.5 * (1 + cos(pi / 4)) * 0.9 + 0.1, 7: 0.55,
              8: 0.5 * (1 + cos(3 * pi / 4)) * 0.9 + 0.1, 9: 0.1, FAR: 0.1}),
     "wsd 1-sqrt": (wsd(1.0, warmup=4, stable=0, decay=4, warmup_shape="1-sqrt", decay_shape="1-sqrt"),
@@ -133,26 +133,26 @@ TABLES = {
     "cyclic triangular2": (cyclic(0.1, 1.0, up=4, mode="triangular2"),
                            {0: 0.1, 2: 0.55, 4: 1.0, 8: 0.1, 12: 0.55, 20: 0.325, 24: 0.1}),
     "cyclic asymmetric": (cyclic(0.0, 1.0, up=2, down=6), {1: 0.5, 2: 1.0, 5: 0.5, 8: 0.0, 10: 1.0}),
-    "cyclic exp_range": (cyclic(0.0, 1.0, up=2, mode="exp_range", gamma=0.5), {1: 0.5 * 0.5, 2: 0.25, 6: 0.5**6}),
+    "cyclic exp_range": (cyclic(0.0, 1.0, up=2, mode="exp_range", factor=0.5), {1: 0.5 * 0.5, 2: 0.25, 6: 0.5**6}),
     # OneCycleLR T=100, max=1 measured: t0=.04, t29=1.0, t99=4e-6; holds past the end
     "onecycle": (onecycle(1.0, steps=100), {0: 0.04, 29: 1.0, 99: 4e-6, 100: 4e-6, FAR: 4e-6}),
     "onecycle 3 phase linear": (onecycle(1.0, steps=100, three_phase=True, anneal="linear"),
                                 {0: 0.04, 29: 1.0, 58: 0.04, 99: 4e-6, FAR: 4e-6}),
     "constant": (constant(0.3), {0: 0.3, FAR: 0.3}),
-    "repeat": (repeat(linear(1.0, 0.0, steps=4), mult=2.0, decay=0.5, limit=3),
+    "repeat": (repeat(linear(1.0, 0.0, steps=4), mult=2.0, factor=0.5, limit=3),
                {0: 1.0, 3: 0.25, 4: 0.5, 8: 0.5 * 0.5, 11: 0.5 * (1 - 7 / 8), 12: 0.25, 27: 0.25 * (1 - 15 / 16),
                 28: 0.0, FAR: 0.0}),
     "repeat forever": (repeat(cosine(1.0, 0.0, steps=10)), {0: 1.0, 9: 0.5 * (1 + cos(0.9 * pi)), 10: 1.0, 999_990: 1.0}),
     # seeds: per-epoch power decay run per step (spe = 10)
     "per_epoch": (per_epoch(polynomial(0.1, 0.0, steps=100, power=5), steps_per_epoch=10),
                   {0: 0.1, 9: 0.1, 10: 0.1 * 0.99**5, 505: 0.1 * 0.5**5, 1000: 0.0}),
-    "cooldown linear": (cooldown(constant(0.1), start=10, steps=4), {9: 0.1, 10: 0.1, 12: 0.05, 14: 0.0, FAR: 0.0}),
-    "cooldown 1-sqrt": (cooldown(constant(1.0), start=10, steps=4, end=0.1, shape="1-sqrt"),
+    "cooldown linear": (cooldown(constant(0.1), begin=10, steps=4), {9: 0.1, 10: 0.1, 12: 0.05, 14: 0.0, FAR: 0.0}),
+    "cooldown 1-sqrt": (cooldown(constant(1.0), begin=10, steps=4, end=0.1, shape="1-sqrt"),
                         {10: 1.0, 11: 0.1 + 0.9 * 0.5, 14: 0.1}),
-    "cooldown cosine off exp": (cooldown(exponential(1.0, rate=0.5), start=2, steps=2, shape="cosine"),
+    "cooldown cosine off exp": (cooldown(exponential(1.0, factor=0.5), begin=2, steps=2, shape="cosine"),
                                 {1: 0.5, 2: 0.25, 3: 0.125, 4: 0.0}),
     "custom epoch": (custom("tests.values.keras_step", horizon=30), {0: 0.1, 8: 0.1, 9: 0.05, 30: 0.1 * 0.5**3, FAR: 0.1 * 0.5**3}),
-    "custom recurrence": (custom("tests.values.halve_every_3", initial=1.0), {0: 1.0, 2: 1.0, 3: 0.5, 6: 0.25, 10: 0.125}),
+    "custom recurrence": (custom("tests.values.halve_every_3", start=1.0), {0: 1.0, 2: 1.0, 3: 0.5, 6: 0.25, 10: 0.125}),
 }
 
 
@@ -169,7 +169,7 @@ def test_value_table(name):
 def test_restart_boundaries_are_exact_despite_log_roundoff():
     """Every cycle start gives the (decayed) peak, for float multipliers too, on Python and NumPy."""
     for mult in (1.1, 1.5, 2.0, 3.0):
-        s = restarts(1.0, 0.0, period=3, mult=mult, decay=0.9)
+        s = restarts(1.0, 0.0, period=3, mult=mult, factor=0.9)
         starts = [3 * (mult**i - 1) / (mult - 1) for i in range(12)]
         for i, b in enumerate(starts):
             assert s(b) == pytest.approx(0.9**i, rel=1e-12)
@@ -185,3 +185,20 @@ def test_negative_step_raises(name):
         s(-1)
     with pytest.raises(ValueError, match="step"):
         s.values(np.array([0.0, -2.0]))
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize(("start", "end", "steps"),
+                         [(0.1, 3e-5, 1000), (0.0, 0.1, 7), (1e-3, 1e-7, 9500), (0.1, 0.1, 3), (2e-5, 0.0, 333), (0.3, 0.7, 9)])
+def test_linear_ends_exactly_and_stays_in_range_under_jit_float32(start, end, steps):
+    """XLA turns ``t / T`` into ``t * (1/T)``: the end must still be ``end`` exactly, and no value
+    may leave ``[min(start, end), max(start, end)]`` (it used to miss ``end`` past the end and dip
+    below 0 for a decay to 0)."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    s = linear(start, end, steps=steps)
+    out = np.asarray(jax.jit(lambda t: s(t))(jnp.arange(0, 2 * steps + 5, dtype=jnp.float32)))
+    assert out.dtype == np.float32
+    assert (out[steps:] == np.float32(end)).all()
+    assert ((out >= np.float32(min(start, end))) & (out <= np.float32(max(start, end)))).all()

@@ -2,7 +2,8 @@
 
 Each group of verbs lives in its own module and registers itself on the shared Typer app:
 ``_schedules`` (list, show, plot, values, gallery), ``_study`` (study, study report) and
-``_find`` (find). Errors a user can fix exit non-zero with a one-line reason (:class:`CliError`).
+``_find`` (find). Errors a user can fix exit with status 2 and a one-line ``lrlab: error: ...``
+on stderr (:func:`main`), never a traceback.
 """
 
 from __future__ import annotations
@@ -25,14 +26,39 @@ _study.register(app)
 _find.register(app)
 
 
+def error_line(e: BaseException) -> str:
+    """The one-line reason shown for a user error (plus a spec's caret lines, when it has them)."""
+    if isinstance(e, OSError):  # a path that cannot be read or written: name it, no errno noise
+        what = f"{e.filename}: " if e.filename is not None else ""
+        return f"lrlab: error: {what}{e.strerror or e}"
+    return f"lrlab: error: {e}"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``lrlab`` script: user errors become one line on stderr and exit 2."""
+    """Entry point of the ``lrlab`` script: user errors become one line on stderr and exit 2.
+
+    User errors are ``ValueError`` (bad specs, configs and parameters, with their message),
+    ``OSError`` (an output path that cannot be written, an input that cannot be read) and click's
+    usage errors (an unknown option, a value that is not an integer, ...).
+    """
+    from typer.exceptions import TyperException  # the base of click's errors (typer vendors click)
+
     _study.ARGV = list(sys.argv[1:] if argv is None else argv)  # the exact command, for the study's report
+
     try:
-        app(args=argv, standalone_mode=True)
-    except ValueError as e:  # bad specs, configs and parameters raise ValueError with a message
-        print(f"lrlab: error: {e}", file=sys.stderr)
+        code = app(args=argv, standalone_mode=False)  # returns --help's 0, or None after a command
+    except TyperException as e:  # click's usage errors: an unknown option, a value not an integer...
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:  # bare `lrlab`: the help
+            print(ctx.get_help(), file=sys.stderr)
+            sys.exit(2)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"lrlab: error: {e.format_message()}{hint}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 2))
+    except (ValueError, OSError) as e:
+        print(error_line(e), file=sys.stderr)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

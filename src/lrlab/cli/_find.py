@@ -200,7 +200,9 @@ def cmd_find(
     for note in result.notes:
         console.print(f"  - {note}", soft_wrap=True)
     if output is not None:
-        console.print(f"plot: {output}")
+        from rich.markup import escape
+
+        console.print(f"plot: {escape(str(output))}")  # a path such as runs/a[/b] is not markup
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,8 @@
 A SCHEDULE argument is a text spec (``"linear(0.0, 0.1, steps=500) >> cosine(0.1, 1e-5, steps=9500)"``)
 or ``@path`` to a JSON/YAML/TOML config file. Durations in epochs (``5ep``) or percent (``10%``)
 are resolved with ``--steps-per-epoch`` and ``--total-steps``. A bad spec exits with status 2 and
-``lrlab: error: <reason> at column N``, followed by the spec with a caret under the mistake.
+``lrlab: error: <reason> at column N``, followed by the spec with a caret under the mistake; an
+output path that cannot be written exits 2 with ``lrlab: error: <path>: <reason>``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import typer
 
 from lrlab.schedules import Schedule, examples, registry
 from lrlab.spec import _unknown_schedule, dumps, schedule_from_arg
+
+MAX_ROWS = 10_000_000
+"""The most rows ``lrlab values`` prints (``--steps`` / ``--every``); more is refused, not allocated."""
 
 _TOTAL = typer.Option("--total-steps", min=1, help="Training length in steps: resolves durations written as '10%'.")
 _PER_EPOCH = typer.Option("--steps-per-epoch", min=1, help="Optimizer steps per epoch: resolves durations written as '5ep'.")
@@ -172,6 +176,12 @@ def cmd_values(
         raise ValueError(f"--format must be csv or json, got {fmt!r}")
     s = _load(schedule, total_steps, steps_per_epoch)
     n = horizon(s, steps if steps is not None else total_steps)
+    rows = -(-n // every)
+    if rows > MAX_ROWS:
+        raise ValueError(
+            f"{n:,} steps with --every {every} would print {rows:,} rows; at most {MAX_ROWS:,}: "
+            f"give --every {-(-n // MAX_ROWS)} or more, or fewer --steps"
+        )
     at = np.arange(0, n, every, dtype=np.int64)
     lrs = s.values(at.astype(np.float64)).tolist()
     if fmt == "json":

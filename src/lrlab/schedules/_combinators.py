@@ -11,7 +11,15 @@ import math
 from typing import Any
 
 from lrlab.schedules._backend import Ops
-from lrlab.schedules._core import Schedule, State, duration_field, register, resolve_duration
+from lrlab.schedules._core import (
+    Schedule,
+    State,
+    as_float,
+    duration_field,
+    lr_field,
+    register,
+    resolve_duration,
+)
 
 __all__ = ["clamp", "constant", "cooldown", "per_epoch", "product", "repeat", "scale", "sequence", "take", "warmup"]
 
@@ -21,12 +29,35 @@ def _check_schedule(owner: str, field: str, v: Any) -> None:
         raise ValueError(f"{owner}: {field} must be a schedule, got {v!r}")
 
 
-def _check_number(owner: str, field: str, v: Any, *, lo: float | None = None, lo_open: bool = False) -> None:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+def _check_number(owner: str, field: str, v: Any, *, lo: float | None = None, lo_open: bool = False,
+                  hi: float | None = None) -> None:
+    f = as_float(v)
+    if f is None or not math.isfinite(f):
         raise ValueError(f"{owner}: {field} must be a finite number, got {field}={v!r}")
-    if lo is not None and (v < lo or (lo_open and v == lo)):
+    if lo is not None and (f < lo or (lo_open and f == lo)):
         op = ">" if lo_open else ">="
         raise ValueError(f"{owner}: {field} must be {op} {lo}, got {field}={v!r}")
+    if hi is not None and f > hi:
+        raise ValueError(f"{owner}: {field} must be <= {hi}, got {field}={v!r}")
+
+
+MAX_MULT = 1e6
+"""The largest cycle-length multiplier (``restarts``, ``repeat``): cycle starts stay finite floats."""
+
+
+def _check_bounded(owner: str, bounds: list[float]) -> None:
+    """Refuse a product whose values could overflow: every partial product of the factors' upper
+    bounds (each taken as at least 1) must be a finite float."""
+    acc = 1.0
+    for b in bounds:
+        acc *= max(b, 1.0)
+    if not math.isfinite(acc):
+        raise ValueError(f"{owner}: its values can reach inf (the product of the factors' largest values); use smaller levels")
+
+
+def _check_factor(owner: str, field: str, v: Any) -> None:
+    """A decay multiplier per event: in (0, 1], so repeated events never grow the lr past a bound."""
+    _check_number(owner, field, v, lo=0.0, lo_open=True, hi=1.0)
 
 
 @register("constant")
@@ -44,11 +75,8 @@ class constant(Schedule):
     0.1
     """
 
-    value: float = 0.0
-    steps: int | str | None = duration_field(None)
-
-    def _validate(self) -> None:
-        _check_number("constant", "value", self.value)
+    value: float = lr_field(0.0)
+    steps: int | str | None = duration_field(None, show=True)
 
     def formula(self, t, ops: Ops, state: State | None):
         return ops.full_like(t, float(self.value))
@@ -150,6 +178,10 @@ class product(Schedule):
             raise ValueError("product: needs at least one factor")
         for i, f in enumerate(self.factors):
             _check_schedule("product", f"factors[{i}]", f)
+        _check_bounded("product", [f.max_value() for f in self.factors])
+
+    def max_value(self) -> float:
+        return math.prod(f.max_value() for f in self.factors)
 
     @property
     def duration(self) -> int | None:
@@ -172,6 +204,8 @@ class scale(Schedule):
     """A schedule times a constant factor (``0.5 * s``).
 
     .. math:: \\eta(t) = \\text{factor}\\cdot s(t)
+
+    ``factor`` is a finite number >= 0 (a negative one would make the lr negative).
     """
 
     schedule: Schedule = None  # type: ignore[assignment]
@@ -179,7 +213,11 @@ class scale(Schedule):
 
     def _validate(self) -> None:
         _check_schedule("scale", "schedule", self.schedule)
-        _check_number("scale", "factor", self.factor)
+        _check_number("scale", "factor", self.factor, lo=0.0)
+        _check_bounded("scale", [self.factor, self.schedule.max_value()])
+
+    def max_value(self) -> float:
+        return self.factor * self.schedule.max_value()
 
     @property
     def duration(self) -> int | None:
@@ -203,16 +241,13 @@ class clamp(Schedule):
     """
 
     schedule: Schedule = None  # type: ignore[assignment]
-    min: float | None = None
-    max: float | None = None
+    min: float | None = lr_field(None)
+    max: float | None = lr_field(None)
 
     def _validate(self) -> None:
         _check_schedule("clamp", "schedule", self.schedule)
         if self.min is None and self.max is None:
             raise ValueError("clamp: give min, max or both")
-        for k in ("min", "max"):
-            if getattr(self, k) is not None:
-                _check_number("clamp", k, getattr(self, k))
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"clamp: min must be <= max, got min={self.min!r}, max={self.max!r}")
 
@@ -247,7 +282,7 @@ class take(Schedule):
     """
 
     schedule: Schedule = None  # type: ignore[assignment]
-    steps: int | str = duration_field(0)
+    steps: int | str = duration_field(0, show=True)
 
     def _validate(self) -> None:
         _check_schedule("take", "schedule", self.schedule)
@@ -285,19 +320,21 @@ class warmup(Schedule):
     allowed for the linear and cosine shapes; note that the first update then has lr 0 (the
     transformers convention). Use ``start`` > 0 (e.g. ``peak / 10``) when that wastes a step.
 
+    The schedule is evaluated once per step (at :math:`\\max(t - W, 0)`, which is :math:`0`, i.e.
+    :math:`\\eta_0`, during the warmup), so nested warmups cost time linear in their depth.
+
     >>> s = warmup(constant(1.0), steps=4)
     >>> [s(t) for t in range(6)]
     [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     """
 
     schedule: Schedule = None  # type: ignore[assignment]
-    steps: int | str = duration_field(0)
-    start: float = 0.0
+    steps: int | str = duration_field(0, show=True)
+    start: float = lr_field(0.0, show=False)  # from 0 unless said otherwise
     shape: str = "linear"
 
     def _validate(self) -> None:
         _check_schedule("warmup", "schedule", self.schedule)
-        _check_number("warmup", "start", self.start, lo=0.0)
         if self.shape not in _WARMUP_SHAPES:
             raise ValueError(f"warmup: shape must be one of {', '.join(_WARMUP_SHAPES)}, got shape={self.shape!r}")
         if self.shape == "exponential" and self.start <= 0:
@@ -317,7 +354,8 @@ class warmup(Schedule):
         after = self.schedule.formula(ops.maximum(t - w, 0.0), ops, state)
         if w == 0:
             return after
-        peak = self.schedule.formula(ops.full_like(t, 0.0), ops, state)
+        # One evaluation: during the warmup (t < w) ``after`` is s(0), the peak the ramp reaches.
+        peak = after
         p = ops.clip(t / w, 0.0, 1.0)
         a = self.start
         if self.shape == "linear":
@@ -392,30 +430,31 @@ class repeat(Schedule):
     Cycle :math:`i` (0-based) starts at :math:`S_i = P(m^i-1)/(m-1)` (:math:`iP` if :math:`m=1`) and
     lasts :math:`L_i = P m^i`; the inner schedule :math:`s` (duration :math:`D`) is stretched to it:
 
-    .. math:: \\eta(t) = \\text{decay}^i \\cdot s\\big((t - S_i)\\,D / L_i\\big)
+    .. math:: \\eta(t) = \\text{factor}^i \\cdot s\\big((t - S_i)\\,D / L_i\\big)
 
     After ``limit`` cycles (if given) the value at the end of the last cycle,
-    :math:`\\text{decay}^{\\text{limit}-1} s(D)`, holds. The decay scales the whole inner curve
+    :math:`\\text{factor}^{\\text{limit}-1} s(D)`, holds. The factor scales the whole inner curve
     (its floor too); timm's ``cycle_decay`` is the same when its ``lr_min`` is 0. The cycle index is
     exact at every restart (see :class:`~lrlab.schedules.restarts`).
 
     Args:
         schedule: a finite schedule (its duration ``D`` > 0).
-        period: first cycle length ``P`` (steps, ``"Nep"``, ``"P%"``); ``None`` means ``D``.
-        mult: cycle length multiplier (float, >= 1); the inner schedule is stretched to each cycle.
-        decay: multiplier per cycle (> 0).
+        period: first cycle length ``P`` (steps, ``"Nep"``, ``"P%"``), >= 1; ``None`` means ``D``.
+        mult: cycle length multiplier (float, in [1, 1e6]); the inner schedule is stretched to
+            each cycle.
+        factor: multiplier per cycle, in (0, 1] (a factor > 1 would grow without bound).
         limit: number of cycles, after which the value holds; ``None`` repeats forever.
 
     >>> from lrlab.schedules import linear
-    >>> s = repeat(linear(1.0, 0.0, steps=4), decay=0.5, limit=2)
+    >>> s = repeat(linear(1.0, 0.0, steps=4), factor=0.5, limit=2)
     >>> [s(t) for t in range(10)]
     [1.0, 0.75, 0.5, 0.25, 0.5, 0.375, 0.25, 0.125, 0.0, 0.0]
     """
 
     schedule: Schedule = None  # type: ignore[assignment]
-    period: int | float | str | None = duration_field(None)
+    period: int | float | str | None = duration_field(None, show=True)
     mult: float = 1.0
-    decay: float = 1.0
+    factor: float = 1.0
     limit: int | None = None
 
     def _validate(self) -> None:
@@ -424,9 +463,9 @@ class repeat(Schedule):
         if d is None or d <= 0:
             raise ValueError(f"repeat: the schedule must be finite with a duration > 0, got {self.schedule} (duration={d!r})")
         if self.period is not None:
-            _check_number("repeat", "period", self.period, lo=0.0, lo_open=True)
-        _check_number("repeat", "mult", self.mult, lo=1.0)
-        _check_number("repeat", "decay", self.decay, lo=0.0, lo_open=True)
+            _check_number("repeat", "period", self.period, lo=1.0)
+        _check_number("repeat", "mult", self.mult, lo=1.0, hi=MAX_MULT)
+        _check_factor("repeat", "factor", self.factor)
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
             raise ValueError(f"repeat: limit must be an integer >= 1 or none, got limit={self.limit!r}")
 
@@ -441,7 +480,7 @@ class repeat(Schedule):
         return None if self.limit is None else math.ceil(self._end())
 
     def boundaries(self) -> list[int]:
-        n = self.limit if self.limit is not None else 12
+        n = min(self.limit, 12) if self.limit is not None else 12  # the first cycles are what a plot shows
         return [round(_cycle_start(i, self._period(), float(self.mult))) for i in range(1, n)]
 
     def formula(self, t, ops: Ops, state: State | None):
@@ -449,16 +488,17 @@ class repeat(Schedule):
         D = float(self.schedule.duration)  # type: ignore[arg-type]
         tc = t if self.limit is None else ops.minimum(t, self._end())
         i, start, length = _cycle_index(tc, P, m, ops)
-        if self.limit is not None:
-            i = ops.minimum(i, float(self.limit - 1))
         u = ops.clip((tc - start) * (D / length), 0.0, D) if m != 1.0 or P != D else ops.clip(tc - start, 0.0, D)
+        if self.limit is not None:
+            # After the last cycle: the end of the last cycle, s(D) in cycle limit - 1, held. One
+            # evaluation of the inner schedule either way (nested repeats stay linear in depth).
+            done = ops.lt(t, self._end())
+            i = ops.where(done, ops.minimum(i, float(self.limit - 1)), float(self.limit - 1))
+            u = ops.where(done, u, D)
         v = self.schedule.formula(u, ops, state)
-        if self.decay != 1.0:
-            v = v * ops.pow(float(self.decay), i)
-        if self.limit is None:
-            return v
-        last = self.schedule.formula(ops.full_like(t, D), ops, state) * (float(self.decay) ** (self.limit - 1))
-        return ops.where(ops.lt(t, self._end()), v, last)
+        if self.factor != 1.0:
+            v = v * ops.pow(float(self.factor), i)
+        return v
 
 
 @register("per_epoch")
@@ -484,7 +524,7 @@ class per_epoch(Schedule):
     """
 
     schedule: Schedule = None  # type: ignore[assignment]
-    steps_per_epoch: int | str = duration_field(1)
+    steps_per_epoch: int | str = duration_field(1, show=True)
 
     def _validate(self) -> None:
         _check_schedule("per_epoch", "schedule", self.schedule)
@@ -493,6 +533,7 @@ class per_epoch(Schedule):
             raise ValueError(f"per_epoch: steps_per_epoch must be an integer >= 1, got steps_per_epoch={spe!r}")
 
     def resolve(self, total_steps: int | None = None, steps_per_epoch: int | None = None) -> Schedule:
+        _check_schedule("per_epoch", "schedule", self.schedule)
         spe = resolve_duration(self.steps_per_epoch, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
                                what="per_epoch: steps_per_epoch")
         if isinstance(spe, int | float) and spe < 1:
@@ -518,61 +559,61 @@ _COOLDOWN_SHAPES = ("linear", "cosine", "1-sqrt")
 
 @register("cooldown")
 class cooldown(Schedule):
-    """Begin the decay now: leave ``schedule`` at step ``start`` and decay from its value there.
+    """Begin the decay now: leave ``schedule`` at step ``begin`` and decay from its value there.
 
-    With :math:`v_0 = s(\\text{start})`, :math:`p = (t - \\text{start})/\\text{steps}` and
+    With :math:`v_0 = s(\\text{begin})`, :math:`p = (t - \\text{begin})/\\text{steps}` and
     :math:`e` = ``end``:
 
     .. math::
         \\eta(t) = \\begin{cases}
-          s(t) & t < \\text{start} \\\\
+          s(t) & t < \\text{begin} \\\\
           v_0 + (e - v_0)\\,p & \\text{linear} \\\\
           e + (v_0 - e)\\,\\tfrac12(1 + \\cos \\pi p) & \\text{cosine} \\\\
           e + (v_0 - e)(1 - \\sqrt{p}) & \\text{1-sqrt} \\\\
-        \\end{cases} \\quad (\\text{start} \\le t < \\text{start} + \\text{steps}); \\qquad
+        \\end{cases} \\quad (\\text{begin} \\le t < \\text{begin} + \\text{steps}); \\qquad
         \\eta(t) = e \\ \\text{afterwards}
 
-    Continuous at ``start``. This branches a WSD-style cooldown off a constant (or any) phase at a
+    Continuous at ``begin``. The schedule is evaluated once per step (at :math:`\\min(t, \\text{begin})`,
+    which is ``begin`` from then on), so nested cooldowns cost time linear in their depth. This branches a WSD-style cooldown off a constant (or any) phase at a
     step chosen during training (e.g. when the budget is known), without rewriting the schedule.
 
     Args:
         schedule: the running schedule.
-        start: step where the cooldown begins (steps, ``"Nep"`` or ``"P%"``).
+        begin: step where the cooldown begins (steps, ``"Nep"`` or ``"P%"``).
         steps: cooldown length (steps, ``"Nep"`` or ``"P%"``); 0 drops to ``end`` at once.
         end: final lr (absolute).
         shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
 
-    >>> s = cooldown(constant(0.1), start=10, steps=4, end=0.0)
+    >>> s = cooldown(constant(0.1), begin=10, steps=4, end=0.0)
     >>> [round(s(t), 6) for t in (9, 10, 12, 14, 99)]
     [0.1, 0.1, 0.05, 0.0, 0.0]
     """
 
     schedule: Schedule = None  # type: ignore[assignment]
-    start: int | str = duration_field(0)
-    steps: int | str = duration_field(0)
-    end: float = 0.0
+    begin: int | str = duration_field(0, show=True)
+    steps: int | str = duration_field(0, show=True)
+    end: float = lr_field(0.0)
     shape: str = "linear"
 
     def _validate(self) -> None:
         _check_schedule("cooldown", "schedule", self.schedule)
-        _check_number("cooldown", "end", self.end)
         if self.shape not in _COOLDOWN_SHAPES:
             raise ValueError(f"cooldown: shape must be one of {', '.join(_COOLDOWN_SHAPES)}, got shape={self.shape!r}")
 
     @property
     def duration(self) -> int | None:
-        return self.start + self.steps  # type: ignore[operator, return-value]
+        return self.begin + self.steps  # type: ignore[operator, return-value]
 
     def boundaries(self) -> list[int]:
-        a = int(self.start)  # type: ignore[arg-type]
+        a = int(self.begin)  # type: ignore[arg-type]
         return [b for b in self.schedule.boundaries() if b < a] + [a, self.duration]  # type: ignore[list-item]
 
     def formula(self, t, ops: Ops, state: State | None):
-        a, n, e = float(self.start), float(self.steps), float(self.end)  # type: ignore[arg-type]
+        a, n, e = float(self.begin), float(self.steps), float(self.end)  # type: ignore[arg-type]
         before = self.schedule.formula(ops.minimum(t, a), ops, state)
         if n == 0:
             return ops.where(ops.lt(t, a), before, ops.full_like(t, e))
-        v0 = self.schedule.formula(ops.full_like(t, a), ops, state)
+        v0 = before  # s(begin) wherever t >= begin, the only place it is used: one evaluation
         p = ops.clip((t - a) / n, 0.0, 1.0)
         if self.shape == "linear":
             down = v0 + (e - v0) * p

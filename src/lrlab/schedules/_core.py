@@ -17,8 +17,23 @@ Conventions every schedule follows (and the contract tests check):
 * A negative step is an error on the Python-number path and for NumPy arrays (it is not checked
   inside torch/JAX/Keras computations, where it would need a host sync or break ``jit``).
 * Durations may be written in steps (``500``), epochs (``"5ep"``) or as a fraction of training
-  (``"10%"``); the last two must be turned into steps with :meth:`Schedule.resolve` before the
-  schedule is evaluated.
+  (``"10%"``, at most ``100%``); the last two must be turned into steps with
+  :meth:`Schedule.resolve` before the schedule is evaluated. A duration is at most
+  :data:`MAX_STEPS` (``2**53``, the largest step count a float64 holds exactly).
+* Every learning-rate level (``peak``, ``end``, ``value``, ``levels``, ...; the fields made with
+  :func:`lr_field`) is a finite number ``>= 0``, and every family validates the rest of its
+  parameters so that its values stay finite and ``>= 0`` at every step: a schedule that could
+  produce a negative or non-finite lr is refused when it is built, with a :class:`ValueError`.
+* Numbers are canonical: a field typed ``float`` stores a float (``constant(1)`` is
+  ``constant(1.0)``), a field typed ``int`` (or a step count typed ``int | float``) stores a whole
+  number as an ``int`` (``2.0`` becomes ``2``; ``2.5`` is refused for an ``int``), and booleans are
+  never numbers. Equal schedules therefore print the same text.
+* A schedule is a tree at most :data:`MAX_DEPTH` (64) nodes deep; deeper nesting is refused (by
+  the constructor, :func:`from_config` and the parser), so no path can hit Python's recursion
+  limit and evaluation time stays linear in the size of the tree.
+* A step is a number in ``[0, 2**53]``: ``s(nan)``, ``s(inf)``, ``s(1e300)`` and ``s(-1)`` raise
+  ``ValueError`` (checked on the Python-number and NumPy paths; torch/JAX/Keras values are not
+  inspected, which would need a host sync or break ``jit``).
 """
 
 from __future__ import annotations
@@ -41,19 +56,29 @@ else:
         return lambda cls: cls
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_STEPS",
     "Schedule",
     "State",
     "as_schedule",
     "duration_field",
     "from_config",
     "get",
+    "lr_field",
     "register",
     "registry",
     "resolve_duration",
+    "shown_field",
 ]
 
 State = Mapping[str, Any]
 """Run-time state of metric-driven nodes, keyed by node name (e.g. ``{"plateau": 0.5}``)."""
+
+MAX_DEPTH = 64
+"""The deepest a schedule tree may be (a leaf is depth 1). Deeper trees are refused everywhere."""
+
+MAX_STEPS = 2**53
+"""The longest duration in steps (the largest whole number a float64 holds exactly)."""
 
 _REGISTRY: dict[str, type[Schedule]] = {}
 S = TypeVar("S", bound="type[Schedule]")
@@ -89,12 +114,42 @@ def get(name: str) -> type[Schedule]:
         raise ValueError(f"unknown schedule {name!r}{hint}") from None
 
 
-def duration_field(default: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field holding a duration: int steps, ``"Nep"`` epochs or ``"P%"`` of training."""
-    meta = {"duration": True}
+def duration_field(default: Any = dataclasses.MISSING, *, show: bool = False) -> Any:
+    """A dataclass field holding a duration: int steps, ``"Nep"`` epochs or ``"P%"`` of training.
+
+    ``show``: the canonical text always prints it (a length a reader needs), even at its default.
+    """
+    meta = {"duration": True, "show": show}
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def lr_field(default: Any = dataclasses.MISSING, *, show: bool = True) -> Any:
+    """A dataclass field holding a learning-rate level (or a list of them): finite and ``>= 0``.
+
+    The core checks it for every schedule (``None`` passes where the type allows it), and the
+    canonical text always prints it (``show``), so ``str(s)`` never hides a level.
+    """
+    meta = {"lr": True, "show": show}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def shown_field(default: Any) -> Any:
+    """A dataclass field the canonical text always prints (a main value such as ``factor``)."""
+    return dataclasses.field(default=default, metadata={"show": True})
+
+
+def as_float(v: Any) -> float | None:
+    """``float(v)`` for a real number (not a bool), ``None`` for anything else or an int too large."""
+    if isinstance(v, bool) or not is_python_number(v) or isinstance(v, str):
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return None
 
 
 _DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ep|%|steps?)?\s*$")
@@ -110,6 +165,8 @@ def resolve_duration(value: Any, *, total_steps: int | None, steps_per_epoch: in
     if not m:
         raise ValueError(f"{what}={value!r} is not a duration; write steps (500), epochs ('5ep') or a fraction ('10%')")
     number, unit = float(m.group(1)), m.group(2)
+    if unit == "%" and number > 100:
+        raise ValueError(f"{what}={value!r}: a fraction of training is at most 100%")
     if unit in (None, "step", "steps"):
         steps = number
     elif unit == "ep":
@@ -120,6 +177,8 @@ def resolve_duration(value: Any, *, total_steps: int | None, steps_per_epoch: in
         if total_steps is None:
             raise ValueError(f"{what}={value!r} is a fraction of training: give total_steps to resolve it")
         steps = number / 100.0 * total_steps
+    if not steps <= MAX_STEPS:  # also catches inf ('1e400ep') and nan
+        raise ValueError(f"{what}={value!r} is {steps:g} steps; a duration is at most 2**53 steps")
     return round(steps)
 
 
@@ -135,8 +194,64 @@ def _check_duration(v: Any, what: str) -> None:
         raise ValueError(f"{what} must be a duration (steps, 'Nep' or 'P%'), got {v!r}")
     if isinstance(v, str):
         resolve_duration(v, total_steps=1, steps_per_epoch=1, what=what)
-    elif v < 0 or not math.isfinite(v):
-        raise ValueError(f"{what} must be >= 0 steps, got {v!r}")
+        return
+    f = as_float(v)
+    if f is None or not 0 <= f <= MAX_STEPS:
+        raise ValueError(f"{what} must be a number of steps in [0, 2**53], got {v!r}")
+
+
+def _check_lr(v: Any, what: str) -> None:
+    f = as_float(v)
+    if f is None or not math.isfinite(f) or f < 0:
+        raise ValueError(f"{what} must be a learning rate: a finite number >= 0, got {v!r}")
+
+
+_INT_WORD = re.compile(r"\bint\b")
+
+
+@dataclasses.dataclass(frozen=True)
+class _FieldInfo:
+    """What the core checks on one field, read once per class from its annotation and metadata."""
+
+    name: str
+    number: str | None  # "float", "int" (int only) or "whole" (int | float: whole floats -> int)
+    schedule: bool
+    none_ok: bool
+    duration: bool
+    lr: bool
+
+
+_FIELD_INFO: dict[type, tuple[_FieldInfo, ...]] = {}
+
+
+def _field_info(cls: type) -> tuple[_FieldInfo, ...]:
+    info = _FIELD_INFO.get(cls)
+    if info is None:
+        out = []
+        for f in dataclasses.fields(cls):
+            ann = str(f.type)
+            has_int, has_float = bool(_INT_WORD.search(ann)), "float" in ann
+            number = "float" if has_float and not has_int else "int" if has_int and not has_float else "whole" if has_int else None
+            out.append(_FieldInfo(f.name, number, "Schedule" in ann, "None" in ann,
+                                  bool(f.metadata.get("duration")), bool(f.metadata.get("lr"))))
+        info = _FIELD_INFO[cls] = tuple(out)
+    return info
+
+
+def _canonical_number(v: Any, number: str | None, what: str) -> Any:
+    """``v`` stored canonically for a field of kind ``number`` (see the module docstring)."""
+    if number is None or isinstance(v, bool | str) or not is_python_number(v):
+        return v
+    f = as_float(v)
+    if number == "float":
+        return v if f is None else f
+    if isinstance(v, int | np.integer):
+        return int(v)
+    if f is not None and math.isfinite(f) and f.is_integer():
+        return int(f)
+    if number == "int" and f is not None and math.isfinite(f):
+        raise ValueError(f"{what} must be a whole number, got {v!r}")
+    return v
 
 
 def _is_unresolved(value: Any) -> bool:
@@ -170,15 +285,43 @@ class Schedule:
         """Steps where a phase of this schedule begins (for plots): none by default."""
         return []
 
+    def max_value(self) -> float:
+        """An upper bound of the values (lr units): by default the largest lr level of this node
+        and of its children. Families whose values can exceed their levels override it; products
+        and scales multiply, and refuse to be built when the bound is not a finite float."""
+        levels = [self.__dict__[fi.name] for fi in _field_info(type(self)) if fi.lr]
+        flat = [float(x) for v in levels for x in (v if isinstance(v, tuple) else (v,)) if x is not None]
+        return max([*flat, *(c.max_value() for c in self.children())], default=0.0)
+
     # ---- machinery ----------------------------------------------------------------------------
     def __post_init__(self) -> None:
-        for f in _fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, list):
-                object.__setattr__(self, f.name, tuple(v))
-            if f.metadata.get("duration"):
-                for x in getattr(self, f.name) if isinstance(v, list | tuple) else (v,):
-                    _check_duration(x, f"{self.name}: {f.name}")
+        depth = 1
+        for fi in _field_info(type(self)):
+            v = getattr(self, fi.name)
+            what = f"{self.name}: {fi.name}"
+            if isinstance(v, list | tuple):
+                v = tuple(_canonical_number(x, fi.number, what) for x in v)
+                object.__setattr__(self, fi.name, v)
+            elif fi.number is not None:
+                v = _canonical_number(v, fi.number, what)
+                object.__setattr__(self, fi.name, v)
+            items = v if isinstance(v, tuple) else (v,)
+            if fi.schedule:
+                for x in items:
+                    if isinstance(x, Schedule):
+                        depth = max(depth, x.__dict__["_lrlab_depth"] + 1)
+                    elif not (x is None and fi.none_ok):
+                        raise ValueError(f"{what} must be a schedule, got {x!r}")
+            if fi.duration:
+                for x in items:
+                    _check_duration(x, what)
+            if fi.lr:
+                for x in items:
+                    if x is not None or not fi.none_ok:
+                        _check_lr(x, what)
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{self.name}: schedules nest at most {MAX_DEPTH} levels deep, this one {depth}")
+        object.__setattr__(self, "_lrlab_depth", depth)
         resolved = all(not _is_unresolved(v) and (not isinstance(v, Schedule) or v.is_resolved())
                        for v in self._flat_field_values())
         # Instances are frozen and children immutable: decide once, not on every evaluation.
@@ -201,12 +344,13 @@ class Schedule:
         self._check_resolved()
         ops = ops_for(step, backend)
         if ops.name == "python":
-            if step < 0:
-                raise ValueError(f"step must be >= 0, got {step!r}")
+            if not 0 <= step <= MAX_STEPS:  # also refuses nan and inf
+                raise ValueError(f"step must be a number in [0, 2**53], got {step!r}")
             return float(self.formula(float(step), ops, state))
         t = ops.asfloat(step)
-        if ops.name == "numpy" and t.size and np.min(t) < 0:
-            raise ValueError(f"steps must be >= 0, got a minimum of {np.min(t)!r}")
+        if ops.name == "numpy" and t.size and not (np.min(t) >= 0 and np.max(t) <= MAX_STEPS):
+            bad = t[~((t >= 0) & (t <= MAX_STEPS))].flat[0]
+            raise ValueError(f"steps must be numbers in [0, 2**53], got {bad!r}")
         return self.formula(t, ops, state)
 
     def values(self, steps: int | np.ndarray, state: State | None = None) -> np.ndarray:
@@ -277,12 +421,16 @@ class Schedule:
         return cfg
 
     def params(self) -> dict[str, Any]:
-        """The fields whose value differs from the default (what the canonical text shows)."""
+        """What the canonical text shows: every field without a default, every level and main
+        length (fields marked ``show``, unless ``None``), and every other field that differs from
+        its default."""
         out = {}
         for f in _fields(self):
             v = getattr(self, f.name)
             if f.default is not dataclasses.MISSING and _same(v, f.default):
-                continue
+                shown = f.metadata.get("show") and v is not None and v != ()
+                if not shown:
+                    continue
             out[f.name] = v
         return out
 
@@ -347,11 +495,11 @@ def _to_plain(v: Any) -> Any:
     return v
 
 
-def _from_plain(v: Any, where: str) -> Any:
+def _from_plain(v: Any, where: str, depth: int) -> Any:
     if isinstance(v, Mapping):
-        return from_config(v, where=where)
+        return _from_config(v, where, depth + 1)
     if isinstance(v, list | tuple):
-        return tuple(_from_plain(x, f"{where}[{i}]") for i, x in enumerate(v))
+        return tuple(_from_plain(x, f"{where}[{i}]", depth) for i, x in enumerate(v))
     return v
 
 
@@ -375,7 +523,16 @@ def as_schedule(value: Any, what: str = "schedule", *, configs: bool = True) -> 
 
 
 def from_config(config: Mapping[str, Any], *, where: str = "config") -> Schedule:
-    """Rebuild a schedule from :meth:`Schedule.to_config` output (also loaded JSON/YAML)."""
+    """Rebuild a schedule from :meth:`Schedule.to_config` output (also loaded JSON/YAML).
+
+    Configs nested deeper than :data:`MAX_DEPTH` are refused before anything deeper is read.
+    """
+    return _from_config(config, where, 1)
+
+
+def _from_config(config: Mapping[str, Any], where: str, depth: int) -> Schedule:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{where}: schedule configs nest at most {MAX_DEPTH} levels deep")
     if not isinstance(config, Mapping):
         raise ValueError(f"{where}: a schedule config is a mapping with a 'name', got {type(config).__name__}")
     if "name" not in config:
@@ -385,11 +542,13 @@ def from_config(config: Mapping[str, Any], *, where: str = "config") -> Schedule
     unknown = sorted(set(config) - fields - {"name"})
     if unknown:
         raise ValueError(f"{where}: {cls.name} has no parameter(s) {', '.join(unknown)}; it takes {', '.join(sorted(fields))}")
-    kwargs = {k: _from_plain(v, f"{where}.{k}") for k, v in config.items() if k != "name"}
+    kwargs = {k: _from_plain(v, f"{where}.{k}", depth) for k, v in config.items() if k != "name"}
     try:
         return cls(**kwargs)
     except TypeError as e:  # missing required arguments
         raise ValueError(f"{where}: {cls.name}: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
 
 
 def _misuse(schedule: Schedule, step: Any, state: Any) -> None:

@@ -10,8 +10,8 @@ Two styles, detected from the signature (or given with ``style=``):
 
 * ``fn(epoch) -> lr``: closed form, :math:`\\eta(t) = fn(\\lfloor t \\rfloor)`.
 * ``fn(epoch, lr) -> lr``: Keras ``LearningRateScheduler`` style, a recurrence
-  :math:`\\eta_e = fn(e, \\eta_{e-1})` with :math:`\\eta_{-1}` = ``initial``, evaluated by folding
-  from 0 (the fold is cached per function and initial value, so a training loop costs one call
+  :math:`\\eta_e = fn(e, \\eta_{e-1})` with :math:`\\eta_{-1}` = ``start``, evaluated by folding
+  from 0 (the fold is cached per function and start value, so a training loop costs one call
   per new step).
 
 The argument is the integer step of the schedule (``floor(t)``). To run a per-epoch function per
@@ -29,12 +29,12 @@ import inspect
 import math
 import re
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from lrlab.schedules._backend import Ops
-from lrlab.schedules._combinators import _check_number
-from lrlab.schedules._core import Schedule, State, register
+from lrlab.schedules._core import Schedule, State, lr_field, register
 
 __all__ = ["custom", "register_function", "registered_functions"]
 
@@ -54,7 +54,7 @@ def register_function(name: str, *, style: str | None = None) -> Callable[[Calla
     >>> @register_function("halve_every_10")
     ... def halve(epoch, lr):
     ...     return lr * 0.5 if epoch > 0 and epoch % 10 == 0 else lr
-    >>> s = custom("halve_every_10", initial=0.1)
+    >>> s = custom("halve_every_10", start=0.1)
     >>> s(9), s(10), s(20)
     (0.1, 0.05, 0.025)
     """
@@ -101,13 +101,14 @@ class custom(Schedule):
     """A registered user function as a schedule (see the module docs for the two styles).
 
     .. math:: \\eta(t) = fn(\\lfloor t \\rfloor) \\quad\\text{or}\\quad
-        \\eta(t) = \\eta_{\\lfloor t \\rfloor},\\ \\eta_e = fn(e, \\eta_{e-1}),\\ \\eta_{-1} = \\text{initial}
+        \\eta(t) = \\eta_{\\lfloor t \\rfloor},\\ \\eta_e = fn(e, \\eta_{e-1}),\\ \\eta_{-1} = \\text{start}
 
     evaluated at :math:`\\min(t, \\text{horizon})` when a horizon is given.
 
     Args:
         function: the name given to :func:`register_function`.
-        initial: :math:`\\eta_{-1}` for the recurrence style (required there; unused otherwise).
+        start: :math:`\\eta_{-1}`, the lr the recurrence starts from (required there; unused
+            otherwise).
         horizon: last step computed (integer >= 0); the value there holds afterwards. Needed for
             torch/JAX/Keras evaluation; makes the schedule finite.
 
@@ -120,7 +121,7 @@ class custom(Schedule):
     """
 
     function: str = ""
-    initial: float | None = None
+    start: float | None = lr_field(None)
     horizon: int | None = None
 
     def _validate(self) -> None:
@@ -130,12 +131,8 @@ class custom(Schedule):
                 f"custom: function={self.function!r} is not registered (registered: {known}); "
                 "decorate it with @lrlab.register_function(name) and import its module first"
             )
-        if self._style() == "recurrence":
-            if self.initial is None:
-                raise ValueError(f"custom: function {self.function!r} is a recurrence fn(epoch, lr); give initial=")
-            _check_number("custom", "initial", self.initial)
-        elif self.initial is not None:
-            _check_number("custom", "initial", self.initial)
+        if self._style() == "recurrence" and self.start is None:
+            raise ValueError(f"custom: function {self.function!r} is a recurrence fn(epoch, lr); give start=")
         if self.horizon is not None and (isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 0):
             raise ValueError(f"custom: horizon must be an integer >= 0 or none, got horizon={self.horizon!r}")
 
@@ -148,24 +145,36 @@ class custom(Schedule):
 
     def _fold(self, upto: int) -> list[float]:
         fn = _FUNCTIONS[self.function][0]
-        key = (self.function, id(fn), self.initial)
+        key = (self.function, id(fn), self.start)
         vals = _FOLDS.setdefault(key, [])
-        lr = vals[-1] if vals else float(self.initial)  # type: ignore[arg-type]
+        lr = vals[-1] if vals else float(self.start)  # type: ignore[arg-type]
         for e in range(len(vals), upto + 1):
-            lr = float(fn(e, lr))
+            lr = self._checked(e, fn(e, lr))
             vals.append(lr)
         return vals
+
+    def _checked(self, e: int, value: Any) -> float:
+        """``value`` as a float, or a ValueError when the function did not return a valid lr."""
+        try:
+            v = float(value)
+        except (TypeError, ValueError, OverflowError):
+            v = math.nan
+        if not 0 <= v < math.inf:
+            raise ValueError(
+                f"custom: function {self.function!r} returned {value!r} at step {e}; an lr is a finite number >= 0"
+            )
+        return v
 
     def _value(self, e: int) -> float:
         if self._style() == "recurrence":
             return self._fold(e)[e]
-        return float(_FUNCTIONS[self.function][0](e))
+        return self._checked(e, _FUNCTIONS[self.function][0](e))
 
     def _table(self, upto: int) -> np.ndarray:
         if self._style() == "recurrence":
             return np.asarray(self._fold(upto)[: upto + 1], dtype=np.float64)
         fn = _FUNCTIONS[self.function][0]
-        return np.asarray([float(fn(e)) for e in range(upto + 1)], dtype=np.float64)
+        return np.asarray([self._checked(e, fn(e)) for e in range(upto + 1)], dtype=np.float64)
 
     def formula(self, t, ops: Ops, state: State | None):
         h = self.horizon
@@ -183,7 +192,7 @@ class custom(Schedule):
                 return table[idx]
             uniq, inv = np.unique(idx, return_inverse=True)
             fn = _FUNCTIONS[self.function][0]
-            return np.asarray([float(fn(int(e))) for e in uniq], dtype=np.float64)[inv].reshape(idx.shape)
+            return np.asarray([self._checked(int(e), fn(int(e))) for e in uniq], dtype=np.float64)[inv].reshape(idx.shape)
         if h is None:
             raise ValueError(
                 f"custom({self.function!r}) runs on Python numbers and NumPy only; give horizon=N to "

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 from lrlab.schedules._backend import Ops
-from lrlab.schedules._combinators import _check_number, _floor_div, take
-from lrlab.schedules._core import Schedule, State, duration_field, register
+from lrlab.schedules._combinators import _check_factor, _check_number, _floor_div, take
+from lrlab.schedules._core import Schedule, State, duration_field, lr_field, register
 from lrlab.schedules._families import _check_choice, _check_int, interpolate
 
 __all__ = ["cyclic", "onecycle"]
@@ -30,10 +30,10 @@ class cyclic(Schedule):
 
     .. math::
         s = \\begin{cases} x/r & x \\le r \\\\ (x - 1)/(r - 1) & x > r \\end{cases},\\qquad
-        \\eta(t) = \\text{low} + (\\text{high} - \\text{low})\\,s\\,g
+        \\eta(t) = \\text{base} + (\\text{peak} - \\text{base})\\,s\\,g
 
     with the amplitude scale :math:`g` = 1 (``triangular``), :math:`1/2^{a-1}` (``triangular2``) or
-    :math:`\\gamma^{a}` (``exp_range``), where :math:`a = c` if ``scale_mode`` is ``"cycle"`` and
+    :math:`\\text{factor}^{a}` (``exp_range``), where :math:`a = c` if ``scale_mode`` is ``"cycle"`` and
     :math:`a = t` if ``"iterations"``. ``scale_mode=None`` takes torch's choice per mode (``cycle``
     for the triangular modes, ``iterations`` for ``exp_range``); an explicit value equals torch with
     ``scale_fn`` set to that mode's function and that ``scale_mode``. Infinite.
@@ -43,15 +43,16 @@ class cyclic(Schedule):
     momentum is low when the lr is high.
 
     Args:
-        low: lr at the start of each cycle (torch ``base_lr``).
-        high: lr at the top of the first cycle (torch ``max_lr``).
-        up: steps from low to high (torch ``step_size_up``; ``"Nep"``/``"P%"`` allowed), > 0.
-        down: steps from high back to low (``None``: same as ``up``), > 0.
+        base: lr at the start of each cycle (torch ``base_lr``).
+        peak: lr at the top of the first cycle (torch ``max_lr``).
+        up: length of the rising phase (torch ``step_size_up``; ``"Nep"``/``"P%"`` allowed), >= 1.
+        down: length of the falling phase (``None``: same as ``up``), >= 1.
         mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
-        gamma: ``exp_range`` base (0 < gamma <= 1 in practice; any > 0 accepted).
+        factor: ``exp_range`` multiplier of the amplitude per step or cycle (torch ``gamma``), in
+            (0, 1] (a factor > 1 would grow without bound).
         scale_mode: ``None``, ``"cycle"`` or ``"iterations"`` (see above).
-        base_momentum: momentum at the lr peak (torch default 0.8).
-        max_momentum: momentum at the lr low (torch default 0.9).
+        base_momentum: momentum at the lr peak (torch default 0.8), in [0, 1].
+        max_momentum: momentum at the lr base (torch default 0.9), in [0, 1].
 
     >>> s = cyclic(0.1, 1.0, up=4, mode="triangular2")
     >>> [round(s(t), 4) for t in (0, 2, 4, 8, 12, 16)]
@@ -60,28 +61,26 @@ class cyclic(Schedule):
     0.8
     """
 
-    low: float = 0.001
-    high: float = 0.006
-    up: int | float | str = duration_field(2000)
+    base: float = lr_field(0.001)
+    peak: float = lr_field(0.006)
+    up: int | float | str = duration_field(2000, show=True)
     down: int | float | str | None = duration_field(None)
     mode: str = "triangular"
-    gamma: float = 1.0
+    factor: float = 1.0
     scale_mode: str | None = None
     base_momentum: float = 0.8
     max_momentum: float = 0.9
 
     def _validate(self) -> None:
-        _check_number("cyclic", "low", self.low)
-        _check_number("cyclic", "high", self.high)
-        _check_number("cyclic", "up", self.up, lo=0.0, lo_open=True)
+        _check_number("cyclic", "up", self.up, lo=1.0)
         if self.down is not None:
-            _check_number("cyclic", "down", self.down, lo=0.0, lo_open=True)
+            _check_number("cyclic", "down", self.down, lo=1.0)
         _check_choice("cyclic", "mode", self.mode, _CLR_MODES)
-        _check_number("cyclic", "gamma", self.gamma, lo=0.0, lo_open=True)
+        _check_factor("cyclic", "factor", self.factor)
         if self.scale_mode is not None:
             _check_choice("cyclic", "scale_mode", self.scale_mode, _SCALE_MODES)
-        _check_number("cyclic", "base_momentum", self.base_momentum)
-        _check_number("cyclic", "max_momentum", self.max_momentum)
+        _check_number("cyclic", "base_momentum", self.base_momentum, lo=0.0, hi=1.0)
+        _check_number("cyclic", "max_momentum", self.max_momentum, lo=0.0, hi=1.0)
 
     def _sizes(self) -> tuple[float, float]:
         up = float(self.up)  # type: ignore[arg-type]
@@ -113,7 +112,7 @@ class cyclic(Schedule):
         elif self.mode == "triangular2":
             g = ops.pow(0.5, a - 1.0)  # = torch's 1 / 2**(a - 1) exactly; no overflow far out
         else:
-            g = ops.pow(float(self.gamma), a)
+            g = ops.pow(float(self.factor), a)
         return s, g
 
     def _curve(self, lo: float, hi: float, t, ops: Ops):
@@ -122,14 +121,14 @@ class cyclic(Schedule):
         return lo + (height if g is None else height * g)
 
     def formula(self, t, ops: Ops, state: State | None):
-        return self._curve(float(self.low), float(self.high), t, ops)
+        return self._curve(float(self.base), float(self.peak), t, ops)
 
     def momentum(self) -> Schedule:
         """The momentum torch ``CyclicLR`` sets with this lr: a ``cyclic`` from ``max_momentum`` to
         ``base_momentum`` on the same cycle (exactly torch's value)."""
         return cyclic(
-            low=self.max_momentum, high=self.base_momentum, up=self.up, down=self.down, mode=self.mode,
-            gamma=self.gamma, scale_mode=self.scale_mode, base_momentum=self.base_momentum,
+            base=self.max_momentum, peak=self.base_momentum, up=self.up, down=self.down, mode=self.mode,
+            factor=self.factor, scale_mode=self.scale_mode, base_momentum=self.base_momentum,
             max_momentum=self.max_momentum,
         )
 
@@ -178,8 +177,8 @@ class onecycle(Schedule):
     0.85
     """
 
-    peak: float = 0.1
-    steps: int | str = duration_field(2)
+    peak: float = lr_field(0.1)
+    steps: int | str = duration_field(2, show=True)
     pct_start: float = 0.3
     anneal: str = "cos"
     div_factor: float = 25.0
@@ -189,7 +188,6 @@ class onecycle(Schedule):
     max_momentum: float = 0.95
 
     def _validate(self) -> None:
-        _check_number("onecycle", "peak", self.peak)
         _check_int("onecycle", "steps", self.steps, lo=2)
         _check_number("onecycle", "pct_start", self.pct_start)
         _check_choice("onecycle", "anneal", self.anneal, _ANNEAL)
@@ -197,14 +195,23 @@ class onecycle(Schedule):
         _check_number("onecycle", "final_div_factor", self.final_div_factor, lo=0.0, lo_open=True)
         if not isinstance(self.three_phase, bool):
             raise ValueError(f"onecycle: three_phase must be true or false, got three_phase={self.three_phase!r}")
-        _check_number("onecycle", "base_momentum", self.base_momentum)
-        _check_number("onecycle", "max_momentum", self.max_momentum)
+        _check_number("onecycle", "base_momentum", self.base_momentum, lo=0.0, hi=1.0)
+        _check_number("onecycle", "max_momentum", self.max_momentum, lo=0.0, hi=1.0)
+        initial = self.peak / self.div_factor
+        if not math.isfinite(initial / self.final_div_factor) or not math.isfinite(initial):
+            raise ValueError(
+                f"onecycle: peak / div_factor / final_div_factor must be finite, got peak={self.peak!r}, "
+                f"div_factor={self.div_factor!r}, final_div_factor={self.final_div_factor!r}"
+            )
         knots = self._knots()
         if any(knots[i + 1] <= knots[i] for i in range(len(knots) - 1)):
             raise ValueError(
                 f"onecycle: pct_start={self.pct_start!r} with steps={self.steps!r} leaves an empty phase "
                 f"(phase ends at {knots[1:]}); use a pct_start in (1/steps, {'0.5' if self.three_phase else '1'})"
             )
+
+    def max_value(self) -> float:
+        return max(self.peak, self.peak / self.div_factor)
 
     def _knots(self) -> tuple[float, ...]:
         T = int(self.steps)  # type: ignore[arg-type]

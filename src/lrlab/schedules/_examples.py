@@ -48,10 +48,10 @@ def examples() -> dict[str, list[Schedule]]:
             cos_like,
             c.constant(1.0, steps=3) >> c.constant(0.5, steps=4) >> c.constant(0.25),
         ],
-        "product": [c.product(factors=(f.cosine(peak=1.0, steps=200), f.exponential(0.1, rate=0.99))),
+        "product": [c.product(factors=(f.cosine(peak=1.0, steps=200), f.exponential(0.1, factor=0.99))),
                     c.product(factors=(c.constant(0.1), cos_like))],
         "scale": [0.5 * cos, 0.5 * cos_like],
-        "clamp": [c.clamp(f.exponential(0.1, rate=0.97), min=0.01), c.clamp(cos_like, min=0.0, max=0.05)],
+        "clamp": [c.clamp(f.exponential(0.1, factor=0.97), min=0.01), c.clamp(cos_like, min=0.0, max=0.05)],
         "take": [c.take(f.inverse_sqrt(0.1, warmup=20), steps=150), c.take(cos_like, steps=80)],
         "warmup": [
             c.warmup(cos, steps=20),
@@ -59,18 +59,18 @@ def examples() -> dict[str, list[Schedule]]:
             c.warmup(cos_like, steps=15, start=0.001, shape="cosine"),
         ],
         "repeat": [
-            c.repeat(f.cosine(peak=0.1, end=0.001, steps=20), mult=1.5, decay=0.7, limit=4),
+            c.repeat(f.cosine(peak=0.1, end=0.001, steps=20), mult=1.5, factor=0.7, limit=4),
             c.repeat(f.linear(0.1, 0.0, steps=30)),
-            c.repeat(f.cosine(peak=1.0, steps=10), period=25, decay=0.5),
+            c.repeat(f.cosine(peak=1.0, steps=10), period=25, factor=0.5),
         ],
         "per_epoch": [
             c.per_epoch(f.polynomial(0.1, 0.0, steps=20, power=5.0), steps_per_epoch=10),
             c.per_epoch(f.step_decay(0.1, factor=0.5, every=10, offset=1), steps_per_epoch=7),
         ],
         "cooldown": [
-            c.cooldown(c.constant(0.1), start=150, steps=50, shape="1-sqrt"),
-            c.cooldown(c.warmup(c.constant(0.1), steps=10), start=60, steps=40, end=0.001, shape="cosine"),
-            c.cooldown(f.exponential(0.1, rate=0.99), start=30, steps=0, end=0.0),
+            c.cooldown(c.constant(0.1), begin=150, steps=50, shape="1-sqrt"),
+            c.cooldown(c.warmup(c.constant(0.1), steps=10), begin=60, steps=40, end=0.001, shape="cosine"),
+            c.cooldown(f.exponential(0.1, factor=0.99), begin=30, steps=0, end=0.0),
         ],
         "step_decay": [
             f.step_decay(0.1, factor=0.5, every=30),
@@ -86,10 +86,10 @@ def examples() -> dict[str, list[Schedule]]:
             f.piecewise((10, 20), (1.0, 0.5, 0.1), switch="after"),
         ],
         "exponential": [
-            f.exponential(0.1, rate=0.98),
-            f.exponential(0.1, rate=0.96, every=10, staircase=True),
-            f.exponential(0.1, rate=0.5, every=20, begin=30, end=0.01),
-            f.exponential(0.01, rate=2.0, every=25, end=0.05),
+            f.exponential(0.1, factor=0.98),
+            f.exponential(0.1, factor=0.96, every=10, staircase=True),
+            f.exponential(0.1, factor=0.5, every=20, begin=30, end=0.01),
+            f.exponential(0.01, factor=2.0, every=25, end=0.05),
         ],
         "inverse_time": [
             f.inverse_time(0.1, rate=0.05),
@@ -108,7 +108,7 @@ def examples() -> dict[str, list[Schedule]]:
         ],
         "restarts": [
             f.restarts(0.1, 0.001, period=20, mult=2.0),
-            f.restarts(0.1, 0.0, period=10, mult=1.5, decay=0.8),
+            f.restarts(0.1, 0.0, period=10, mult=1.5, factor=0.8),
             f.restarts(0.1, 0.01, period=30),
         ],
         "snapshot": [f.snapshot(0.1, cycles=5, steps=200), f.snapshot(0.1, cycles=3, steps=100)],
@@ -116,7 +116,7 @@ def examples() -> dict[str, list[Schedule]]:
         "inverse_sqrt": [f.inverse_sqrt(0.1, warmup=20), f.inverse_sqrt(0.1, warmup=0, timescale=50.0)],
         "wsd": [
             f.wsd(0.1, warmup=20, stable=130, decay=50),
-            f.wsd(0.1, warmup=10, stable=20, decay=30, warmup_shape="cosine", decay_shape="1-sqrt", min_ratio=0.1),
+            f.wsd(0.1, warmup=10, stable=20, decay=30, warmup_shape="cosine", decay_shape="1-sqrt", end=0.01),
             f.wsd(0.1, warmup=0, stable=10, decay=10, decay_shape="linear"),
         ],
         "tanh": [f.tanh(0.1, 0.0, steps=200), f.tanh(0.1, 0.01, steps=50, lb=-5.0, ub=5.0)],
@@ -127,8 +127,8 @@ def examples() -> dict[str, list[Schedule]]:
         "cyclic": [
             y.cyclic(0.01, 0.1, up=25, mode="triangular2"),
             y.cyclic(0.01, 0.1, up=10, down=30),
-            y.cyclic(0.01, 0.1, up=15, mode="exp_range", gamma=0.99),
-            y.cyclic(0.01, 0.1, up=5, mode="exp_range", gamma=0.9, scale_mode="cycle"),
+            y.cyclic(0.01, 0.1, up=15, mode="exp_range", factor=0.99),
+            y.cyclic(0.01, 0.1, up=5, mode="exp_range", factor=0.9, scale_mode="cycle"),
         ],
         "onecycle": [
             y.onecycle(0.1, steps=200),
@@ -138,11 +138,11 @@ def examples() -> dict[str, list[Schedule]]:
         "plateau": [
             c.warmup(f.cosine(peak=0.1, end=0.001, steps=180), steps=20) * pl.plateau(patience=3),
             pl.plateau(patience=2, preset="keras"),
-            f.exponential(0.1, rate=0.99) * pl.plateau(key="second", factor=0.5, preset="optax"),
+            f.exponential(0.1, factor=0.99) * pl.plateau(key="second", factor=0.5, preset="optax"),
         ],
         "custom": [
             u.custom("lrlab.examples.keras_step", horizon=200),
-            u.custom("lrlab.examples.halve_every_10", initial=0.1, horizon=60),
+            u.custom("lrlab.examples.halve_every_10", start=0.1, horizon=60),
             u.custom("lrlab.examples.exp_after_5", horizon=40),
         ],
     }

@@ -16,10 +16,10 @@ Keras-tutorial ``lr0*d^floor((1+e)/r)``        ``step_decay(lr0, factor=d, every
 torch ``MultiStepLR(milestones, gamma)``       ``multistep(lr0, milestones, factor=gamma)``
 Keras ``PiecewiseConstantDecay(b, v)``         ``piecewise(b, v, switch="after")``
 optax ``piecewise_constant_schedule``          ``piecewise(b, cumulative products, switch="at")``
-torch ``ExponentialLR(gamma)``                 ``exponential(lr0, rate=gamma)``
-Keras ``ExponentialDecay(lr0, D, r, stair)``   ``exponential(lr0, rate=r, every=D, staircase=stair)``
+torch ``ExponentialLR(gamma)``                 ``exponential(lr0, factor=gamma)``
+Keras ``ExponentialDecay(lr0, D, r, stair)``   ``exponential(lr0, factor=r, every=D, staircase=stair)``
 optax ``exponential_decay(..., begin, end)``   ``exponential(..., begin=B, end=E)``
-seeds ``lr0*e^(-d*t)``                         ``exponential(lr0, rate=math.exp(-d))``
+seeds ``lr0*e^(-d*t)``                         ``exponential(lr0, factor=math.exp(-d))``
 Keras ``InverseTimeDecay``, seeds ``1/t``      ``inverse_time(lr0, rate, every, staircase)``
 torch ``LinearLR(s, e, T)``                    ``linear(lr0*s, lr0*e, T)``
 torch ``PolynomialLR(T, p)``                   ``polynomial(lr0, 0.0, T, power=p)``
@@ -35,7 +35,7 @@ HF ``cosine`` / ``cosine_with_min_lr``         ``warmup(cosine(peak, min_lr, T-W
 HF ``cosine_with_restarts(num_cycles=n)``      ``warmup(repeat(cosine(peak, 0, (T-W)/n), limit=n), W)``
 HF ``polynomial``                              ``warmup(polynomial(peak, lr_end, T-W, power), W)``
 HF ``inverse_sqrt``                            ``inverse_sqrt(peak, warmup, timescale)``
-HF ``warmup_stable_decay``                     ``wsd(peak, warmup, stable, decay, ...)``
+HF ``warmup_stable_decay``                     ``wsd(peak, warmup, stable, decay, end=r*peak)``
 timm ``TanhLRScheduler``                       ``tanh(peak, end, steps, lb, ub)``
 optax ``piecewise_interpolate_schedule``       ``interpolate(knots, levels, shape)``
 =============================================  =====================================================
@@ -54,13 +54,23 @@ from typing import Any
 
 from lrlab.schedules._backend import Ops
 from lrlab.schedules._combinators import (
+    MAX_MULT,
     _ceil_div,
+    _check_factor,
     _check_number,
     _cycle_index,
     _cycle_start,
     _floor_div,
 )
-from lrlab.schedules._core import Schedule, State, duration_field, register
+from lrlab.schedules._core import (
+    Schedule,
+    State,
+    as_float,
+    duration_field,
+    lr_field,
+    register,
+    shown_field,
+)
 
 __all__ = [
     "cosine",
@@ -91,7 +101,8 @@ def _check_positive(owner: str, field: str, v: Any) -> None:
 
 
 def _check_int(owner: str, field: str, v: Any, *, lo: int) -> None:
-    if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v) or v < lo:
+    f = as_float(v)
+    if f is None or not math.isfinite(f) or not f.is_integer() or f < lo:
         raise ValueError(f"{owner}: {field} must be an integer >= {lo}, got {field}={v!r}")
 
 
@@ -107,7 +118,7 @@ def _check_bool(owner: str, field: str, v: Any) -> None:
 class step_decay(Schedule):
     """Step decay: the lr is multiplied by ``factor`` every ``every`` steps.
 
-    .. math:: \\eta(t) = \\text{initial}\\cdot\\text{factor}^{\\lfloor (t + \\text{offset}) / \\text{every}\\rfloor}
+    .. math:: \\eta(t) = \\text{peak}\\cdot\\text{factor}^{\\lfloor (t + \\text{offset}) / \\text{every}\\rfloor}
 
     ``offset=0`` (default) is torch ``StepLR(step_size=every, gamma=factor)``: the k-th drop happens
     at ``t = k*every``. ``offset=1`` is the Keras-tutorial drop-based decay
@@ -115,8 +126,9 @@ class step_decay(Schedule):
     ``t = k*every - 1`` (with 0-based Keras epochs, epoch 9 of ``every=10`` already has the halved lr).
 
     Args:
-        initial: lr before the first drop.
-        factor: multiplier per drop (torch ``gamma``, Keras-tutorial ``drop``), > 0.
+        peak: lr before the first drop.
+        factor: multiplier per drop (torch ``gamma``, Keras-tutorial ``drop``), in (0, 1]: a
+            factor > 1 would grow the lr without bound (to ``inf``).
         every: steps between drops (steps, ``"Nep"`` or ``"P%"``), > 0.
         offset: steps added to ``t`` before dividing (0 = torch, 1 = Keras tutorial), in ``[0, every)``.
 
@@ -125,14 +137,13 @@ class step_decay(Schedule):
     (0.1, 0.05, 0.025)
     """
 
-    initial: float = 0.1
-    factor: float = 0.1
-    every: int | str = duration_field(1)
+    peak: float = lr_field(0.1)
+    factor: float = shown_field(0.1)
+    every: int | str = duration_field(1, show=True)
     offset: int = 0
 
     def _validate(self) -> None:
-        _check_number("step_decay", "initial", self.initial)
-        _check_positive("step_decay", "factor", self.factor)
+        _check_factor("step_decay", "factor", self.factor)
         _check_positive("step_decay", "every", self.every)
         _check_int("step_decay", "offset", self.offset, lo=0)
         if self.offset >= self.every:  # type: ignore[operator]
@@ -144,36 +155,35 @@ class step_decay(Schedule):
 
     def formula(self, t, ops: Ops, state: State | None):
         n = _floor_div(t + float(self.offset), float(self.every), ops)  # type: ignore[arg-type]
-        return self.initial * ops.pow(float(self.factor), n)
+        return self.peak * ops.pow(float(self.factor), n)
 
 
 @register("multistep")
 class multistep(Schedule):
     """Multi-step decay: the lr is multiplied by ``factor`` at each milestone (torch ``MultiStepLR``).
 
-    .. math:: \\eta(t) = \\text{initial}\\cdot\\text{factor}^{\\#\\{m \\in \\text{milestones}: m \\le t\\}}
+    .. math:: \\eta(t) = \\text{peak}\\cdot\\text{factor}^{\\#\\{m \\in \\text{milestones}: m \\le t\\}}
 
     The drop happens *at* ``t = m`` (torch's convention; timm's ``MultiStepLRScheduler`` drops at
     ``m - 1``: use milestones ``m - 1``). A milestone given twice counts twice (torch's ``Counter``).
     Finite: the value holds after the last milestone.
 
     Args:
-        initial: lr before the first milestone.
+        peak: lr before the first milestone.
         milestones: steps where a drop happens (steps, ``"Nep"`` or ``"P%"``), in any order.
-        factor: multiplier per milestone (torch ``gamma``), > 0.
+        factor: multiplier per milestone (torch ``gamma``), in (0, 1].
 
     >>> s = multistep(1.0, milestones=[3, 6], factor=0.1)
     >>> [round(s(t), 12) for t in range(8)]
     [1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.01, 0.01]
     """
 
-    initial: float = 0.1
-    milestones: tuple[int | str, ...] = duration_field(())
-    factor: float = 0.1
+    peak: float = lr_field(0.1)
+    milestones: tuple[int | str, ...] = duration_field((), show=True)
+    factor: float = shown_field(0.1)
 
     def _validate(self) -> None:
-        _check_number("multistep", "initial", self.initial)
-        _check_positive("multistep", "factor", self.factor)
+        _check_factor("multistep", "factor", self.factor)
         if not isinstance(self.milestones, tuple) or not self.milestones:
             raise ValueError(f"multistep: milestones must be a non-empty list of steps, got milestones={self.milestones!r}")
 
@@ -187,11 +197,11 @@ class multistep(Schedule):
     def formula(self, t, ops: Ops, state: State | None):
         ms = sorted(float(m) for m in self.milestones)  # type: ignore[arg-type]
         if ops.name == "python":
-            return self.initial * math.pow(self.factor, bisect.bisect_right(ms, t))
+            return self.peak * math.pow(self.factor, bisect.bisect_right(ms, t))
         count = ops.full_like(t, 0.0)
         for m in ms:
             count = count + ops.where(ops.le(m, t), 1.0, 0.0)
-        return self.initial * ops.pow(float(self.factor), count)
+        return self.peak * ops.pow(float(self.factor), count)
 
 
 _SWITCH = ("at", "after")
@@ -221,16 +231,14 @@ class piecewise(Schedule):
     (1.0, 0.5, 0.1)
     """
 
-    bounds: tuple[int | str, ...] = duration_field(())
-    levels: tuple[float, ...] = ()
+    bounds: tuple[int | str, ...] = duration_field((), show=True)
+    levels: tuple[float, ...] = lr_field(())
     switch: str = "at"
 
     def _validate(self) -> None:
         b, v = self.bounds, self.levels
         if not isinstance(v, tuple) or len(v) != len(b) + 1:
             raise ValueError(f"piecewise: needs len(levels) == len(bounds) + 1, got levels={v!r}, bounds={b!r}")
-        for i, x in enumerate(v):
-            _check_number("piecewise", f"levels[{i}]", x)
         if any(b[i + 1] <= b[i] for i in range(len(b) - 1)):  # type: ignore[operator]
             raise ValueError(f"piecewise: bounds must be strictly increasing, got bounds={b!r}")
         _check_choice("piecewise", "switch", self.switch, _SWITCH)
@@ -258,61 +266,66 @@ class piecewise(Schedule):
 
 @register("exponential")
 class exponential(Schedule):
-    """Exponential decay: ``rate`` per ``every`` steps, optionally stepwise, delayed and bounded.
+    """Exponential decay: ``factor`` per ``every`` steps, optionally stepwise, delayed and bounded.
 
-    With :math:`d = t - \\text{begin}` and :math:`p = d/\\text{every}` (floored if ``staircase``):
+    With :math:`d = \\max(t - \\text{begin}, 0)` and :math:`p = d/\\text{every}` (floored if
+    ``staircase``):
 
     .. math::
-        \\eta(t) = \\text{bound}\\big(\\text{initial} \\text{ if } d \\le 0
-        \\text{ else } \\text{initial}\\cdot\\text{rate}^{p}\\big)
+        \\eta(t) = \\text{bound}\\big(\\text{peak}\\cdot\\text{factor}^{p}\\big)
 
-    where ``bound`` is ``max(., end)`` for ``rate < 1`` and ``min(., end)`` for ``rate > 1`` (no
-    bound when ``end`` is ``None``; a growing schedule without a bound stops growing at
-    :math:`\\text{initial}\\cdot e^{700}` instead of overflowing). This is optax ``exponential_decay`` exactly; Keras
-    ``ExponentialDecay`` is ``begin=0, end=None``; torch ``ExponentialLR(gamma)`` is ``rate=gamma,
-    every=1``; the seeds' ``lr0*e^(-d*t)`` is ``rate=math.exp(-d)``.
+    where ``bound`` is ``max(., end)`` for ``factor < 1`` and ``min(., end)`` for ``factor > 1``
+    (no bound when ``end`` is ``None``). A growing schedule (``factor > 1``) needs ``end``, its
+    ceiling, so its values stay finite. This is optax ``exponential_decay`` exactly; Keras
+    ``ExponentialDecay`` is ``begin=0, end=None``; torch ``ExponentialLR(gamma)`` is
+    ``factor=gamma, every=1``; the seeds' ``lr0*e^(-d*t)`` is ``factor=math.exp(-d)``. Steps before
+    ``begin`` give ``peak`` exactly on every path (the exponent is never negative, so nothing
+    overflows however large ``begin`` is).
 
     Args:
-        initial: lr at ``t <= begin``.
-        rate: decay per ``every`` steps (> 0; > 1 grows).
-        every: steps per factor of ``rate`` (Keras ``decay_steps``), > 0.
+        peak: lr at ``t <= begin``.
+        factor: multiplier per ``every`` steps (> 0; > 1 grows and then needs ``end``).
+        every: steps per ``factor`` (Keras ``decay_steps``), >= 1.
         staircase: floor the exponent (drop once every ``every`` steps).
-        begin: steps of constant ``initial`` before the decay starts (optax ``transition_begin``).
-        end: the bound (optax ``end_value``); ``None`` for none.
+        begin: steps of constant ``peak`` before the decay starts (optax ``transition_begin``).
+        end: the bound (optax ``end_value``), an lr; ``None`` for none.
 
-    >>> s = exponential(1.0, rate=0.5, every=10)
+    >>> s = exponential(1.0, factor=0.5, every=10)
     >>> s(0), s(10), round(s(5), 12)
     (1.0, 0.5, 0.707106781187)
     """
 
-    initial: float = 0.1
-    rate: float = 0.96
-    every: int | float | str = duration_field(1)
+    peak: float = lr_field(0.1)
+    factor: float = shown_field(0.96)
+    every: int | float | str = duration_field(1, show=True)
     staircase: bool = False
     begin: int | str = duration_field(0)
-    end: float | None = None
+    end: float | None = lr_field(None)
 
     def _validate(self) -> None:
-        _check_number("exponential", "initial", self.initial)
-        _check_positive("exponential", "rate", self.rate)
-        _check_positive("exponential", "every", self.every)
+        _check_positive("exponential", "factor", self.factor)
+        _check_number("exponential", "every", self.every, lo=1.0)
         _check_bool("exponential", "staircase", self.staircase)
-        if self.end is not None:
-            _check_number("exponential", "end", self.end)
+        if self.factor > 1 and self.end is None:
+            raise ValueError(
+                f"exponential: factor={self.factor!r} > 1 grows without bound; give end= (the ceiling)"
+            )
 
     def boundaries(self) -> list[int]:
         return [int(self.begin)] if self.begin else []  # type: ignore[arg-type]
 
     def formula(self, t, ops: Ops, state: State | None):
-        d = t - float(self.begin)  # type: ignore[arg-type]
+        # d >= 0: before ``begin`` the exponent is 0 and the value peak * 1 exactly (a negative
+        # exponent would overflow factor**p for a large begin).
+        d = ops.maximum(t - float(self.begin), 0.0)  # type: ignore[arg-type]
         p = _floor_div(d, float(self.every), ops) if self.staircase else d / float(self.every)  # type: ignore[arg-type]
-        if self.rate > 1.0:  # keep rate**p finite (<= e**700) far out; the bound is reached long before
-            p = ops.minimum(p, 700.0 / math.log(self.rate))
-        v = self.initial * ops.pow(float(self.rate), p)
-        if self.begin:
-            v = ops.where(ops.le(d, 0.0), ops.full_like(t, float(self.initial)), v)
+        if self.factor > 1.0:  # stop one factor past the ceiling: factor**p stays finite
+            peak, end = float(self.peak), float(self.end)  # type: ignore[arg-type]
+            cap = math.log(end / peak) / math.log(self.factor) if 0 < peak < end else 0.0
+            p = ops.minimum(p, cap + 1.0)
+        v = self.peak * ops.pow(float(self.factor), p)
         if self.end is not None:
-            v = ops.maximum(v, float(self.end)) if self.rate < 1.0 else ops.minimum(v, float(self.end))
+            v = ops.maximum(v, float(self.end)) if self.factor < 1.0 else ops.minimum(v, float(self.end))
         return v
 
 
@@ -320,17 +333,17 @@ class exponential(Schedule):
 class inverse_time(Schedule):
     """Inverse time (1/t) decay.
 
-    .. math:: \\eta(t) = \\frac{\\text{initial}}{1 + \\text{rate}\\cdot p},\\quad p = t/\\text{every}
+    .. math:: \\eta(t) = \\frac{\\text{peak}}{1 + \\text{rate}\\cdot p},\\quad p = t/\\text{every}
         \\ (\\lfloor\\cdot\\rfloor \\text{ if staircase})
 
-    Keras ``InverseTimeDecay(initial, decay_steps=every, decay_rate=rate, staircase)``; with
+    Keras ``InverseTimeDecay(peak, decay_steps=every, decay_rate=rate, staircase)``; with
     ``every=1`` it is the seeds' time-based decay ``lr0/(1 + d*t)`` and the old Keras optimizer
     ``decay=`` argument ``lr0/(1 + decay*iterations)`` (``t`` counts iterations, not epochs).
 
     Args:
-        initial: lr at ``t = 0``.
-        rate: decay rate (>= 0).
-        every: steps per unit of ``p`` (Keras ``decay_steps``), > 0.
+        peak: lr at ``t = 0``.
+        rate: decay rate ``k`` in :math:`1/(1 + k p)` (>= 0; a rate, not a per-event factor).
+        every: steps per unit of ``p`` (Keras ``decay_steps``), >= 1.
         staircase: floor ``p``.
 
     >>> s = inverse_time(0.1, rate=0.001)
@@ -338,20 +351,19 @@ class inverse_time(Schedule):
     (0.1, 0.05)
     """
 
-    initial: float = 0.1
-    rate: float = 0.01
-    every: int | float | str = duration_field(1)
+    peak: float = lr_field(0.1)
+    rate: float = shown_field(0.01)
+    every: int | float | str = duration_field(1, show=True)
     staircase: bool = False
 
     def _validate(self) -> None:
-        _check_number("inverse_time", "initial", self.initial)
         _check_number("inverse_time", "rate", self.rate, lo=0.0)
-        _check_positive("inverse_time", "every", self.every)
+        _check_number("inverse_time", "every", self.every, lo=1.0)
         _check_bool("inverse_time", "staircase", self.staircase)
 
     def formula(self, t, ops: Ops, state: State | None):
         p = _floor_div(t, float(self.every), ops) if self.staircase else t / float(self.every)  # type: ignore[arg-type]
-        return self.initial / (1.0 + self.rate * p)
+        return self.peak / (1.0 + self.rate * p)
 
 
 # ---- linear / polynomial --------------------------------------------------------------------
@@ -363,7 +375,8 @@ class linear(Schedule):
 
     .. math:: \\eta(t) = \\text{start} + (\\text{end} - \\text{start})\\cdot \\min(t, T)/T
 
-    torch ``LinearLR(start_factor=s, end_factor=e, total_iters=T)`` on base lr ``b`` is
+    From ``t = T`` on the value is ``end`` exactly, and it never leaves ``[min(start, end),
+    max(start, end)]`` on any backend (float32 and XLA's rounded reciprocals included). torch ``LinearLR(start_factor=s, end_factor=e, total_iters=T)`` on base lr ``b`` is
     ``linear(b*s, b*e, T)``; the seeds' linear decay to the last epoch is ``linear(lr0, 0.0, T)``
     (``lr0*(1 - epoch/T)``). Works for warmups (``start < end``) and decays alike.
 
@@ -377,23 +390,20 @@ class linear(Schedule):
     [0.0, 0.02, 0.1, 0.1]
     """
 
-    start: float = 0.0
-    end: float = 0.0
-    steps: int | str = duration_field(0)
-
-    def _validate(self) -> None:
-        _check_number("linear", "start", self.start)
-        _check_number("linear", "end", self.end)
+    start: float = lr_field(0.0)
+    end: float = lr_field(0.0)
+    steps: int | str = duration_field(0, show=True)
 
     @property
     def duration(self) -> int | None:
         return self.steps  # type: ignore[return-value]
 
     def formula(self, t, ops: Ops, state: State | None):
-        T = float(self.steps)  # type: ignore[arg-type]
+        T, a, b = float(self.steps), float(self.start), float(self.end)  # type: ignore[arg-type]
         if T == 0:
-            return ops.full_like(t, float(self.end))
-        return self.start + (self.end - self.start) * (ops.minimum(t, T) / T)
+            return ops.full_like(t, b)
+        v = ops.clip(a + (b - a) * (ops.minimum(t, T) / T), min(a, b), max(a, b))
+        return ops.where(ops.le(T, t), ops.full_like(t, b), v)
 
 
 @register("polynomial")
@@ -427,15 +437,13 @@ class polynomial(Schedule):
     (0.1, 0.003125, 0.0)
     """
 
-    start: float = 0.1
-    end: float = 0.0
-    steps: int | str = duration_field(1)
+    start: float = lr_field(0.1)
+    end: float = lr_field(0.0)
+    steps: int | str = duration_field(1, show=True)
     power: float = 1.0
     cycle: bool = False
 
     def _validate(self) -> None:
-        _check_number("polynomial", "start", self.start)
-        _check_number("polynomial", "end", self.end)
         _check_positive("polynomial", "steps", self.steps)
         _check_positive("polynomial", "power", self.power)
         _check_bool("polynomial", "cycle", self.cycle)
@@ -480,14 +488,12 @@ class cosine(Schedule):
     (1.0, 0.5, 0.0, 0.0)
     """
 
-    peak: float = 0.1
-    end: float = 0.0
-    steps: int | str = duration_field(1)
+    peak: float = lr_field(0.1)
+    end: float = lr_field(0.0)
+    steps: int | str = duration_field(1, show=True)
     exponent: float = 1.0
 
     def _validate(self) -> None:
-        _check_number("cosine", "peak", self.peak)
-        _check_number("cosine", "end", self.end)
         _check_positive("cosine", "steps", self.steps)
         _check_positive("cosine", "exponent", self.exponent)
 
@@ -510,12 +516,12 @@ class restarts(Schedule):
     Cycle :math:`i` (0-based) starts at :math:`S_i = P(m^i - 1)/(m - 1)` (:math:`iP` if
     :math:`m = 1`) and lasts :math:`P m^i`; with :math:`f = (t - S_i)/(P m^i)`:
 
-    .. math:: \\eta(t) = \\text{end} + (\\text{peak} - \\text{end})\\,\\text{decay}^i\\,
+    .. math:: \\eta(t) = \\text{end} + (\\text{peak} - \\text{end})\\,\\text{factor}^i\\,
         \\tfrac12\\left(1 + \\cos \\pi f\\right)
 
-    Keras ``CosineDecayRestarts(lr0, first_decay_steps=P, t_mul=m, m_mul=decay, alpha)`` is
-    ``restarts(lr0, alpha*lr0, P, m, decay)`` (the decay scales the amplitude above the floor, not
-    the floor); torch ``CosineAnnealingWarmRestarts(T_0=P, T_mult=m, eta_min)`` is ``decay=1``
+    Keras ``CosineDecayRestarts(lr0, first_decay_steps=P, t_mul=m, m_mul=f, alpha)`` is
+    ``restarts(lr0, alpha*lr0, P, m, f)`` (the factor scales the amplitude above the floor, not
+    the floor); torch ``CosineAnnealingWarmRestarts(T_0=P, T_mult=m, eta_min)`` is ``factor=1``
     with integer ``m``. The cycle index is computed with a logarithm and then corrected against the
     exact cycle starts, so every restart happens exactly at :math:`S_i` (the lr is ``peak *
     decay**i`` there) despite round-off. Infinite; for a limited number of cycles use
@@ -524,27 +530,26 @@ class restarts(Schedule):
     Args:
         peak: lr at the start of the first cycle.
         end: floor reached at the end of each cycle (absolute).
-        period: first cycle length ``P`` in steps (``"Nep"``/``"P%"`` allowed), > 0.
-        mult: cycle length multiplier ``m`` (float, >= 1).
-        decay: amplitude multiplier per cycle (> 0).
+        period: first cycle length ``P`` in steps (``"Nep"``/``"P%"`` allowed), >= 1.
+        mult: cycle length multiplier ``m`` (float, in [1, 1e6]).
+        factor: amplitude multiplier per cycle, in (0, 1] (Keras ``m_mul``; a factor > 1 would
+            grow without bound).
 
     >>> s = restarts(1.0, 0.0, period=2, mult=2.0)
     >>> [round(s(t), 4) for t in range(7)]
     [1.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 1.0]
     """
 
-    peak: float = 0.1
-    end: float = 0.0
-    period: int | float | str = duration_field(1)
+    peak: float = lr_field(0.1)
+    end: float = lr_field(0.0)
+    period: int | float | str = duration_field(1, show=True)
     mult: float = 1.0
-    decay: float = 1.0
+    factor: float = 1.0
 
     def _validate(self) -> None:
-        _check_number("restarts", "peak", self.peak)
-        _check_number("restarts", "end", self.end)
-        _check_positive("restarts", "period", self.period)
-        _check_number("restarts", "mult", self.mult, lo=1.0)
-        _check_positive("restarts", "decay", self.decay)
+        _check_number("restarts", "period", self.period, lo=1.0)
+        _check_number("restarts", "mult", self.mult, lo=1.0, hi=MAX_MULT)
+        _check_factor("restarts", "factor", self.factor)
 
     def boundaries(self) -> list[int]:
         return [round(_cycle_start(i, float(self.period), self.mult)) for i in range(1, 12)]  # type: ignore[arg-type]
@@ -553,8 +558,8 @@ class restarts(Schedule):
         i, start, length = _cycle_index(t, float(self.period), float(self.mult), ops)  # type: ignore[arg-type]
         f = (t - start) / length
         amp = self.peak - self.end
-        if self.decay != 1.0:
-            amp = amp * ops.pow(float(self.decay), i)
+        if self.factor != 1.0:
+            amp = amp * ops.pow(float(self.factor), i)
         return self.end + amp * (0.5 * (1.0 + ops.cos(ops.pi * f)))
 
 
@@ -581,12 +586,11 @@ class snapshot(Schedule):
     (0.2, 0.130901699437, 0.2)
     """
 
-    peak: float = 0.1
-    cycles: int = 1
-    steps: int | str = duration_field(1)
+    peak: float = lr_field(0.1)
+    cycles: int = shown_field(1)
+    steps: int | str = duration_field(1, show=True)
 
     def _validate(self) -> None:
-        _check_number("snapshot", "peak", self.peak)
         _check_int("snapshot", "cycles", self.cycles, lo=1)
         _check_int("snapshot", "steps", self.steps, lo=1)
 
@@ -599,7 +603,7 @@ class snapshot(Schedule):
 
     def boundaries(self) -> list[int]:
         P = int(self._period())
-        return list(range(P, int(self.steps), P))  # type: ignore[call-overload]
+        return list(range(P, int(self.steps), P)[:100])  # type: ignore[call-overload]
 
     def formula(self, t, ops: Ops, state: State | None):
         P = self._period()
@@ -635,14 +639,12 @@ class triangle(Schedule):
     [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
     """
 
-    peak: float = 0.1
-    warmup: int | str = duration_field(0)
-    steps: int | str = duration_field(1)
-    end: float = 0.0
+    peak: float = lr_field(0.1)
+    warmup: int | str = duration_field(0, show=True)
+    steps: int | str = duration_field(1, show=True)
+    end: float = lr_field(0.0)
 
     def _validate(self) -> None:
-        _check_number("triangle", "peak", self.peak)
-        _check_number("triangle", "end", self.end)
         if not self.steps > self.warmup:  # type: ignore[operator]
             raise ValueError(f"triangle: steps must be > warmup={self.warmup!r}, got steps={self.steps!r}")
 
@@ -678,19 +680,18 @@ class inverse_sqrt(Schedule):
     Args:
         peak: lr at ``t = W``.
         warmup: warmup length ``W`` (steps, ``"Nep"`` or ``"P%"``).
-        timescale: :math:`\\tau` in steps (> 0) or ``None``.
+        timescale: :math:`\\tau` in steps (> 0; a whole number is stored as an int) or ``None``.
 
     >>> s = inverse_sqrt(1.0, warmup=4)
     >>> s(2), s(4), s(16)
     (0.5, 1.0, 0.5)
     """
 
-    peak: float = 0.1
-    warmup: int | str = duration_field(0)
-    timescale: float | None = None
+    peak: float = lr_field(0.1)
+    warmup: int | str = duration_field(0, show=True)
+    timescale: int | float | None = None
 
     def _validate(self) -> None:
-        _check_number("inverse_sqrt", "peak", self.peak)
         if self.timescale is not None:
             _check_positive("inverse_sqrt", "timescale", self.timescale)
 
@@ -713,7 +714,7 @@ _WSD_SHAPES = ("linear", "cosine", "1-sqrt")
 class wsd(Schedule):
     """Warmup-stable-decay (trapezoid), transformers ``warmup_stable_decay`` exactly.
 
-    With :math:`m` = ``min_ratio`` and :math:`g(f) = f(1 - m) + m`:
+    With :math:`m = \\text{end}/\\text{peak}` (0 when ``peak`` is 0) and :math:`g(f) = f(1 - m) + m`:
 
     .. math::
         \\eta(t)/\\text{peak} = \\begin{cases}
@@ -726,7 +727,8 @@ class wsd(Schedule):
     warmup shapes :math:`w(p)`: linear :math:`p`, cosine :math:`\\tfrac12(1-\\cos\\pi p)`, 1-sqrt
     :math:`1-\\sqrt{1-p}`; decay shapes :math:`d(p)`: linear :math:`1-p`, cosine
     :math:`\\tfrac12(1+\\cos\\pi p)`, 1-sqrt :math:`1-\\sqrt{p}` (Hägele et al. 2024). Like
-    transformers, the warmup starts at ``peak * m`` (not 0). transformers derives ``S = T - W - D``
+    transformers, the warmup starts at ``end`` (not 0). transformers' relative ``min_lr_ratio=r``
+    is ``end = r * peak`` (``end`` is absolute, like every other family's ``end``). transformers derives ``S = T - W - D``
     when given ``num_training_steps=T`` only; here ``S`` is explicit, and fractions keep it short:
     ``wsd(peak, warmup="5%", stable="75%", decay="20%")``. For a cooldown that branches off a
     running schedule at a step chosen later, see :class:`~lrlab.schedules.cooldown`.
@@ -734,30 +736,28 @@ class wsd(Schedule):
     Args:
         peak: the stable lr.
         warmup, stable, decay: phase lengths ``W, S, D`` (steps, ``"Nep"`` or ``"P%"``).
+        end: final lr (absolute), in ``[0, peak]``.
         warmup_shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
         decay_shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
-        min_ratio: final lr as a fraction of ``peak`` (transformers ``min_lr_ratio``), in [0, 1].
 
-    >>> s = wsd(1.0, warmup=2, stable=3, decay=4, min_ratio=0.1)
+    >>> s = wsd(1.0, warmup=2, stable=3, decay=4, end=0.1)
     >>> [round(s(t), 4) for t in range(11)]
     [0.1, 0.55, 1.0, 1.0, 1.0, 1.0, 0.8682, 0.55, 0.2318, 0.1, 0.1]
     """
 
-    peak: float = 0.1
-    warmup: int | str = duration_field(0)
-    stable: int | str = duration_field(0)
-    decay: int | str = duration_field(0)
+    peak: float = lr_field(0.1)
+    warmup: int | str = duration_field(0, show=True)
+    stable: int | str = duration_field(0, show=True)
+    decay: int | str = duration_field(0, show=True)
+    end: float = lr_field(0.0)
     warmup_shape: str = "linear"
     decay_shape: str = "cosine"
-    min_ratio: float = 0.0
 
     def _validate(self) -> None:
-        _check_number("wsd", "peak", self.peak)
         _check_choice("wsd", "warmup_shape", self.warmup_shape, _WSD_SHAPES)
         _check_choice("wsd", "decay_shape", self.decay_shape, _WSD_SHAPES)
-        _check_number("wsd", "min_ratio", self.min_ratio, lo=0.0)
-        if self.min_ratio > 1:
-            raise ValueError(f"wsd: min_ratio must be in [0, 1], got min_ratio={self.min_ratio!r}")
+        if self.end > self.peak:
+            raise ValueError(f"wsd: end must be <= peak={self.peak!r}, got end={self.end!r}")
 
     @property
     def duration(self) -> int | None:
@@ -769,7 +769,7 @@ class wsd(Schedule):
 
     def formula(self, t, ops: Ops, state: State | None):
         W, S, D = float(self.warmup), float(self.stable), float(self.decay)  # type: ignore[arg-type]
-        m = float(self.min_ratio)
+        m = float(self.end) / float(self.peak) if self.peak else 0.0
         pw = ops.clip(t / max(1.0, W), 0.0, 1.0)
         if self.warmup_shape == "linear":
             fw = pw
@@ -818,15 +818,13 @@ class tanh(Schedule):
     (0.999999, 0.5, 0.0)
     """
 
-    peak: float = 0.1
-    end: float = 0.0
-    steps: int | str = duration_field(1)
+    peak: float = lr_field(0.1)
+    end: float = lr_field(0.0)
+    steps: int | str = duration_field(1, show=True)
     lb: float = -7.0
     ub: float = 3.0
 
     def _validate(self) -> None:
-        _check_number("tanh", "peak", self.peak)
-        _check_number("tanh", "end", self.end)
         _check_positive("tanh", "steps", self.steps)
         _check_number("tanh", "lb", self.lb)
         _check_number("tanh", "ub", self.ub)
@@ -873,8 +871,8 @@ class interpolate(Schedule):
     [0.55, 0.1, 0.055, 0.01]
     """
 
-    knots: tuple[int | float | str, ...] = duration_field(())
-    levels: tuple[float, ...] = ()
+    knots: tuple[int | float | str, ...] = duration_field((), show=True)
+    levels: tuple[float, ...] = lr_field(())
     shape: str = "linear"
 
     def _validate(self) -> None:
@@ -887,8 +885,6 @@ class interpolate(Schedule):
             raise ValueError(f"interpolate: knots must be strictly increasing, got knots={k!r}")
         if not isinstance(v, tuple) or len(v) != len(k):
             raise ValueError(f"interpolate: needs one value per knot, got levels={v!r} for knots={k!r}")
-        for i, x in enumerate(v):
-            _check_number("interpolate", f"levels[{i}]", x)
         _check_choice("interpolate", "shape", self.shape, _SHAPES)
 
     @property

@@ -173,6 +173,9 @@ class plateau(Schedule):
         """``threshold_mode``, or the preset's default when it is ``None``."""
         return self.threshold_mode or _PRESET_THRESHOLD_MODE[self.preset]
 
+    def max_value(self) -> float:
+        return 1.0  # a multiplier that only ever reduces
+
     def formula(self, t, ops: Ops, state: State | None):
         value = 1.0 if state is None else state.get(self.key, 1.0)
         return ops.full_like(t, value)

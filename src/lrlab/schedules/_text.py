@@ -17,8 +17,9 @@ Grammar printed here (and accepted by the parser in :mod:`lrlab.spec`)::
   (``linear``, ``my_module.fn``) are strings; any other string is quoted, ``'like this'``.
   ``true``, ``false`` and ``none`` (any case) are the booleans and ``None``.
 
-The printed form is canonical: ``name(k=v, ...)`` with every parameter that differs from its
-default, by keyword, in field order; numbers with ``repr`` (the shortest string that round-trips);
+The printed form is canonical: ``name(k=v, ...)`` with every lr level and main length (the
+fields marked ``show``, e.g. ``cosine``'s ``peak``, ``end`` and ``steps``) and every other
+parameter that differs from its default, by keyword, in field order; numbers with ``repr`` (the shortest string that round-trips);
 operators for sequences (whose durations are all implied), products and scales, with the fewest
 parentheses that keep the tree. ``lrlab.parse(str(s)) == s`` holds for every schedule.
 

@@ -90,7 +90,7 @@ DEFAULT_SCHEDULES: dict[str, str] = {
     "constant": "constant(1.0)",
     "time_based": "inverse_time(1.0, rate=9.0, every=100%)",
     "step": "step_decay(1.0, factor=0.25, every=15%)",
-    "exponential": "exponential(1.0, rate=0.01, every=100%)",
+    "exponential": "exponential(1.0, factor=0.01, every=100%)",
     "linear": "linear(1.0, 0.0, steps=100%)",
     "poly5": "polynomial(1.0, 0.0, steps=100%, power=5.0)",
     "cosine_cycles": "snapshot(1.0, cycles=4, steps=100%)",
