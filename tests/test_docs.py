@@ -122,7 +122,7 @@ def test_api_reference_renders_signatures_and_parameter_tables(site):
     html = (site / "api" / "schedules.html").read_text(encoding="utf-8")
     text = re.sub(r"<[^>]+>", "", html)
     # a registered class's signature is its dataclass fields (properties such as duration are not)
-    assert re.search(r"step_decay\(\s*initial: float = 0\.1,\s*factor: float = 0\.1", text)
+    assert re.search(r"step_decay\(\s*peak: float = 0\.1,\s*factor: float = 0\.1", text)
     assert re.search(r"constant\(\s*value: float = 0\.0,\s*steps: int \| str \| None = None,?\s*\)", text)
     assert "Parameters:" in text and ":class:`" not in text and ".. math::" not in text
 

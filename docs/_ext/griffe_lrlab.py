@@ -30,7 +30,8 @@ _TABLE_BORDER = re.compile(r"^=+( +=+)+\s*$")
 _SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Attributes|Keyword Args):\s*$")
 _SHARED_ITEM = re.compile(r"^(\s*)([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)+)(\s*\([^)]*\))?:(\s.*|)$")
 _REGISTER = "lrlab.schedules._core.register"
-_DURATION_FIELD = "lrlab.schedules._core.duration_field"
+# the core's dataclass field helpers; their first argument is the field's default
+_FIELD_HELPERS = {f"lrlab.schedules._core.{n}" for n in ("duration_field", "lr_field", "shown_field")}
 
 
 def _indent_of(line: str) -> int:
@@ -168,7 +169,7 @@ def _field_parameters(cls: griffe.Class) -> list[griffe.Parameter]:
         ):
             continue  # a property, or a ClassVar
         default: Any = member.value
-        if isinstance(default, griffe.ExprCall) and default.function.canonical_path == _DURATION_FIELD:
+        if isinstance(default, griffe.ExprCall) and default.function.canonical_path in _FIELD_HELPERS:
             default = default.arguments[0] if default.arguments else None
         params.append(
             griffe.Parameter(
