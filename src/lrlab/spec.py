@@ -710,8 +710,14 @@ def loads(text: str, fmt: str = "json", *, where: str = "config") -> Schedule:
     return from_data(data, where=where)
 
 
+_YAML_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
 def safe_yaml(text: str, where: str = "config") -> Any:
     """``yaml.safe_load(text)`` without aliases: a one-line ``ValueError`` for an alias or bad YAML.
+
+    Numbers such as ``1e-3`` are read as floats (PyYAML's YAML 1.1 wants ``1.0e-3`` and returns
+    the string otherwise).
 
     Aliases (``*name``) are what makes a "billion laughs" document: a few lines that expand to an
     exponentially large tree. Configs never need them, so they are refused while reading.
@@ -727,6 +733,14 @@ def safe_yaml(text: str, where: str = "config") -> Any:
                     f"(line {mark.line + 1}, column {mark.column + 1}); write the value out"
                 )
             return super().compose_node(parent, index)
+
+    def number(loader: Any, node: Any) -> Any:
+        v = loader.construct_scalar(node)
+        return float(v.replace("_", "")) if _YAML_FLOAT.match(v) else loader.construct_yaml_float(node)
+
+    # YAML 1.1 (PyYAML) reads `1e-3` as the string "1e-3"; configs mean the number
+    _NoAliasLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_FLOAT, list("-+0123456789."))
+    _NoAliasLoader.add_constructor("tag:yaml.org,2002:float", number)
 
     try:
         return yaml.load(text, Loader=_NoAliasLoader)

@@ -199,3 +199,13 @@ def test_a_task_too_small_for_a_validation_split_is_one_line(tmp_path, monkeypat
     assert e.value.code == 2 and err.count("\n") == 1
     assert "validation fraction of 0.2 leaves 0 validation and 2 training examples out of 2" in err
     sys.modules.pop("tiny_task_mod", None)
+
+
+def test_a_study_config_with_a_yaml_alias_is_refused_in_one_line(tmp_path):
+    """Study configs go through the same alias-free safe loader as schedule configs (no billion laughs)."""
+    from lrlab.study.config import load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("a: &x [1, 2]\nschedules: *x\n")
+    with pytest.raises(ValueError, match="YAML aliases"):
+        load_config(cfg)

@@ -49,7 +49,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -631,28 +630,9 @@ def _seeds_from(value: Any, where: str) -> tuple[int, ...] | int:
     raise ValueError(f"{where}: expected a count or a list of ints, got {value!r}")
 
 
-_YAML_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
-
-
-def _yaml_load(text: str) -> Any:
-    """``yaml.safe_load`` that also reads ``1e-3`` as a number (YAML 1.1, hence PyYAML, wants
-    ``1.0e-3`` and returns the string ``"1e-3"`` otherwise)."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def number(loader: Any, node: Any) -> Any:
-        v = loader.construct_scalar(node)
-        return float(v.replace("_", "")) if _YAML_FLOAT.match(v) else loader.construct_yaml_float(node)
-
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_FLOAT, list("-+0123456789."))
-    Loader.add_constructor("tag:yaml.org,2002:float", number)
-    return yaml.load(text, Loader=Loader)
-
-
 def load_config(path: str | Path) -> StudyConfig:
-    """Read a study config from ``.yaml``/``.yml`` (``yaml.safe_load``), ``.toml`` or ``.json``."""
+    """Read a study config from ``.yaml``/``.yml`` (:func:`lrlab.spec.safe_yaml`: a safe loader
+    without aliases that reads ``1e-3`` as a number), ``.toml`` or ``.json``."""
     return StudyConfig.from_mapping(load_mapping(path), where=str(path))
 
 
@@ -675,7 +655,9 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
                 raise ValueError("TOML configs need Python >= 3.11 (tomllib); use YAML") from e
             data = tomllib.loads(text)
         else:
-            data = _yaml_load(text)
+            from lrlab.spec import safe_yaml
+
+            data = safe_yaml(text, str(p))
     except Exception as e:  # JSONDecodeError / TOMLDecodeError / YAMLError carry the line
         if isinstance(e, ValueError) and str(e).startswith("TOML configs"):
             raise
