@@ -243,7 +243,9 @@ class _ConvReLU(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         cols2, w, out = ctx.saved_tensors
         k_, c, bsz, length, k, out_len, stride, pad = ctx.geometry
-        g = aligned(grad.reshape(k_, -1, bsz * out_len) * (out > 0))
+        g = aligned_empty(k_, out.shape[1], bsz * out_len, like=out) if out.device.type == "cpu" else None
+        g = torch.mul(grad.reshape(k_, -1, bsz * out_len), out > 0, out=g) if g is not None else \
+            grad.reshape(k_, -1, bsz * out_len) * (out > 0)
         gw = _bmm(g, cols2.transpose(1, 2)).reshape(w.shape)
         gb = g.sum(2)
         gx = None
@@ -284,8 +286,12 @@ def _cnn(model: nn.Module) -> Formulation:
         h = x.reshape(k_, 1, bsz, x.shape[-1])
         for i, (stride, pad) in enumerate(geom):
             h = _ConvReLU.apply(h, params[2 * i], params[2 * i + 1], stride, pad)
-        h = h.permute(0, 2, 1, 3).reshape(k_, bsz, -1)  # torch's flatten(1) order: channel, position
-        return linear(h, params[6], params[7])
+        h = h.permute(0, 2, 1, 3)  # torch's flatten(1) order: channel, position
+        if h.device.type == "cpu":  # copy straight into the aligned layout the product reads
+            flat = aligned_empty(k_, bsz, h.shape[2], h.shape[3], like=h)
+            flat.copy_(h)
+            return linear(flat.view(k_, bsz, -1), params[6], params[7])
+        return linear(h.reshape(k_, bsz, -1), params[6], params[7])
 
     def shared(params: list[Tensor], buffers: list[Tensor], x: Tensor) -> Tensor:
         return run(params, x.reshape(1, x.shape[0], -1).expand(params[0].shape[0], -1, -1))
