@@ -230,7 +230,8 @@ def _record(plan: PlannedTrial, result: Any, epochs: int) -> TrialRecord:
         optimizer=plan.spec.optimizer, optimizer_kwargs=dict(plan.spec.optimizer_kwargs),
         seed=plan.spec.seed, peak_lr=plan.peak_lr, epochs=epochs, curves=curves, final=final,
         diverged=bool(result.diverged), diverged_epoch=result.diverged_epoch, seconds=float(result.seconds),
-        role=plan.role,
+        role=plan.role, started=float(getattr(result, "started", math.nan)),
+        finished=float(getattr(result, "finished", math.nan)),
     )
 
 
@@ -355,6 +356,10 @@ def run_study(
         + ", ".join(f"{escape(k)} {v:.3g}" for k, v in base_lrs.items())
     )
     storage.set_attr(_STUDY_ATTR, info)  # `lrlab study report` on an interrupted run names what is missing
+    from lrlab.study.optimizers import OPTIMIZERS
+
+    # Optuna params need one distribution per study: every registered optimizer, this run's schedules
+    storage.param_space(list(cfg.schedules), list(OPTIMIZERS), [p.peak_lr for p in [*tune_plans, *final_plans]])
     done = set() if cfg.fresh else storage.done_keys()
     ran = reused = 0
     selections: dict[tuple[str, str], LrSelection] = {}
