@@ -96,6 +96,14 @@ class StudyResult:
     selections: dict[tuple[str, str], LrSelection] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
+    def to_pandas(self) -> Any:
+        """The study's tuning and final trials as tidy pandas frames
+        (:class:`lrlab.study.export.Frames`: ``trials`` one row per trial, ``curves`` one row per
+        trial x epoch); needs ``pip install 'lrlab[dataframe]'``."""
+        from lrlab.study.export import to_frames
+
+        return to_frames([*self.tune_records, *self.records])
+
 
 def versions() -> dict[str, str]:
     """The versions that produced a study's numbers (recorded in the report)."""
