@@ -68,3 +68,80 @@ def test_load_results_errors(tmp_path):
         load_results(tmp_path)
     with pytest.raises(ValueError, match="holds no lrlab trials"):
         load_results(tmp_path / "empty.db")
+
+
+def test_tensorboard_runs_read_back(study, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lrlab.study.export import log_tensorboard
+
+    _, res = study
+    dirs = log_tensorboard(res.records, tmp_path / "tb")
+    assert len(dirs) == 8
+    for r in res.records:
+        acc = EventAccumulator(str(tmp_path / "tb" / "final" / r.trial_id))
+        acc.Reload()
+        events = acc.Scalars("val_acc")
+        finite = [(int(e), float(a)) for e, a in zip(r.curves["epoch"], r.curves["val_acc"]) if math.isfinite(a)]
+        assert [(e.step, e.value) for e in events] == [(s, pytest.approx(v, rel=1e-6)) for s, v in finite]
+        assert [e.step for e in acc.Scalars("lr")] == [int(e) for e in r.curves["epoch"]]
+    assert log_tensorboard(res.records, tmp_path / "tb") == []  # a rerun adds nothing
+
+
+@pytest.mark.slow  # MLflow's SQLite store runs its schema migrations (~15 s)
+def test_mlflow_runs_read_back(study, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from lrlab.study.export import log_mlflow
+
+    _, res = study
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ids = log_mlflow(res.records, uri, "lrlab-test")
+    assert len(ids) == 8
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name("lrlab-test")
+        runs = client.search_runs([exp.experiment_id])
+        by_key = {run.data.tags["lrlab_key"]: run for run in runs}
+        assert set(by_key) == {r.key for r in res.records}
+        for r in res.records:
+            run = by_key[r.key]
+            assert run.data.params["schedule"] == r.schedule_name and run.data.params["optimizer"] == r.optimizer
+            assert float(run.data.params["peak_lr"]) == r.peak_lr
+            assert run.info.status == ("FAILED" if r.diverged else "FINISHED")
+            assert run.info.start_time == int(r.started * 1000) and run.info.end_time == int(r.finished * 1000)
+            hist = client.get_metric_history(run.info.run_id, "val_acc")
+            finite = [(int(e), float(a)) for e, a in zip(r.curves["epoch"], r.curves["val_acc"]) if math.isfinite(a)]
+            assert sorted((m.step, m.value) for m in hist) == finite
+        assert log_mlflow(res.records, uri, "lrlab-test") == []  # logged once
+
+
+def test_log_to_names_are_checked():
+    from lrlab.study.export import parse_log_to
+
+    assert parse_log_to("tensorboard,mlflow,tensorboard") == ("tensorboard", "mlflow")
+    with pytest.raises(ValueError, match="--log-to takes tensorboard and/or mlflow"):
+        parse_log_to("wandb")
+
+
+def test_cli_log_to(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from lrlab.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--log-to", "wandb", "--out", str(tmp_path / "x")])
+    assert e.value.code == 2 and "--log-to takes tensorboard and/or mlflow" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before training
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--out", str(out), "--epochs", "1", "--seeds", "1", "--tune", "none", "--workers", "0",
+              "--schedules", "constant,linear", "--optimizers", "adam", "--no-progress", "--log-to", "tensorboard"])
+    assert e.value.code == 0
+    assert f"logged tensorboard runs to {out / 'tensorboard'}" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "tensorboard" / "final" / "constant" / "adam").iterdir()) == ["s0"]
+    assert len(list((out / "tensorboard" / "final").glob("*/adam/s0/events.out.tfevents.*"))) == 2

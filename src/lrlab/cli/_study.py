@@ -56,6 +56,7 @@ def study(
     fresh: bool = typer.Option(False, "--fresh", help="Ignore stored results and rerun every trial."),
     study_name: str = typer.Option(None, "--study-name", help="Name of the Optuna study in the storage. (default: lrlab)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    log_to: str = typer.Option(None, "--log-to", help="Also log each trial as a run to tensorboard (OUT/tensorboard) and/or mlflow (sqlite:///OUT/mlflow.db), comma-separated."),
 ) -> None:
     """Run (or resume) a study; without options, the default MNIST-1D study."""
     if ctx.invoked_subcommand is not None:
@@ -93,6 +94,10 @@ def study(
     if fresh:
         settings["fresh"] = True
     _tune_settings(settings, tune, lr_grid, tune_seeds)
+    if log_to is not None:
+        from lrlab.study.export import parse_log_to
+
+        parse_log_to(log_to)  # a typo fails before training
     cfg = StudyConfig.from_mapping(settings, where="" if config is None else str(config))
     _quiet_optuna()
     from lrlab.study.fleet import TrialsFailed
@@ -109,6 +114,11 @@ def study(
         print(f"lrlab: error: {first}; {len(e.results)} finished trials are stored, rerun to retry the rest",
               file=sys.stderr)
         raise typer.Exit(1) from e
+    if log_to is not None:
+        from lrlab.study.export import log_runs
+
+        where = log_runs([*res.tune_records, *res.records], log_to.split(","), cfg.out, cfg.study_name)
+        print("logged " + ", ".join(f"{k} runs to {v}" for k, v in where.items()), file=sys.stderr)
     if fmt == "json":
         from lrlab.study.report import results_document
         from lrlab.study.storage import dumps_json
