@@ -40,10 +40,10 @@ def study(
         help="Comma-separated default names (constant, linear, ...) and/or text specs in multiples of the "
              "peak lr, e.g. 'constant,mine=warmup(cosine(1.0, 0.0, steps=90%), steps=10%)'. (default: all 12)",
     ),
-    seeds: int = typer.Option(None, "--seeds", help="Final seeds per schedule x optimizer (1000, 1001, ... with tuning; 0, 1, ... without). (default: 3)"),
+    seeds: str = typer.Option(None, "--seeds", help="Final seeds per schedule x optimizer: a count (1000, 1001, ... with tuning; 0, 1, ... without) or a list, e.g. 5,6,7 (disjoint from the tuning seeds). (default: 3)"),
     tune: str = typer.Option(None, "--tune", help="grid: tune each cell's peak lr on a grid, select on validation (default); none: every cell at the base lr."),
     lr_grid: str = typer.Option(None, "--lr-grid", help="Tuning grid, multiples of the base peak lr, e.g. 0.25,0.5,1,2,4 (the default)."),
-    tune_seeds: int = typer.Option(None, "--tune-seeds", help="Number of tuning seeds (0, 1, ...). (default: 1)"),
+    tune_seeds: str = typer.Option(None, "--tune-seeds", help="Tuning seeds: a count (0, 1, ...) or a list, e.g. 0,1. (default: 1)"),
     fmt: str = typer.Option("table", "--format", help="table (default) or json: one JSON document on stdout, progress on stderr."),
     epochs: int = typer.Option(None, "--epochs", help="Training length in epochs. (default: 40 on MNIST-1D)"),
     workers: int = typer.Option(None, "--workers", help="Worker processes for the fleets (0: train in this process). (default: one per core)"),
@@ -72,7 +72,8 @@ def study(
 
         settings = load_mapping(config)  # only what the file says: the defaults depend on other settings
     cli: dict[str, Any] = {
-        "out": out, "model": model, "optimizers": optimizers, "schedules": schedules, "seeds": seeds,
+        "out": out, "model": model, "optimizers": optimizers, "schedules": schedules,
+        "seeds": None if seeds is None else _seeds_option("--seeds", seeds),
         "epochs": epochs, "workers": workers, "storage": storage, "device": device, "peak_lr": peak_lr,
         "study_name": study_name,
     }
@@ -140,7 +141,25 @@ def _command() -> str:
     return " ".join(["lrlab", *(shlex.quote(a) for a in args)])
 
 
-def _tune_settings(settings: dict[str, Any], tune: str | None, lr_grid: str | None, tune_seeds: int | None) -> None:
+def _seeds_option(flag: str, text: str) -> int | list[int]:
+    """``"3"`` -> 3 (a count), ``"0,1,2"`` -> [0, 1, 2] (the seeds themselves).
+
+    >>> _seeds_option("--seeds", "3"), _seeds_option("--seeds", "5, 7,")
+    (3, [5, 7])
+    """
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) == 1:
+            return int(parts[0])
+        seeds = [int(p) for p in parts if p]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"{flag}: expected a count or distinct seeds >= 0 like 0,1,2, got {text!r}")
+    return seeds
+
+
+def _tune_settings(settings: dict[str, Any], tune: str | None, lr_grid: str | None, tune_seeds: str | None) -> None:
     """Fold --tune, --lr-grid and --tune-seeds into the config file's ``tune`` setting."""
     from lrlab.study.config import parse_lr_grid
 
@@ -163,9 +182,10 @@ def _tune_settings(settings: dict[str, Any], tune: str | None, lr_grid: str | No
     if lr_grid is not None:
         t["grid"] = parse_lr_grid(lr_grid)
     if tune_seeds is not None:
-        if tune_seeds < 1:
+        n = _seeds_option("--tune-seeds", tune_seeds)
+        if isinstance(n, int) and n < 1:
             raise ValueError(f"--tune-seeds must be >= 1, got {tune_seeds}")
-        t["seeds"] = tune_seeds
+        t["seeds"] = n
     settings["tune"] = t
 
 

@@ -467,9 +467,13 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
     prog = Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("epochs"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=con, disable=not show, transient=False,
+        console=con, disable=not show or not con.is_terminal, transient=False,
     )
     bar = prog.add_task(f"{what} 0/{len(pending)} trials", total=len(pending) * epochs)
+    # not a terminal (a log file, CI): rich draws nothing until the end, so print a plain line at
+    # each 10% of the trials instead
+    plain = show and not con.is_terminal
+    t0, next_line = time.perf_counter(), 1
 
     def on_epoch(rec: Any) -> None:
         seen[rec.trial_id] = seen.get(rec.trial_id, 0) + 1
@@ -483,6 +487,13 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
         left = epochs - seen.get(res.trial_id, 0)
         extra = f", {state['diverged']} diverged" if state["diverged"] else ""
         prog.update(bar, advance=max(left, 0), description=f"{what} {state['done']}/{len(pending)} trials{extra}")
+        nonlocal next_line
+        if plain and state["done"] * 10 >= next_line * len(pending):
+            pct = 100 * state["done"] // len(pending)
+            con.print(f"{what}: {state['done']}/{len(pending)} trials ({pct}%){extra}, "
+                      f"{time.perf_counter() - t0:.0f} s", highlight=False, soft_wrap=True)
+            while state["done"] * 10 >= next_line * len(pending):
+                next_line += 1
 
     with prog:
         try:

@@ -1,0 +1,92 @@
+"""CLI polish: --version, shell completion, help without type labels, --seeds lists, plain progress
+lines when the output is not a terminal."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import lrlab
+from lrlab.cli import app, main
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "lrlab"
+
+
+def _lrlab() -> list[str]:
+    return [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-c", "from lrlab.cli import main; main()"]
+
+
+def test_version():
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output == f"lrlab {lrlab.__version__}\n"
+
+
+def test_shell_completion_completes_verbs_and_options():
+    env = {**os.environ, "_LRLAB_COMPLETE": "complete_bash", "COMP_WORDS": "lrlab stu", "COMP_CWORD": "1"}
+    out = subprocess.run(_lrlab(), capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["study"], out
+    env.update(COMP_WORDS="lrlab study --tune-", COMP_CWORD="2")
+    out = subprocess.run(_lrlab(), capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.split() == ["--tune-seeds"], out
+    script = subprocess.run([*_lrlab(), "--show-completion", "bash"], capture_output=True, text=True,
+                            env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}, timeout=120)
+    assert script.returncode == 0 and "_LRLAB_COMPLETE=complete_bash" in script.stdout
+
+
+@pytest.mark.parametrize("verb", [["study"], ["values"], ["find"], ["plot"], ["study", "report"]])
+def test_help_has_no_type_labels_on_our_options(verb):
+    res = CliRunner().invoke(app, [*verb, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    for line in res.output.splitlines():
+        if re.search(r"--(?!help\b)[a-z-]+", line) and "--help" not in line:
+            assert not re.search(r"<(str|int|float|bool|path|int range|float range)>", line), line
+    if verb == ["study"]:
+        assert re.search(r"--out\s+OUT\s", res.output) and re.search(r"--fresh\s+Ignore", res.output)
+
+
+def test_seeds_as_a_list_and_as_a_count(tmp_path, capsys):
+    from lrlab.study.storage import StudyStorage
+
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--out", str(out), "--epochs", "1", "--seeds", "3,7", "--tune", "none", "--workers", "0",
+              "--schedules", "constant", "--optimizers", "adam", "--no-progress", "--format", "json"])
+    assert e.value.code == 0
+    seeds = {t.params["seed"] for t in StudyStorage(str(out / "study.db"), "lrlab").study.get_trials()}
+    assert seeds == {3, 7}
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seeds", "0,x"], "--seeds: expected a count or distinct seeds >= 0 like 0,1,2, got '0,x'"),
+    (["--seeds", "1,1"], "--seeds: expected a count or distinct seeds >= 0"),
+    (["--seeds", "-1,2"], "--seeds: expected a count or distinct seeds >= 0"),
+    (["--seeds", "0,1", "--tune-seeds", "0,1"], "are both tuning and final seeds"),  # final seeds must stay disjoint from tuning seeds
+    (["--tune-seeds", "a"], "--tune-seeds: expected a count or distinct seeds"),
+])
+def test_bad_seeds(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["study", *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("lrlab: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_plain_progress_lines_when_not_a_terminal(tmp_path):
+    """A log file gets one line per 10% of the trials while the study runs (rich draws nothing)."""
+    out = tmp_path / "o"
+    args = [*_lrlab(), "study", "--out", str(out), "--epochs", "1", "--seeds", "0,1,2,3,4", "--tune", "none",
+            "--workers", "0", "--schedules", "constant,linear", "--optimizers", "adam", "--config", "tiny.yaml"]
+    (tmp_path / "tiny.yaml").write_text("task_kwargs: {subset: 100}\n")
+    res = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if re.match(r"training: \d+/10 trials", ln)]
+    assert [ln.split(" trials")[0] for ln in lines] == [f"training: {k}/10" for k in range(1, 11)], res.stdout
+    assert lines[-1].startswith("training: 10/10 trials (100%), ")
