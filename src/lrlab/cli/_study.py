@@ -221,6 +221,18 @@ def report(
         Console(highlight=False).print("wrote " + ", ".join(escape(str(p)) for p in paths.values()))
 
 
+@study_app.command("compare")
+def compare(
+    dir_a: str = typer.Argument(..., help="Output directory of study A (with its results.json)."),
+    dir_b: str = typer.Argument(..., help="Output directory of study B."),
+    out: str = typer.Option("compare.html", "--out", help="The comparison page to write."),
+) -> None:
+    """Write an interactive page comparing two studies side by side (offline HTML)."""
+    from lrlab.study.interactive import write_compare
+
+    print(f"wrote {write_compare(dir_a, dir_b, out)}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``study`` (with its ``report`` sub-verb) to the ``lrlab`` app."""
     app.add_typer(study_app, name="study")
