@@ -90,3 +90,16 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path):
     lines = [ln for ln in (res.stdout + res.stderr).splitlines() if re.match(r"training: \d+/10 trials", ln)]
     assert [ln.split(" trials")[0] for ln in lines] == [f"training: {k}/10" for k in range(1, 11)], res.stdout
     assert lines[-1].startswith("training: 10/10 trials (100%), ")
+
+
+def test_lr_range_test_before_a_study_shows_progress(tmp_path, capsys):
+    (tmp_path / "tiny.yaml").write_text("task_kwargs: {subset: 100}\n")
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--config", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "o"), "--epochs", "1",
+              "--seeds", "1", "--tune", "none", "--workers", "0", "--schedules", "constant", "--optimizers", "adam",
+              "--peak-lr", "find", "--no-progress"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    lines = [ln.strip() for ln in text.splitlines() if "LR range test for adam:" in ln]
+    assert lines == [f"LR range test for adam: {k}/3 seeds" for k in (1, 2, 3)], text
+    assert text.index("3/3 seeds") < text.index("peak lr for adam:")

@@ -134,7 +134,8 @@ def _peak_lrs(cfg: StudyConfig, task: Any, storage: StudyStorage, say: Callable[
             from lrlab.finder import find_for_task
 
             say(f"LR range test for {name} ...")
-            res = find_for_task(task, name, dict(choice.kwargs), device=cfg.device)
+            res = find_for_task(task, name, dict(choice.kwargs), device=cfg.device,
+                                on_seed=lambda k, n, name=name: say(f"  LR range test for {name}: {k}/{n} seeds"))
             lr = float(res.lr)
             if not (math.isfinite(lr) and lr > 0):
                 raise ValueError(f"the LR range test found no usable peak lr for {name} (got {lr!r}); give one")
