@@ -3,6 +3,7 @@ lines when the output is not a terminal."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -103,3 +104,21 @@ def test_lr_range_test_before_a_study_shows_progress(tmp_path, capsys):
     lines = [ln.strip() for ln in text.splitlines() if "LR range test for adam:" in ln]
     assert lines == [f"LR range test for adam: {k}/3 seeds" for k in (1, 2, 3)], text
     assert text.index("3/3 seeds") < text.index("peak lr for adam:")
+
+
+def test_show_prints_formulas_as_unicode_not_latex():
+    from lrlab.schedules import registry
+
+    runner = CliRunner()
+    for name in registry():
+        res = runner.invoke(app, ["show", name], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, res.output
+        for raw in ("\\eta", "\\text", "\\frac", ".. math::", ":math:`", "``", ":class:`"):
+            assert raw not in res.output, (name, raw)
+    cosine = runner.invoke(app, ["show", "cosine"], env={"COLUMNS": "200"}).output
+    assert "η(t) = end + (peak − end)[½(1 + cos(π min(t, T))/T)]^(exponent)" in cosine
+    step = runner.invoke(app, ["show", "step_decay"], env={"COLUMNS": "200"}).output
+    assert "η(t) = initial · factor^(⌊ (t + offset)/every ⌋)" in step
+    # --format json keeps the documentation as written (data for the docs site)
+    doc = json.loads(runner.invoke(app, ["show", "cosine", "--format", "json"]).output)["doc"]
+    assert ".. math::" in doc and "\\eta" in doc
