@@ -122,3 +122,21 @@ def test_show_prints_formulas_as_unicode_not_latex():
     # --format json keeps the documentation as written (data for the docs site)
     doc = json.loads(runner.invoke(app, ["show", "cosine", "--format", "json"]).output)["doc"]
     assert ".. math::" in doc and "\\eta" in doc
+
+
+def test_study_report_format_json(tmp_path, capsys):
+    (tmp_path / "tiny.yaml").write_text("task_kwargs: {subset: 100}\n")
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--config", str(tmp_path / "tiny.yaml"), "--out", str(out), "--epochs", "1", "--seeds", "2",
+              "--tune", "none", "--workers", "0", "--schedules", "constant,linear", "--optimizers", "adam",
+              "--no-progress", "--format", "json"])
+    assert e.value.code == 0
+    ran = json.loads(capsys.readouterr().out)
+    with pytest.raises(SystemExit) as e:
+        main(["study", "report", "--out", str(out), "--format", "json"])
+    assert e.value.code == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # stdout is one JSON document, the table went to stderr
+    assert doc == ran and "baseline" in captured.err
+    assert {c["schedule"] for c in doc["cells"]} == {"constant", "linear"}

@@ -196,6 +196,7 @@ def report(
     study_name: str = typer.Option("lrlab", "--study-name", help="Name of the Optuna study in the storage."),
     docs: str = typer.Option(None, "--docs", help="Also write table.txt and lr_sensitivity.png into this directory (README results)."),
     readme: str = typer.Option(None, "--readme", help="With --docs: replace the study-table block of this README with table.txt."),
+    fmt: str = typer.Option("table", "--format", help="table (default) or json: the results as one JSON document on stdout, the rest on stderr."),
 ) -> None:
     """Rebuild the report (table, HTML, PNG, CSV, JSON) from the stored trials."""
     from rich.markup import escape
@@ -204,8 +205,20 @@ def report(
 
     if readme is not None and docs is None:
         raise ValueError("--readme needs --docs")
+    if fmt not in ("table", "json"):
+        raise ValueError(f"--format must be table or json, got {fmt!r}")
     _quiet_optuna()
-    res = rebuild_report(out, storage, study_name)
+    console = None
+    if fmt == "json":
+        from rich.console import Console
+
+        console = Console(stderr=True, highlight=False)
+    res = rebuild_report(out, storage, study_name, console=console)
+    if fmt == "json":
+        from lrlab.study.report import results_document
+        from lrlab.study.storage import dumps_json
+
+        sys.stdout.write(dumps_json(results_document(res.summaries, res.effects, res.info)) + "\n")
     if docs is not None:
         from rich.console import Console
 
