@@ -3,6 +3,7 @@ the study's data, and rendered by a real headless Chromium when one is installed
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -146,3 +147,40 @@ def test_write_screenshots(tmp_path):
     (tmp_path / "compare.html").write_text(compare_page(tmp_path / "tuned", tmp_path / "fixed_2x"))
     render(tmp_path / "compare.html", assets / "study-compare.png")
     assert (assets / "study-interactive.png").stat().st_size > 10_000
+    _dashboard_screenshots(tmp_path / "tuned" / "study.db", assets)
+
+
+def _dashboard_screenshots(db: Path, assets: Path) -> None:
+    """optuna-dashboard's history and analytics views of the study (served on 127.0.0.1, a free
+    port, stopped afterwards)."""
+    import socket
+    import threading
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    optuna_dashboard = pytest.importorskip("optuna_dashboard")
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = make_server("127.0.0.1", port, optuna_dashboard.wsgi(f"sqlite:///{db}"), handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        sid = json.load(urllib.request.urlopen(f"{base}/api/studies", timeout=30))["study_summaries"][0]["study_id"]
+        for name, path in (("dashboard-history", ""), ("dashboard-analytics", "/analytics")):
+            with tempfile.TemporaryDirectory() as profile:
+                subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                                f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--hide-scrollbars",
+                                "--window-size=1400,1800", f"--screenshot={assets / (name + '.png')}",
+                                f"{base}/dashboard/studies/{sid}{path}"], capture_output=True, timeout=120, check=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
