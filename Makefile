@@ -7,7 +7,7 @@ PIP     := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 export KERAS_BACKEND ?= torch
 export MPLBACKEND ?= Agg
 
-.PHONY: venv demo readme-results test test-fast lint typecheck docs bench gallery clean
+.PHONY: venv demo readme-results test test-fast lint typecheck docs docs-screenshots browser-check bench gallery clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,16 @@ typecheck: $(STAMP)
 ## --strict turns every warning (a broken link, a docstring that does not parse) into an error.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+## docs/assets/study-interactive.png and study-compare.png: a small real study rendered by headless
+## Chromium (apt-get install -y chromium).
+docs-screenshots: $(STAMP)
+	LRLAB_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/study/test_interactive.py -k screenshots
+
+## The interactive report and the comparison page in a real headless Chromium: every figure
+## rendered, no console error (skips with a printed reason when chromium is absent).
+browser-check: $(STAMP)
+	$(BIN)/python -m pytest -q -rs tests/study/test_interactive.py -k chromium
 
 ## Benchmarks: ratios against baselines measured in the same run.
 bench: $(STAMP)

@@ -160,7 +160,7 @@ CATALOGUE: list[tuple[str, str, str, Any, Any]] = [
     ("values --steps 10**12", "traceback", "cli", ["values", "constant(0.1)", "--steps", "10**12"], Refused("Invalid value for '--steps'")),
     ("unknown verb", "traceback", "cli", ["valuez"], Refused("No such command 'valuez'. Did you mean 'values'")),
     ("unknown option", "traceback", "cli", ["values", "constant(0.1)", "--bogus"], Refused("No such option: --bogus")),
-    ("missing argument", "traceback", "cli", ["values"], Refused("Missing argument 'schedule'")),
+    ("missing argument", "traceback", "cli", ["values"], Refused("Missing argument 'SCHEDULE'")),
     ("values --steps 10^12 spelled out", "traceback", "cli", ["values", "constant(0.1)", "--steps", "1000000000000"], Refused("at most 10,000,000")),
     ("values of a 2**53-step schedule", "traceback", "cli", ["values", "constant(0.1, steps=9007199254740992)"], Refused("at most 10,000,000")),
     ("values --every huge is fine", "traceback", "cli", ["values", "constant(0.1)", "--steps", "1000000000000", "--every", "1000000000"], Ok(lambda out: out.count("\n") == 1001)),

@@ -95,7 +95,7 @@ def test_list_shows_every_registered_schedule(capsys):
 def test_show_prints_formula_parameters_and_an_example(capsys):
     code, out, _ = run(capsys, "show", "warmup")
     assert code == 0
-    assert "a + (\\eta_0 - a)\\,p & \\text{linear}" in out  # the formula, from the docstring
+    assert "a + (η₀ − a) p, if linear" in out  # the formula from the docstring, as Unicode text
     assert "required" not in out and "linear" in out
     assert f"example: {examples()['warmup'][0]}" in out
     _, out, _ = run(capsys, "show", "constant", "--format", "json")

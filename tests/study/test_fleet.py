@@ -365,7 +365,8 @@ def _same_bits(a: TrialResult, b: TrialResult) -> bool:
     else:
         same_w = all(torch.equal(a.weights[k], b.weights[k]) for k in a.weights)
     da, db = a.to_dict(), b.to_dict()
-    da.pop("seconds"), db.pop("seconds")
+    for timing in ("seconds", "started", "finished"):
+        da.pop(timing), db.pop(timing)
     return same_w and json.dumps(da) == json.dumps(db)
 
 

@@ -8,7 +8,9 @@ on stderr (:func:`main`), never a traceback.
 
 from __future__ import annotations
 
+import inspect
 import sys
+import typing
 
 import typer
 
@@ -18,9 +20,27 @@ app = typer.Typer(
     name="lrlab",
     help="Exact, portable, measurable learning-rate schedules.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, powershell
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        import lrlab
+
+        typer.echo(f"lrlab {lrlab.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print lrlab's version and exit."),
+) -> None:
+    """Exact, portable, measurable learning-rate schedules."""
+
+
 _schedules.register(app)
 _study.register(app)
 _find.register(app)
@@ -32,6 +52,38 @@ def error_line(e: BaseException) -> str:
         what = f"{e.filename}: " if e.filename is not None else ""
         return f"lrlab: error: {what}{e.strerror or e}"
     return f"lrlab: error: {e}"
+
+
+def _plain_metavars(t: typer.Typer) -> None:
+    """Help shows ``--out OUT`` and ``--fresh`` instead of typer's ``<str>``/``<bool>`` type labels:
+    every option or argument without a metavar gets its long name in capitals (flags: none).
+
+    The evaluated annotations are written back into each function's ``__annotations__``: with
+    ``from __future__ import annotations`` every evaluation of ``Annotated[..., typer.Option()]``
+    builds new option objects, so typer would not see the metavars set here otherwise."""
+    fns = [c.callback for c in t.registered_commands]
+    if t.registered_callback is not None:
+        fns.append(t.registered_callback.callback)
+    for fn in fns:
+        if fn is None:
+            continue
+        hints = typing.get_type_hints(fn, include_extras=True)
+        for name, p in inspect.signature(fn).parameters.items():
+            hint = hints.get(name)
+            is_flag = (getattr(hint, "__origin__", hint) if hasattr(hint, "__metadata__") else hint) is bool
+            for info in [p.default, *getattr(hint, "__metadata__", ())]:
+                if not isinstance(info, typer.models.ParameterInfo) or info.metavar is not None:
+                    continue
+                flags = [d for d in (getattr(info, "param_decls", None) or ()) if d.startswith("--")]
+                label = flags[0][2:].split("/")[0] if flags else name
+                info.metavar = "" if is_flag else label.upper().replace("-", "_")
+        fn.__annotations__.update(hints)
+    for g in t.registered_groups:
+        if g.typer_instance is not None:
+            _plain_metavars(g.typer_instance)
+
+
+_plain_metavars(app)
 
 
 def main(argv: list[str] | None = None) -> None:

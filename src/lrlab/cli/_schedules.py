@@ -113,9 +113,11 @@ def cmd_show(
     from rich.table import Table
     from rich.text import Text
 
+    from lrlab.cli._readable import readable
+
     console = _console()
     console.print(Text(name, style="bold cyan"))
-    console.print(Text(info["doc"]), soft_wrap=True)
+    console.print(Text(readable(info["doc"])), soft_wrap=True)  # formulas as Unicode, not LaTeX/reST
     table = Table(title="parameters", title_justify="left")
     for col in ("name", "type", "default"):
         table.add_column(col)

@@ -40,10 +40,10 @@ def study(
         help="Comma-separated default names (constant, linear, ...) and/or text specs in multiples of the "
              "peak lr, e.g. 'constant,mine=warmup(cosine(1.0, 0.0, steps=90%), steps=10%)'. (default: all 12)",
     ),
-    seeds: int = typer.Option(None, "--seeds", help="Final seeds per schedule x optimizer (1000, 1001, ... with tuning; 0, 1, ... without). (default: 3)"),
+    seeds: str = typer.Option(None, "--seeds", help="Final seeds per schedule x optimizer: a count (1000, 1001, ... with tuning; 0, 1, ... without) or a list, e.g. 5,6,7 (disjoint from the tuning seeds). (default: 3)"),
     tune: str = typer.Option(None, "--tune", help="grid: tune each cell's peak lr on a grid, select on validation (default); none: every cell at the base lr."),
     lr_grid: str = typer.Option(None, "--lr-grid", help="Tuning grid, multiples of the base peak lr, e.g. 0.25,0.5,1,2,4 (the default)."),
-    tune_seeds: int = typer.Option(None, "--tune-seeds", help="Number of tuning seeds (0, 1, ...). (default: 1)"),
+    tune_seeds: str = typer.Option(None, "--tune-seeds", help="Tuning seeds: a count (0, 1, ...) or a list, e.g. 0,1. (default: 1)"),
     fmt: str = typer.Option("table", "--format", help="table (default) or json: one JSON document on stdout, progress on stderr."),
     epochs: int = typer.Option(None, "--epochs", help="Training length in epochs. (default: 40 on MNIST-1D)"),
     workers: int = typer.Option(None, "--workers", help="Worker processes for the fleets (0: train in this process). (default: one per core)"),
@@ -56,6 +56,7 @@ def study(
     fresh: bool = typer.Option(False, "--fresh", help="Ignore stored results and rerun every trial."),
     study_name: str = typer.Option(None, "--study-name", help="Name of the Optuna study in the storage. (default: lrlab)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    log_to: str = typer.Option(None, "--log-to", help="Also log each trial as a run to tensorboard (OUT/tensorboard) and/or mlflow (sqlite:///OUT/mlflow.db), comma-separated."),
 ) -> None:
     """Run (or resume) a study; without options, the default MNIST-1D study."""
     if ctx.invoked_subcommand is not None:
@@ -71,7 +72,8 @@ def study(
 
         settings = load_mapping(config)  # only what the file says: the defaults depend on other settings
     cli: dict[str, Any] = {
-        "out": out, "model": model, "optimizers": optimizers, "schedules": schedules, "seeds": seeds,
+        "out": out, "model": model, "optimizers": optimizers, "schedules": schedules,
+        "seeds": None if seeds is None else _seeds_option("--seeds", seeds),
         "epochs": epochs, "workers": workers, "storage": storage, "device": device, "peak_lr": peak_lr,
         "study_name": study_name,
     }
@@ -93,6 +95,10 @@ def study(
     if fresh:
         settings["fresh"] = True
     _tune_settings(settings, tune, lr_grid, tune_seeds)
+    if log_to is not None:
+        from lrlab.study.export import parse_log_to
+
+        parse_log_to(log_to)  # a typo fails before training
     cfg = StudyConfig.from_mapping(settings, where="" if config is None else str(config))
     _quiet_optuna()
     from lrlab.study.fleet import TrialsFailed
@@ -109,6 +115,11 @@ def study(
         print(f"lrlab: error: {first}; {len(e.results)} finished trials are stored, rerun to retry the rest",
               file=sys.stderr)
         raise typer.Exit(1) from e
+    if log_to is not None:
+        from lrlab.study.export import log_runs
+
+        where = log_runs([*res.tune_records, *res.records], log_to.split(","), cfg.out, cfg.study_name)
+        print("logged " + ", ".join(f"{k} runs to {v}" for k, v in where.items()), file=sys.stderr)
     if fmt == "json":
         from lrlab.study.report import results_document
         from lrlab.study.storage import dumps_json
@@ -130,7 +141,25 @@ def _command() -> str:
     return " ".join(["lrlab", *(shlex.quote(a) for a in args)])
 
 
-def _tune_settings(settings: dict[str, Any], tune: str | None, lr_grid: str | None, tune_seeds: int | None) -> None:
+def _seeds_option(flag: str, text: str) -> int | list[int]:
+    """``"3"`` -> 3 (a count), ``"0,1,2"`` -> [0, 1, 2] (the seeds themselves).
+
+    >>> _seeds_option("--seeds", "3"), _seeds_option("--seeds", "5, 7,")
+    (3, [5, 7])
+    """
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) == 1:
+            return int(parts[0])
+        seeds = [int(p) for p in parts if p]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"{flag}: expected a count or distinct seeds >= 0 like 0,1,2, got {text!r}")
+    return seeds
+
+
+def _tune_settings(settings: dict[str, Any], tune: str | None, lr_grid: str | None, tune_seeds: str | None) -> None:
     """Fold --tune, --lr-grid and --tune-seeds into the config file's ``tune`` setting."""
     from lrlab.study.config import parse_lr_grid
 
@@ -153,9 +182,10 @@ def _tune_settings(settings: dict[str, Any], tune: str | None, lr_grid: str | No
     if lr_grid is not None:
         t["grid"] = parse_lr_grid(lr_grid)
     if tune_seeds is not None:
-        if tune_seeds < 1:
+        n = _seeds_option("--tune-seeds", tune_seeds)
+        if isinstance(n, int) and n < 1:
             raise ValueError(f"--tune-seeds must be >= 1, got {tune_seeds}")
-        t["seeds"] = tune_seeds
+        t["seeds"] = n
     settings["tune"] = t
 
 
@@ -166,6 +196,7 @@ def report(
     study_name: str = typer.Option("lrlab", "--study-name", help="Name of the Optuna study in the storage."),
     docs: str = typer.Option(None, "--docs", help="Also write table.txt and lr_sensitivity.png into this directory (README results)."),
     readme: str = typer.Option(None, "--readme", help="With --docs: replace the study-table block of this README with table.txt."),
+    fmt: str = typer.Option("table", "--format", help="table (default) or json: the results as one JSON document on stdout, the rest on stderr."),
 ) -> None:
     """Rebuild the report (table, HTML, PNG, CSV, JSON) from the stored trials."""
     from rich.markup import escape
@@ -174,8 +205,20 @@ def report(
 
     if readme is not None and docs is None:
         raise ValueError("--readme needs --docs")
+    if fmt not in ("table", "json"):
+        raise ValueError(f"--format must be table or json, got {fmt!r}")
     _quiet_optuna()
-    res = rebuild_report(out, storage, study_name)
+    console = None
+    if fmt == "json":
+        from rich.console import Console
+
+        console = Console(stderr=True, highlight=False)
+    res = rebuild_report(out, storage, study_name, console=console)
+    if fmt == "json":
+        from lrlab.study.report import results_document
+        from lrlab.study.storage import dumps_json
+
+        sys.stdout.write(dumps_json(results_document(res.summaries, res.effects, res.info)) + "\n")
     if docs is not None:
         from rich.console import Console
 
@@ -189,6 +232,18 @@ def report(
         png = plot_lr_sensitivity(res.selections, list(res.config.schedules), list(res.config.optimizers))
         paths = write_readme_results(text, png, docs, readme)
         Console(highlight=False).print("wrote " + ", ".join(escape(str(p)) for p in paths.values()))
+
+
+@study_app.command("compare")
+def compare(
+    dir_a: str = typer.Argument(..., help="Output directory of study A (with its results.json)."),
+    dir_b: str = typer.Argument(..., help="Output directory of study B."),
+    out: str = typer.Option("compare.html", "--out", help="The comparison page to write."),
+) -> None:
+    """Write an interactive page comparing two studies side by side (offline HTML)."""
+    from lrlab.study.interactive import write_compare
+
+    print(f"wrote {write_compare(dir_a, dir_b, out)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -295,6 +295,7 @@ def find_for_task(
     skip_end: int = 5,
     max_spread: float = DEFAULT_MAX_SPREAD,
     device: str | torch.device = "cpu",
+    on_seed: Callable[[int, int], None] | None = None,
 ) -> FinderResult:
     """Range test on a study :class:`~lrlab.study.tasks.Task`: the peak lr for ``--peak-lr find``.
 
@@ -303,7 +304,8 @@ def find_for_task(
     on ``task.x_train``/``task.y_train`` in batches of ``task.batch_size``, shuffled by
     ``torch.Generator().manual_seed(seed)``. The global RNG states are restored afterwards.
     ``result.lr`` is the median over seeds of the ``recommend`` method (minimum/10 by default).
-    Other arguments as :func:`lrlab.finder.find`.
+    ``on_seed(done, total)`` is called after each seed's sweep (progress). Other arguments as
+    :func:`lrlab.finder.find`.
 
     >>> from lrlab.study.tasks import load_task
     >>> r = find_for_task(load_task("mnist1d", subset=200), "sgd", seeds=(0, 1), num_steps=20)
@@ -334,6 +336,8 @@ def find_for_task(
                     seed=seed,
                 )
             )
+            if on_seed is not None:
+                on_seed(len(curves), len(seeds))
     settings = sweep_settings(
         "torch", optimizer, optimizer_kwargs,
         start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode, seeds=seeds, beta=beta,

@@ -4,7 +4,8 @@ Public API (imported lazily, so ``import lrlab.study`` alone does not import tor
 matplotlib):
 
 * :func:`run_study` (``lrlab study``) and :func:`rebuild_report` (``lrlab study report``),
-  returning a :class:`StudyResult`;
+  returning a :class:`StudyResult` (:meth:`StudyResult.to_pandas` for data frames;
+  :func:`load_results` for the same frames from a stored study);
 * :class:`StudyConfig` (also from YAML/TOML/JSON with :func:`load_config`),
   :data:`DEFAULT_SCHEDULES` (the default grid, as text specs in multiples of the peak lr);
 * :class:`Task` and :func:`load_task` (MNIST-1D, CIFAR-10, or your own ``package.module:function``).
@@ -29,6 +30,7 @@ _LAZY = {
     "run_study": "lrlab.study.runner",
     "rebuild_report": "lrlab.study.runner",
     "StudyResult": "lrlab.study.runner",
+    "load_results": "lrlab.study.export",
 }
 
 __all__ = sorted(_LAZY)

@@ -184,6 +184,9 @@ class TrialResult:
         seconds: wall time; trials trained together share their fleet's time equally.
         weights: the final parameters (CPU tensors by name) when asked for with
             ``keep_weights=True``, else ``None``.
+        started, finished: Unix times at which the trial began training (its fleet's start) and
+            ended (NaN when unknown); the study stores them as the Optuna trial's start and
+            completion times.
     """
 
     trial_id: str
@@ -193,16 +196,20 @@ class TrialResult:
     final: dict[str, float]
     seconds: float
     weights: dict[str, Tensor] | None = None
+    started: float = math.nan
+    finished: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able data (without the weights)."""
         return {"trial_id": self.trial_id, "curves": [asdict(c) for c in self.curves], "diverged": self.diverged,
-                "diverged_epoch": self.diverged_epoch, "final": dict(self.final), "seconds": self.seconds}
+                "diverged_epoch": self.diverged_epoch, "final": dict(self.final), "seconds": self.seconds,
+                "started": self.started, "finished": self.finished}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrialResult:
         return cls(d["trial_id"], [EpochRecord(**c) for c in d["curves"]], bool(d["diverged"]),
-                   d["diverged_epoch"], dict(d["final"]), float(d["seconds"]))
+                   d["diverged_epoch"], dict(d["final"]), float(d["seconds"]), None,
+                   float(d.get("started", math.nan)), float(d.get("finished", math.nan)))
 
 
 def _final(curves: list[EpochRecord], diverged: bool, steps: int) -> dict[str, float]:
@@ -307,7 +314,7 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
     from lrlab.adapters.torch import LRLabScheduler
 
     _check_run_args(task, epochs, dtype)
-    t0 = time.perf_counter()
+    t0, wall0 = time.perf_counter(), time.time()
     task = _with_validation(task)
     x, y, xv, yv, xt, yt = _data(task, device, dtype)
     model = _make_model(task, trial.seed, device, dtype)
@@ -362,7 +369,7 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
     weights = {k: v.detach().cpu().clone() for k, v in model.named_parameters()} if keep_weights else None
     diverged = diverged_epoch is not None
     return TrialResult(trial.trial_id, curves, diverged, diverged_epoch, _final(curves, diverged, steps),
-                       time.perf_counter() - t0, weights)
+                       time.perf_counter() - t0, weights, wall0, time.time())
 
 
 # ---- the fleet ----------------------------------------------------------------------------------
@@ -457,7 +464,7 @@ class _Fleet:
         self.task, self.trials, self.epochs, self.test_every_epoch = task, trials, epochs, test_every_epoch
         self.device, self.dtype = device, dtype
         self.on_epoch, self.done, self.keep_weights = on_epoch, done, keep_weights
-        self.t0 = time.perf_counter()
+        self.t0, self.wall0 = time.perf_counter(), time.time()
         models = [_make_model(task, t.seed, device, dtype) for t in trials]
         self.form = _batched.formulation(task.fleet_model, models[0])
         probe = task.x_train[: min(8, task.x_train.shape[0])].to(device=device, dtype=dtype)
@@ -489,7 +496,8 @@ class _Fleet:
         seconds = (time.perf_counter() - self.t0) / k
         diverged = diverged_epoch is not None
         self.done(TrialResult(self.trials[i].trial_id, self.curves[i], diverged, diverged_epoch,
-                              _final(self.curves[i], diverged, self.steps[i]), seconds, weights))
+                              _final(self.curves[i], diverged, self.steps[i]), seconds, weights,
+                              self.wall0, time.time()))
 
     def _drop(self, rows: list[int], epoch: int, steps_this_epoch: int = 0) -> None:
         """Finish the trials in ``rows`` as diverged and remove them from the stacked tensors."""

@@ -7,6 +7,9 @@ Files written into the output directory by :func:`write_report`:
   the lr curve of every schedule, train/validation loss and accuracy curves per optimizer (mean
   over the final seeds with a +-1 sd band), the final test accuracy of every seed, the versions,
   platform and exact command that produced it, and the full config;
+* ``interactive.html`` (when plotly and Jinja2 are installed): the same study with hover, zoom,
+  legend toggles, small multiples per schedule, a per-trial panel and the lr sensitivity, offline
+  (see :mod:`lrlab.study.interactive`);
 * ``lr_sensitivity.png``, ``lr_curves.png``, ``curves_<optimizer>.png``, ``final_acc.png``;
 * ``summary.csv`` (one row per schedule x optimizer), ``trials.csv`` (one row per trial, tuning
   and final, with its role), ``curves.csv`` (one row per trial and epoch), ``results.json`` (the
@@ -645,6 +648,15 @@ def write_report(
     page = _html(title, summaries, lines, images, config, meta or {}, records, significance_note(n_seeds))
     (out / "report.html").write_text(page, encoding="utf-8")
     paths["report.html"] = out / "report.html"
+    try:
+        import jinja2  # noqa: F401
+        import plotly  # noqa: F401
+    except ImportError:  # the interactive page is optional: report.html has everything
+        return paths
+    from lrlab.study.interactive import write_interactive
+
+    paths["interactive.html"] = write_interactive(out, records, tune_records, summaries, schedules, title=title,
+                                                  meta=meta)
     return paths
 
 

@@ -96,6 +96,14 @@ class StudyResult:
     selections: dict[tuple[str, str], LrSelection] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
+    def to_pandas(self) -> Any:
+        """The study's tuning and final trials as tidy pandas frames
+        (:class:`lrlab.study.export.Frames`: ``trials`` one row per trial, ``curves`` one row per
+        trial x epoch); needs ``pip install 'lrlab[dataframe]'``."""
+        from lrlab.study.export import to_frames
+
+        return to_frames([*self.tune_records, *self.records])
+
 
 def versions() -> dict[str, str]:
     """The versions that produced a study's numbers (recorded in the report)."""
@@ -126,7 +134,8 @@ def _peak_lrs(cfg: StudyConfig, task: Any, storage: StudyStorage, say: Callable[
             from lrlab.finder import find_for_task
 
             say(f"LR range test for {name} ...")
-            res = find_for_task(task, name, dict(choice.kwargs), device=cfg.device)
+            res = find_for_task(task, name, dict(choice.kwargs), device=cfg.device,
+                                on_seed=lambda k, n, name=name: say(f"  LR range test for {name}: {k}/{n} seeds"))
             lr = float(res.lr)
             if not (math.isfinite(lr) and lr > 0):
                 raise ValueError(f"the LR range test found no usable peak lr for {name} (got {lr!r}); give one")
@@ -230,7 +239,8 @@ def _record(plan: PlannedTrial, result: Any, epochs: int) -> TrialRecord:
         optimizer=plan.spec.optimizer, optimizer_kwargs=dict(plan.spec.optimizer_kwargs),
         seed=plan.spec.seed, peak_lr=plan.peak_lr, epochs=epochs, curves=curves, final=final,
         diverged=bool(result.diverged), diverged_epoch=result.diverged_epoch, seconds=float(result.seconds),
-        role=plan.role,
+        role=plan.role, started=float(getattr(result, "started", math.nan)),
+        finished=float(getattr(result, "finished", math.nan)),
     )
 
 
@@ -355,6 +365,10 @@ def run_study(
         + ", ".join(f"{escape(k)} {v:.3g}" for k, v in base_lrs.items())
     )
     storage.set_attr(_STUDY_ATTR, info)  # `lrlab study report` on an interrupted run names what is missing
+    from lrlab.study.optimizers import OPTIMIZERS
+
+    # Optuna params need one distribution per study: every registered optimizer, this run's schedules
+    storage.param_space(list(cfg.schedules), list(OPTIMIZERS), [p.peak_lr for p in [*tune_plans, *final_plans]])
     done = set() if cfg.fresh else storage.done_keys()
     ran = reused = 0
     selections: dict[tuple[str, str], LrSelection] = {}
@@ -454,9 +468,13 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
     prog = Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("epochs"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=con, disable=not show, transient=False,
+        console=con, disable=not show or not con.is_terminal, transient=False,
     )
     bar = prog.add_task(f"{what} 0/{len(pending)} trials", total=len(pending) * epochs)
+    # not a terminal (a log file, CI): rich draws nothing until the end, so print a plain line at
+    # each 10% of the trials instead
+    plain = show and not con.is_terminal
+    t0, next_line = time.perf_counter(), 1
 
     def on_epoch(rec: Any) -> None:
         seen[rec.trial_id] = seen.get(rec.trial_id, 0) + 1
@@ -470,6 +488,13 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
         left = epochs - seen.get(res.trial_id, 0)
         extra = f", {state['diverged']} diverged" if state["diverged"] else ""
         prog.update(bar, advance=max(left, 0), description=f"{what} {state['done']}/{len(pending)} trials{extra}")
+        nonlocal next_line
+        if plain and state["done"] * 10 >= next_line * len(pending):
+            pct = 100 * state["done"] // len(pending)
+            con.print(f"{what}: {state['done']}/{len(pending)} trials ({pct}%){extra}, "
+                      f"{time.perf_counter() - t0:.0f} s", highlight=False, soft_wrap=True)
+            while state["done"] * 10 >= next_line * len(pending):
+                next_line += 1
 
     with prog:
         try:
