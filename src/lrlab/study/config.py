@@ -108,7 +108,7 @@ _PLATEAU_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")
 _TOP_KEYS = (
     "task", "task_kwargs", "model", "data", "schedules", "optimizers", "seeds", "epochs",
     "batch_size", "peak_lr", "tune", "plateau_metric", "workers", "device", "out", "storage",
-    "study_name", "fresh",
+    "study_name", "fresh", "metric", "direction", "steps_per_epoch",
 )
 
 DEFAULT_LR_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -315,8 +315,14 @@ class StudyConfig:
     """Everything that defines a study run.
 
     Args:
-        task: ``"mnist1d"`` (CNN), ``"mnist1d_mlp"``, ``"cifar10"`` or ``"package.module:function"``.
-        task_kwargs: keyword arguments of the task builder (plain JSON values; sent to workers).
+        task: ``"mnist1d"`` (CNN), ``"mnist1d_mlp"``, ``"cifar10"``, ``"package.module:function"``
+            (a task builder or a training function, imported with the current directory on the
+            path), or the object itself: a :class:`~lrlab.study.tasks.Task`, a task builder or a
+            training function (:mod:`lrlab.study.trainfn`). Resume keys and the report name an
+            object by its ``name`` (Task) or ``module:qualname`` (function); a Task object trains
+            in this process (workers cannot rebuild it).
+        task_kwargs: keyword arguments of the task builder, or ``trial.kwargs`` of a training
+            function (plain JSON values; sent to workers).
         schedules: name -> schedule, each a text spec or :class:`Schedule` giving a multiplier of
             the peak lr, durations in steps, epochs (``"5ep"``) or fractions (``"10%"``).
         optimizers: name -> :class:`OptimizerChoice`.
@@ -341,9 +347,16 @@ class StudyConfig:
             journal file (``*.log`` / ``*.jsonl``); ``None``: ``sqlite:///<out>/study.db``.
         study_name: the Optuna study that holds the trials.
         fresh: ignore stored results (rerun everything; old trials stay in storage).
+        metric: the validation metric that selects each cell's peak lr (``val_acc``, ``val_loss``,
+            or any ``val_*`` a training function reports); the statistics compare the final runs on
+            its test counterpart (``test_*``).
+        direction: ``"maximize"`` or ``"minimize"`` (``None``: minimize for loss-like names, see
+            :func:`lrlab.study.trainfn.default_direction`, else maximize).
+        steps_per_epoch: optimizer steps per epoch of a training function (required for one;
+            a Task knows its own).
     """
 
-    task: str = "mnist1d"
+    task: Any = "mnist1d"
     task_kwargs: Mapping[str, Any] = field(default_factory=dict)
     schedules: Mapping[str, str | Schedule] = field(default_factory=lambda: dict(DEFAULT_SCHEDULES))
     optimizers: Mapping[str, OptimizerChoice] = field(
@@ -361,10 +374,23 @@ class StudyConfig:
     storage: str | None = None
     study_name: str = "lrlab"
     fresh: bool = False
+    metric: str = "val_acc"
+    direction: str | None = None
+    steps_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.task, str) or not self.task:
-            raise ValueError(f"task must be a non-empty string, got {self.task!r}")
+        from lrlab.study.tasks import Task
+
+        if self.task == "" or (not isinstance(self.task, (str, Task)) and not callable(self.task)):
+            raise ValueError(f"task must be a name, 'package.module:function', a Task or a function, got {self.task!r}")
+        if not isinstance(self.metric, str) or not self.metric.startswith("val_") or not self.metric.isidentifier():
+            raise ValueError(f"metric must name a validation metric such as val_acc or val_loss, got {self.metric!r}")
+        if self.direction is None:
+            from lrlab.study.trainfn import default_direction
+
+            object.__setattr__(self, "direction", default_direction(self.metric))
+        if self.direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction must be maximize or minimize, got {self.direction!r}")
         if not isinstance(self.task_kwargs, Mapping):
             raise ValueError(f"task_kwargs must be a mapping, got {self.task_kwargs!r}")
         for k, v in self.task_kwargs.items():
@@ -400,7 +426,7 @@ class StudyConfig:
                 "(give other seeds or tune.seeds)"
             )
         object.__setattr__(self, "seeds", seeds)
-        for nm in ("epochs", "batch_size", "workers"):
+        for nm in ("epochs", "batch_size", "workers", "steps_per_epoch"):
             v = getattr(self, nm)
             low = 0 if nm == "workers" else 1
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
@@ -422,6 +448,13 @@ class StudyConfig:
         """``seeds`` as resolved (always a tuple after construction)."""
         assert isinstance(self.seeds, tuple)
         return self.seeds
+
+    @property
+    def task_ref(self) -> str:
+        """The task as text (:func:`lrlab.study.tasks.task_label`): what resume keys and the report record."""
+        from lrlab.study.tasks import task_label
+
+        return task_label(self.task)
 
     @property
     def is_mnist1d(self) -> bool:
@@ -450,7 +483,7 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-able dict that :meth:`from_mapping` reads back."""
         return {
-            "task": self.task,
+            "task": self.task_ref,
             "task_kwargs": dict(self.task_kwargs),
             "schedules": {n: str(s) for n, s in self.schedules.items()},
             "optimizers": {
@@ -468,6 +501,9 @@ class StudyConfig:
             "storage": self.storage,
             "study_name": self.study_name,
             "fresh": self.fresh,
+            "metric": self.metric,
+            "direction": self.direction,
+            "steps_per_epoch": self.steps_per_epoch,
         }
 
     def fingerprint(self) -> str:
@@ -487,7 +523,8 @@ class StudyConfig:
         name -> peak lr, or name -> {peak_lr: ..., other torch kwargs}), ``seeds`` (a count or a
         list), ``epochs``, ``batch_size``, ``peak_lr`` (fixed/find), ``tune`` (``none``, ``grid``
         or ``{grid: [...], relative: true, seeds: [...]}``), ``plateau_metric``,
-        ``workers``, ``device``, ``out``, ``storage``, ``study_name``, ``fresh``.
+        ``workers``, ``device``, ``out``, ``storage``, ``study_name``, ``fresh``, ``metric``,
+        ``direction``, ``steps_per_epoch``.
         """
         pre = f"{where}: " if where else ""
         if not isinstance(data, Mapping):
@@ -521,7 +558,7 @@ class StudyConfig:
         if "tune" in data:
             kw["tune"] = TuneConfig.from_value(data["tune"], f"{pre}tune")
         for k in ("epochs", "batch_size", "peak_lr", "plateau_metric", "workers", "device", "out",
-                  "storage", "study_name", "fresh"):
+                  "storage", "study_name", "fresh", "metric", "direction", "steps_per_epoch"):
             if k in data and data[k] is not None:
                 kw[k] = data[k]
         if "fresh" in kw and not isinstance(kw["fresh"], bool):

@@ -101,8 +101,10 @@ def _note(c: CellSummary) -> str:
     notes = []
     if c.selection is not None and c.selection.all_diverged:
         notes.append("every tuning lr diverged")
-    if c.diverged:
-        notes.append(f"{c.diverged}/{c.n} diverged")
+    if c.diverged - c.failed:
+        notes.append(f"{c.diverged - c.failed}/{c.n} diverged")
+    if c.failed:
+        notes.append(f"{c.failed}/{c.n} failed")
     need = c.vs_baseline.seeds_needed() if c.vs_baseline is not None else None
     if need is not None:
         notes.append(f"~{need} seeds" if need <= 1000 else ">1000 seeds")
@@ -179,8 +181,10 @@ def results_table(summaries: Sequence[CellSummary], title: str | None = None, *,
     from rich import box
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=escape(title) if title else None, title_justify="left", show_lines=False,
+    # Text: no markup, no :emoji: codes (a task named module:function)
+    table = Table(title=Text(title) if title else None, title_justify="left", show_lines=False,
                   box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, caption=TABLE_CAPTION,
                   caption_justify="left")
     rows = table_rows(summaries)
