@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lrlab.study.trainfn import Trial
+
 
 def bars(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` noisy 1x12x12 images of one bar each; label 0 horizontal, 1 vertical."""
@@ -62,7 +64,7 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, f
         return nn.functional.cross_entropy(out, y).item(), (out.argmax(1) == y).float().mean().item()
 
 
-def train(trial) -> None:  # noqa: ANN001 - an lrlab.study.trainfn.Trial
+def train(trial: Trial) -> None:
     n = trial.kwargs.get("n_train", 256)
     x, y = bars(n, seed=0)
     x_val, y_val = bars(128, seed=1)

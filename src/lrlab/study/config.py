@@ -73,6 +73,7 @@ __all__ = [
     "load_mapping",
     "parse_lr_grid",
     "parse_schedule",
+    "parse_task_kwargs",
     "split_specs",
 ]
 
@@ -221,6 +222,35 @@ def parse_lr_grid(text: str) -> list[float]:
     if not items:
         raise ValueError(f"lr grid: expected comma-separated positive numbers, got {text!r}")
     return [_positive_float(t, "lr grid") for t in items]
+
+
+def parse_task_kwargs(items: str | list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``--task-kwargs`` values (repeatable, each ``key=value`` or several comma-separated) -> a
+    dict; each value is read as one YAML scalar with the safe loader (``1e-3`` and ``0.5`` are
+    numbers, ``true`` a bool, ``null`` None, anything else a string; quote it to keep a comma).
+
+    >>> parse_task_kwargs(["n=100,lr=1e-3", "name=tiny", "flag=true"])
+    {'n': 100, 'lr': 0.001, 'name': 'tiny', 'flag': True}
+    >>> parse_task_kwargs("n")
+    Traceback (most recent call last):
+    ...
+    ValueError: --task-kwargs: expected key=value, got 'n'
+    """
+    out: dict[str, Any] = {}
+    for item in [items] if isinstance(items, str) else items:
+        for entry in split_specs(item):
+            key, eq, text = entry.partition("=")
+            key = key.strip()
+            if not eq or not key.isidentifier():
+                raise ValueError(f"--task-kwargs: expected key=value, got {entry!r}")
+            try:
+                value = _yaml_load(text.strip()) if text.strip() else ""
+            except Exception as e:  # yaml.YAMLError: a one-line reason
+                raise ValueError(f"--task-kwargs: {key}: cannot read {text!r} ({str(e).splitlines()[0]})") from None
+            if isinstance(value, (dict, list)) or not (value is None or isinstance(value, (bool, int, float, str))):
+                raise ValueError(f"--task-kwargs: {key}: expected a number, string, true/false or null, got {text!r}")
+            out[key] = value
+    return out
 
 
 def _seed_tuple(seeds: Any, where: str) -> tuple[int, ...]:
