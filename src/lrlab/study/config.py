@@ -238,7 +238,7 @@ def parse_task_kwargs(items: str | list[str] | tuple[str, ...]) -> dict[str, Any
     """
     out: dict[str, Any] = {}
     for item in [items] if isinstance(items, str) else items:
-        for entry in split_specs(item):
+        for entry in _split_quoted(item):
             key, eq, text = entry.partition("=")
             key = key.strip()
             if not eq or not key.isidentifier():
@@ -251,6 +251,27 @@ def parse_task_kwargs(items: str | list[str] | tuple[str, ...]) -> dict[str, Any
                 raise ValueError(f"--task-kwargs: {key}: expected a number, string, true/false or null, got {text!r}")
             out[key] = value
     return out
+
+
+def _split_quoted(text: str) -> list[str]:
+    """Split at commas outside quotes and brackets: ``"a=1,b='x,y'"`` -> ``["a=1", "b='x,y'"]``."""
+    out, cur, quote, depth = [], [], "", 0
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    out.append("".join(cur).strip())
+    return [s for s in out if s]
 
 
 def _seed_tuple(seeds: Any, where: str) -> tuple[int, ...]:
