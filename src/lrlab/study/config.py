@@ -255,7 +255,9 @@ def parse_task_kwargs(items: str | list[str] | tuple[str, ...]) -> dict[str, Any
 
 def _split_quoted(text: str) -> list[str]:
     """Split at commas outside quotes and brackets: ``"a=1,b='x,y'"`` -> ``["a=1", "b='x,y'"]``."""
-    out, cur, quote, depth = [], [], "", 0
+    out: list[str] = []
+    cur: list[str] = []
+    quote, depth = "", 0
     for ch in text:
         if quote:
             quote = "" if ch == quote else quote
