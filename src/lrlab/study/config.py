@@ -432,9 +432,9 @@ class StudyConfig:
     steps_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
-        from lrlab.study.tasks import Task
-
-        if self.task == "" or (not isinstance(self.task, (str, Task)) and not callable(self.task)):
+        tasks = sys.modules.get("lrlab.study.tasks")  # a Task object means it is loaded: no torch import here
+        is_task = tasks is not None and isinstance(self.task, tasks.Task)
+        if self.task == "" or not (isinstance(self.task, str) or is_task or callable(self.task)):
             raise ValueError(f"task must be a name, 'package.module:function', a Task or a function, got {self.task!r}")
         if not isinstance(self.metric, str) or not self.metric.startswith("val_") or not self.metric.isidentifier():
             raise ValueError(f"metric must name a validation metric such as val_acc or val_loss, got {self.metric!r}")
@@ -505,6 +505,8 @@ class StudyConfig:
     @property
     def task_ref(self) -> str:
         """The task as text (:func:`lrlab.study.tasks.task_label`): what resume keys and the report record."""
+        if isinstance(self.task, str):
+            return self.task
         from lrlab.study.tasks import task_label
 
         return task_label(self.task)
