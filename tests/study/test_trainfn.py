@@ -18,7 +18,7 @@ from lrlab.schedules import constant, plateau
 from lrlab.study import StudyConfig, Task, run_study
 from lrlab.study.config import parse_task_kwargs
 from lrlab.study.report import table_rows
-from lrlab.study.runner import select_all, study_title
+from lrlab.study.runner import rebuild_report, select_all, study_title
 from lrlab.study.storage import StudyStorage
 from lrlab.study.tasks import import_ref
 from lrlab.study.trainfn import (
@@ -244,6 +244,7 @@ def test_workers_run_trials_in_processes_and_a_dead_worker_fails_one_trial(tfmod
     _check_bad(res, tfmod, {1005: "its worker process died"})
 
 
+@pytest.mark.slow
 def test_workers_give_the_numbers_of_in_process_training(tfmod):
     base = _base(tfmod, task="tfmod:train_quad", schedules=["constant", "linear"], seeds=1)
     here = run_study(dict(base, out=str(tfmod / "a")), quiet=True)
@@ -297,6 +298,7 @@ def test_parse_task_kwargs():
         (["--task-kwargs", "oops"], "--task-kwargs: expected key=value, got 'oops'"),
         (["--metric", "test_acc"], "metric must name a validation metric"),
         (["--direction", "up"], "direction must be maximize or minimize"),
+        (["--steps-per-epoch", "3", "--epochs", "1"], "steps_per_epoch applies to a training function"),
         (["--task", "tfmod:train_quad", "--epochs", "1", "--steps-per-epoch", "1", "--peak-lr", "find"],
          "peak_lr: find runs the LR range test on a Task"),
     ],
@@ -350,9 +352,12 @@ def test_example_jax(monkeypatch, tmp_path):
     assert list(r.curves["lr"]) == [sched(3), sched(7)] and sched(0) == 0.0 < sched(3)
 
 
-def test_example_regression_minimizes_val_mse(monkeypatch, tmp_path):
+def test_example_regression_minimizes_val_mse(monkeypatch, tmp_path, capsys):
     res = _example(monkeypatch, tmp_path, "train_regression", steps_per_epoch=8, metric="val_mse",
                    tune={"grid": [0.25, 1.0], "seeds": [0]}, seeds=2)
+    rebuild_report(tmp_path / "out")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "val % / test % hold val_mse / test_mse as reported (not percent), lr selected to minimize" in out
     assert res.config.direction == "minimize"
     (sel,) = res.selections.values()
     mse = {r.peak_lr: r.final["val_mse"] for r in res.tune_records}
@@ -360,6 +365,8 @@ def test_example_regression_minimizes_val_mse(monkeypatch, tmp_path):
     (cell,) = res.summaries
     assert cell.acc_mean == pytest.approx(np.mean([r.final["test_mse"] for r in res.records]))  # not x100
     assert study_title(res.info).endswith("selected on val_mse (minimize), compared on test_mse")
+    again = run_study(dict(res.config.to_dict(), steps_per_epoch=4), quiet=True)  # another budget: new keys
+    assert again.reused == 0 and again.ran == len(res.records) + len(res.tune_records)
 
 
 def test_readme_training_function_block(tmp_path, monkeypatch):

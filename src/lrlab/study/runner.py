@@ -205,6 +205,8 @@ def plan_trials(cfg: StudyConfig, *, epochs: int, steps_per_epoch: int,
                         "role": role, "task": cfg.task_ref, "task_kwargs": cfg.task_build_kwargs(), "epochs": epochs,
                         "schedule": sched.to_config(), "optimizer": opt_name, "kwargs": dict(choice.kwargs),
                         "seed": seed, "plateau_metric": cfg.plateau_metric,
+                        # a training function's own budget (a Task's steps per epoch are in task_kwargs)
+                        **({"steps_per_epoch": steps_per_epoch} if cfg.steps_per_epoch is not None else {}),
                     })
                     spec = TrialSpec(
                         trial_id=trial_id, schedule=sched, optimizer=opt_name,
@@ -325,6 +327,9 @@ def run_study(
         epochs, spe = function_budget(cfg)
         sizes: dict[str, Any] = {"n_train": "?", "n_val": "?", "n_test": "?", "batch_size": cfg.batch_size or "?"}
     else:
+        if cfg.steps_per_epoch is not None:
+            raise ValueError("steps_per_epoch applies to a training function; a Task's steps per epoch follow "
+                             "from its training set and batch_size")
         no_val = not task.has_validation
         task = task.with_validation()  # the engine makes the same seeded split in every worker
         n_val = 0 if task.y_val is None else len(task.y_val)
@@ -561,6 +566,10 @@ def _report(out: str | Path, records: list[TrialRecord], tune_records: list[Tria
     con.print(results_table(summaries, title=title, compact=compact))
     if compact:
         con.print(COMPACT_NOTE, style="dim")
+    if metric != "val_acc":  # the table's columns keep their names; say what they hold
+        con.print(escape(f"val % / test % hold {metric} / test_{metric.removeprefix('val_')}"
+                         f"{'' if metric.endswith('_acc') else ' as reported (not percent)'}, "
+                         f"lr selected to {info.get('direction', 'maximize')} {metric}"), style="dim")
     con.print(escape(significance_note(n_seeds)), style="dim")
     for line in [*edge_lines(summaries), *effect_lines(effects)]:
         con.print(escape(line))
