@@ -266,6 +266,18 @@ def test_run_study_takes_a_function_object_and_a_task_object(tfmod):
         run_study({"task": task, "task_kwargs": {"n": 3}, "out": str(tfmod / "u")}, quiet=True)
 
 
+def test_a_function_that_cannot_be_imported_by_name_trains_in_process(tmp_path):
+    calls = []
+
+    def train(trial):  # a local function: workers could not import it
+        calls.append(trial.seed)
+        for e in range(trial.epochs):
+            trial.report(e, val_acc=0.5, **({"test_acc": 0.5} if e == trial.epochs - 1 else {}))
+
+    res = run_study(_base(tmp_path, task=train, workers=2, seeds=2), quiet=True)
+    assert calls == [0, 1] and all(r.status == "done" for r in res.records)
+
+
 def test_config_file_task_and_task_kwargs_from_the_current_directory(tfmod, capsys):
     (tfmod / "s.yaml").write_text("task: tfmod:train_probe\nepochs: 1\nsteps_per_epoch: 2\ntune: none\n"
                                   "seeds: 1\nschedules: [constant]\noptimizers: {sgd: 0.01}\nworkers: 0\n")
