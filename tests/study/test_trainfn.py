@@ -17,7 +17,7 @@ from lrlab.cli import main
 from lrlab.schedules import constant, plateau
 from lrlab.study import StudyConfig, Task, run_study
 from lrlab.study.config import parse_task_kwargs
-from lrlab.study.report import table_rows
+from lrlab.study.report import results_document, table_rows
 from lrlab.study.runner import rebuild_report, select_all, study_title
 from lrlab.study.storage import StudyStorage
 from lrlab.study.tasks import import_ref
@@ -376,6 +376,8 @@ def test_example_regression_minimizes_val_mse(monkeypatch, tmp_path, capsys):
     assert sel.chosen == min(mse, key=mse.get)
     (cell,) = res.summaries
     assert cell.acc_mean == pytest.approx(np.mean([r.final["test_mse"] for r in res.records]))  # not x100
+    doc = results_document(res.summaries, res.effects, res.info)
+    assert doc["metric"] == "val_mse" and doc["cells"][0]["test_acc"]["mean"] == pytest.approx(cell.acc_mean)
     assert study_title(res.info).endswith("selected on val_mse (minimize), compared on test_mse")
     again = run_study(dict(res.config.to_dict(), steps_per_epoch=4), quiet=True)  # another budget: new keys
     assert again.reused == 0 and again.ran == len(res.records) + len(res.tune_records)

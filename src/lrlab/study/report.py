@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import html
 import io
 import json
@@ -495,13 +496,24 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
             w.writerow([_num(v) for v in row])
 
 
-def _frac(v: float) -> float | None:
-    return v / 100.0 if math.isfinite(v) else None
+def _frac(v: float, scale: float = 100.0) -> float | None:
+    return v / scale if math.isfinite(v) else None
 
 
-def cell_dict(c: CellSummary) -> dict[str, Any]:
-    """One (optimizer, schedule) cell as plain data: accuracies as fractions, p-values, the lr."""
+def _scale(info: Mapping[str, Any] | None) -> float:
+    """What the summaries' metric columns were multiplied by (:func:`lrlab.study.stats.metric_scale`)."""
+    from lrlab.study.stats import metric_scale
+
+    return metric_scale(str((info or {}).get("metric", "val_acc")))
+
+
+def cell_dict(c: CellSummary, scale: float = 100.0) -> dict[str, Any]:
+    """One (optimizer, schedule) cell as plain data: accuracies as fractions, p-values, the lr.
+
+    ``scale``: 100 for the default accuracy metric; 1 when the study's metric is not an accuracy
+    (then ``val_acc``/``test_acc`` hold the metric and its test counterpart as reported)."""
     comp = c.vs_baseline
+    f = functools.partial(_frac, scale=scale)
     sel = c.selection
     return {
         "optimizer": c.optimizer,
@@ -510,22 +522,23 @@ def cell_dict(c: CellSummary) -> dict[str, Any]:
         "lr_grid": None if sel is None else list(sel.grid),
         "lr_at_edge": None if sel is None else sel.at_edge,
         "lr_grid_val_acc": None if sel is None else list(sel.scores),
-        "val_acc": {"mean": _frac(c.val_acc_mean), "sd": _frac(c.val_acc_sd)},
-        "test_acc": {"mean": _frac(c.acc_mean), "sd": _frac(c.acc_sd)},
+        "val_acc": {"mean": f(c.val_acc_mean), "sd": f(c.val_acc_sd)},
+        "test_acc": {"mean": f(c.acc_mean), "sd": f(c.acc_sd)},
         "test_loss": {"mean": c.loss_mean, "sd": c.loss_sd},
-        "delta_vs_constant": None if comp is None else _frac(comp.mean),
-        "delta_ci95": None if comp is None else [_frac(comp.ci[0]), _frac(comp.ci[1])],
+        "delta_vs_constant": None if comp is None else f(comp.mean),
+        "delta_ci95": None if comp is None else [f(comp.ci[0]), f(comp.ci[1])],
         "p": None if comp is None else comp.p_t,
         "p_holm": None if comp is None else comp.p_holm,
         "p_sign_flip": None if comp is None else comp.p_sign,
         "significant": c.significant(),
         "seeds_to_resolve": None if comp is None else comp.seeds_needed(),
         "epochs_to_target": c.epochs_to_target,
-        "target_val_acc": _frac(c.target),
-        "best_val_acc": _frac(c.best_val_acc_mean),
+        "target_val_acc": f(c.target),
+        "best_val_acc": f(c.best_val_acc_mean),
         "best_epoch": c.best_epoch_mean,
         "n_seeds": c.n,
         "diverged": c.diverged,
+        "failed": c.failed,
         "note": _note(c),
     }
 
@@ -534,16 +547,19 @@ def results_document(summaries: Sequence[CellSummary], effects: Sequence[Optimiz
                      info: Mapping[str, Any]) -> dict[str, Any]:
     """What ``lrlab study --format json`` prints: the cells, the claim, versions, config, command."""
     lines = effect_lines(effects)
+    scale = _scale(info)
     return {
         "task": info.get("task"),
         "epochs": info.get("epochs"),
-        "cells": [cell_dict(c) for c in summaries],
+        "metric": info.get("metric", "val_acc"),
+        "direction": info.get("direction", "maximize"),
+        "cells": [cell_dict(c, scale) for c in summaries],
         "warnings": edge_lines(summaries),
         "effects": [
-            {"optimizer": e.optimizer, "baseline_acc": _frac(e.baseline_acc), "best_schedule": e.best_schedule,
-             "best_gain": None if e.best is None else _frac(e.best.mean),
-             "average_effect": _frac(e.average_mean), "average_effect_se": _frac(e.average_se),
-             "spread": _frac(e.spread)}
+            {"optimizer": e.optimizer, "baseline_acc": _frac(e.baseline_acc, scale), "best_schedule": e.best_schedule,
+             "best_gain": None if e.best is None else _frac(e.best.mean, scale),
+             "average_effect": _frac(e.average_mean, scale), "average_effect_se": _frac(e.average_se, scale),
+             "spread": _frac(e.spread, scale)}
             for e in effects
         ],
         "claim": claim_verdict(effects),
@@ -614,7 +630,7 @@ def write_report(
         (out / name).write_bytes(png)
         paths[name] = out / name
 
-    cells = [_flat(cell_dict(c)) for c in summaries]
+    cells = [_flat(cell_dict(c, _scale(info))) for c in summaries]
     _write_csv(out / "summary.csv", list(cells[0]) if cells else [], [list(c.values()) for c in cells])
     trial_header = ["trial_id", "role", "schedule", "optimizer", "seed", "peak_lr", "status", "diverged_epoch",
                     "val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss", "best_val_acc",
