@@ -9,8 +9,10 @@
    a rerun does not search again);
 3. with tuning (the default, :class:`~lrlab.study.config.TuneConfig`): one *tune* trial per
    schedule x optimizer x grid lr x tuning seed, all of them in one call to
-   :func:`lrlab.study.fleet.run_trials` (batched fleets); then per cell the lr with the best
-   final validation accuracy (:func:`lrlab.study.stats.select_lr`);
+   :func:`lrlab.study.fleet.run_trials` (batched fleets; a training function's trials go one at a
+   time per worker through :mod:`lrlab.study.trainfn`); then per cell the lr with the best final
+   value of the study's ``metric`` (validation accuracy by default) in its ``direction``
+   (:func:`lrlab.study.stats.select_lr`);
 4. one *final* trial per schedule x optimizer x final seed at the cell's chosen lr (or at the
    base lr with ``tune=None``), again in one call. A trial is ``peak_lr * schedule`` resolved
    with the task's ``total_steps``/``steps_per_epoch``; its key is ``trial_id@hash`` where the

@@ -3,7 +3,10 @@
 **Selection** (:func:`select_lr`) sees validation numbers only: each cell's peak lr is the grid
 point with the highest final-epoch validation accuracy, mean over the tuning seeds (a diverged
 seed counts as 0); equal means go to the smaller lr. A choice at the smallest or largest grid
-point is flagged (``at_edge``): the optimum may lie outside the grid.
+point is flagged (``at_edge``): the optimum may lie outside the grid. A study that declares
+another ``metric`` (a training function reporting ``val_mse``, say) selects on it in its
+``direction`` and compares the final runs on its test counterpart (``test_mse``), in the metric's
+own unit (:func:`metric_scale`).
 
 **Final numbers**: every (schedule, optimizer) cell has one final test accuracy per final seed. A schedule is compared
 with the constant schedule *of the same optimizer* on the same seeds (same initial weights and
