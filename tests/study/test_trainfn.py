@@ -311,6 +311,8 @@ def test_parse_task_kwargs():
         (["--metric", "test_acc"], "metric must name a validation metric"),
         (["--direction", "up"], "direction must be maximize or minimize"),
         (["--steps-per-epoch", "3", "--epochs", "1"], "steps_per_epoch applies to a training function"),
+        (["--task", "tfmod:train_quad", "--epochs", "1", "--steps-per-epoch", "1"],
+         "has no default peak lr for optimizer 'sgd': give one (optimizers: {sgd: {peak_lr: ...}} in the config)\n"),
         (["--task", "tfmod:train_quad", "--epochs", "1", "--steps-per-epoch", "1", "--peak-lr", "find"],
          "peak_lr: find runs the LR range test on a Task"),
     ],

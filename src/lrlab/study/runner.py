@@ -144,7 +144,8 @@ def _peak_lrs(cfg: StudyConfig, task: Any, storage: StudyStorage, say: Callable[
         else:
             raise ValueError(
                 f"task {task.name!r} has no default peak lr for optimizer {name!r}: give one "
-                f"(optimizers: {{{name}: {{peak_lr: ...}}}} in the config) or use --peak-lr find"
+                f"(optimizers: {{{name}: {{peak_lr: ...}}}} in the config)"
+                + (" or use --peak-lr find" if hasattr(task, "x_train") else "")
             )
     return out
 
