@@ -4,6 +4,7 @@ one task loader behind configs, the CLI and the Python API."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import textwrap
@@ -378,6 +379,11 @@ def test_example_regression_minimizes_val_mse(monkeypatch, tmp_path, capsys):
     assert sel.chosen == min(mse, key=mse.get)
     (cell,) = res.summaries
     assert cell.acc_mean == pytest.approx(np.mean([r.final["test_mse"] for r in res.records]))  # not x100
+    from lrlab.study.report import _best_per_optimizer
+
+    fake = [dataclasses.replace(cell, schedule="other", acc_mean=cell.acc_mean + 1.0), cell]
+    assert _best_per_optimizer(fake, maximize=False)["sgd"] == cell.acc_mean  # the lowest test_mse is best
+    assert _best_per_optimizer(fake)["sgd"] == cell.acc_mean + 1.0
     doc = results_document(res.summaries, res.effects, res.info)
     assert doc["metric"] == "val_mse" and doc["cells"][0]["test_acc"]["mean"] == pytest.approx(cell.acc_mean)
     assert study_title(res.info).endswith("selected on val_mse (minimize), compared on test_mse")

@@ -176,9 +176,11 @@ COMPACT_WIDTH = 110
 COMPACT_NOTE = "(best val and notes: in report.html, or in a terminal at least 110 columns wide)"
 
 
-def results_table(summaries: Sequence[CellSummary], title: str | None = None, *, compact: bool = False) -> Any:
-    """A ``rich.table.Table`` of the results (best mean test accuracy per optimizer in bold);
-    ``compact`` leaves out the "best val" and "note" columns (narrow terminals)."""
+def results_table(summaries: Sequence[CellSummary], title: str | None = None, *, compact: bool = False,
+                  maximize: bool = True) -> Any:
+    """A ``rich.table.Table`` of the results (best mean test accuracy per optimizer in bold, the
+    lowest with ``maximize=False``); ``compact`` leaves out the "best val" and "note" columns
+    (narrow terminals)."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table
@@ -196,7 +198,7 @@ def results_table(summaries: Sequence[CellSummary], title: str | None = None, *,
         width = max([len(label)] + [len(r[key]) + (2 if key == "p_holm" else 0) for r in rows])
         table.add_column(label, justify="left" if key in _LEFT else "right",
                          no_wrap=key != "note", min_width=None if key == "note" else width)
-    best = _best_per_optimizer(summaries)
+    best = _best_per_optimizer(summaries, maximize)
     prev = None
     for c, row in zip(summaries, rows):
         if prev is not None and c.optimizer != prev:
@@ -211,10 +213,12 @@ def results_table(summaries: Sequence[CellSummary], title: str | None = None, *,
     return table
 
 
-def _best_per_optimizer(summaries: Sequence[CellSummary]) -> dict[str, float]:
+def _best_per_optimizer(summaries: Sequence[CellSummary], maximize: bool = True) -> dict[str, float]:
+    """The best mean test metric per optimizer (the lowest when the study minimizes its metric)."""
+    sign = 1.0 if maximize else -1.0
     best: dict[str, float] = {}
     for c in summaries:
-        if math.isfinite(c.acc_mean) and c.acc_mean > best.get(c.optimizer, -math.inf):
+        if math.isfinite(c.acc_mean) and sign * c.acc_mean > sign * best.get(c.optimizer, -sign * math.inf):
             best[c.optimizer] = c.acc_mean
     return best
 
@@ -718,7 +722,7 @@ def _html(
     sig_note: str,
 ) -> str:
     e = html.escape
-    best = _best_per_optimizer(summaries)
+    best = _best_per_optimizer(summaries, config.get("direction", "maximize") != "minimize")
     head = "".join(f'<th class="{"l" if k in _LEFT else ""}">{e(lbl)}</th>' for k, lbl in _COLUMNS)
     body = []
     prev = None

@@ -566,7 +566,8 @@ def _report(out: str | Path, records: list[TrialRecord], tune_records: list[Tria
                              steps_per_epoch=int(info["steps_per_epoch"]), title=title, meta=meta,
                              tune_records=tune_records, info=info)
     compact = con.width < COMPACT_WIDTH
-    con.print(results_table(summaries, title=title, compact=compact))
+    con.print(results_table(summaries, title=title, compact=compact,
+                            maximize=info.get("direction", "maximize") != "minimize"))
     if compact:
         con.print(COMPACT_NOTE, style="dim")
     if metric != "val_acc":  # the table's columns keep their names; say what they hold
