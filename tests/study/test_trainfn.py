@@ -295,6 +295,25 @@ def test_config_file_task_and_task_kwargs_from_the_current_directory(tfmod, caps
     assert e.value.code == 0 and '"task": "mine"' in capsys.readouterr().out
 
 
+def test_readme_command_line_with_peak_lrs_in_optimizers(tmp_path, monkeypatch):
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = text.split("<!-- trainfn-example -->\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my_model.py").write_text(block)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    sys.modules.pop("my_model", None)
+    cmd = "lrlab study --task my_model:train --optimizers sgd=0.1,adam=0.01 --epochs 2 --steps-per-epoch 4 " \
+          "--schedules constant,linear"
+    assert cmd in text
+    with pytest.raises(SystemExit) as e:
+        main([*cmd.split()[1:], "--seeds", "1", "--tune", "none", "--workers", "0", "--no-progress"])
+    assert e.value.code == 0
+    recs = StudyStorage("runs/study/study.db").records().values()
+    assert sorted((r.optimizer, r.peak_lr, r.status) for r in recs) == [
+        ("adam", 0.01, "done"), ("adam", 0.01, "done"), ("sgd", 0.1, "done"), ("sgd", 0.1, "done")]
+    sys.modules.pop("my_model", None)
+
+
 def test_parse_task_kwargs():
     assert parse_task_kwargs(["a=1,b=x", "c=null", "d='p,q'"]) == {"a": 1, "b": "x", "c": None, "d": "p,q"}
     for bad, msg in (("a", "expected key=value"), ("a=[1, 2]", "expected a number, string"),
@@ -312,6 +331,7 @@ def test_parse_task_kwargs():
         (["--metric", "test_acc"], "metric must name a validation metric"),
         (["--direction", "up"], "direction must be maximize or minimize"),
         (["--steps-per-epoch", "3", "--epochs", "1"], "steps_per_epoch applies to a training function"),
+        (["--optimizers", "sgd=fast"], "optimizers.sgd: expected a positive number, got 'fast'"),
         (["--task", "tfmod:train_quad", "--epochs", "1", "--steps-per-epoch", "1"],
          "has no default peak lr for optimizer 'sgd': give one (optimizers: {sgd: {peak_lr: ...}} in the config)\n"),
         (["--task", "tfmod:train_quad", "--epochs", "1", "--steps-per-epoch", "1", "--peak-lr", "find"],

@@ -33,7 +33,7 @@ def study(
     ctx: typer.Context,
     out: str = typer.Option(None, "--out", help="Output directory (report, plots, CSV/JSON, default storage). (default: runs/study)"),
     model: str = typer.Option(None, "--model", help="MNIST-1D model: cnn (benchmark CNN, default) or mlp."),
-    optimizers: str = typer.Option(None, "--optimizers", help="Comma-separated: sgd, adam, rmsprop, adagrad, adadelta, sgd_schedulefree, adamw_schedulefree, prodigy. (default: sgd,adam)"),
+    optimizers: str = typer.Option(None, "--optimizers", help="Comma-separated: sgd, adam, rmsprop, adagrad, adadelta, sgd_schedulefree, adamw_schedulefree, prodigy; name=lr gives its peak lr (sgd=0.1). (default: sgd,adam)"),
     schedules: str = typer.Option(
         None, "--schedules",
         help="Comma-separated default names (constant, linear, ...) and/or text specs in multiples of the "

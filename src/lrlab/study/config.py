@@ -675,8 +675,17 @@ def _name_spec(entry: str) -> tuple[str, str]:
 
 
 def _optimizers_from(value: Any, where: str) -> dict[str, OptimizerChoice]:
+    """A list of names, a mapping name -> peak lr or settings, or a comma-separated string of names
+    with optional peak lrs (``"sgd=0.1,adam"``, what ``--optimizers`` passes)."""
     if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
+        entries = [v.strip() for v in value.split(",") if v.strip()]
+        if any("=" in v for v in entries):
+            value = {}
+            for v in entries:
+                head, _, given = v.partition("=")
+                value[head.strip()] = given.strip() or None
+        else:
+            value = entries
     out: dict[str, OptimizerChoice] = {}
     if isinstance(value, (list, tuple)):
         for name in value:
