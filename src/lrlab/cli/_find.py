@@ -8,6 +8,7 @@ reasons if not). The exit status is 0 either way; ``--format json`` prints the s
     lrlab find
     lrlab find --optimizer adam -o adam.png
     lrlab find --task mypkg.tasks:my_task --optimizer sgd --optimizer-kwargs '{"momentum": 0.5}'
+    lrlab find --task my_task_file:make --task-kwargs n=500,noise=0.1
     lrlab find --data ~/data/cifar-10-batches-py --num-steps 200
 """
 
@@ -75,9 +76,17 @@ def cmd_find(
         str,
         typer.Option(
             "--task",
-            help="mnist1d, mnist1d_mlp, cifar10 or package.module:function returning a Task.",
+            help="mnist1d, mnist1d_mlp, cifar10 or package.module:function returning a Task "
+            "(the current directory is on the path).",
         ),
     ] = "mnist1d",
+    task_kwargs_opt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task-kwargs",
+            help="key=value arguments of the task builder (repeatable or comma-separated; YAML scalars).",
+        ),
+    ] = None,
     data: Annotated[
         str | None,
         typer.Option(
@@ -156,7 +165,9 @@ def cmd_find(
 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
-    task_kwargs: dict[str, Any] = {}
+    from lrlab.study.config import parse_task_kwargs
+
+    task_kwargs: dict[str, Any] = parse_task_kwargs(task_kwargs_opt or [])
     if data is not None:
         task_kwargs["data_dir"] = data
         if task in ("mnist1d", "mnist1d_mlp"):

@@ -10,7 +10,6 @@ overrides the defaults. Running the same command again resumes: stored trials ar
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -34,7 +33,7 @@ def study(
     ctx: typer.Context,
     out: str = typer.Option(None, "--out", help="Output directory (report, plots, CSV/JSON, default storage). (default: runs/study)"),
     model: str = typer.Option(None, "--model", help="MNIST-1D model: cnn (benchmark CNN, default) or mlp."),
-    optimizers: str = typer.Option(None, "--optimizers", help="Comma-separated: sgd, adam, rmsprop, adagrad, adadelta, sgd_schedulefree, adamw_schedulefree, prodigy. (default: sgd,adam)"),
+    optimizers: str = typer.Option(None, "--optimizers", help="Comma-separated: sgd, adam, rmsprop, adagrad, adadelta, sgd_schedulefree, adamw_schedulefree, prodigy; name=lr gives its peak lr (sgd=0.1). (default: sgd,adam)"),
     schedules: str = typer.Option(
         None, "--schedules",
         help="Comma-separated default names (constant, linear, ...) and/or text specs in multiples of the "
@@ -49,7 +48,11 @@ def study(
     workers: int = typer.Option(None, "--workers", help="Worker processes for the fleets (0: train in this process). (default: one per core)"),
     storage: str = typer.Option(None, "--storage", help="Optuna storage URL (sqlite:///, postgresql://, ...) or a journal file (*.log). (default: OUT/study.db)"),
     config: str = typer.Option(None, "--config", help="Study config file (.yaml, .toml or .json)."),
-    task: str = typer.Option(None, "--task", help="mnist1d, mnist1d_mlp, cifar10 or package.module:function returning a Task."),
+    task: str = typer.Option(None, "--task", help="mnist1d, mnist1d_mlp, cifar10, or package.module:function (a Task builder or a training function; the current directory is on the path)."),
+    task_kwargs: list[str] = typer.Option(None, "--task-kwargs", help="key=value arguments of the task builder / training function (repeatable or comma-separated; values read as YAML scalars)."),  # noqa: B008
+    metric: str = typer.Option(None, "--metric", help="Validation metric that selects each cell's lr, e.g. val_acc (default), val_loss, val_mse."),
+    direction: str = typer.Option(None, "--direction", help="maximize or minimize the metric. (default: minimize for loss-like names, else maximize)"),
+    steps_per_epoch: int = typer.Option(None, "--steps-per-epoch", help="Optimizer steps per epoch of a training function (required for one)."),
     data: str = typer.Option(None, "--data", help="Dataset directory (CIFAR-10 python batches; implies --task cifar10 unless --task is given)."),
     device: str = typer.Option(None, "--device", help="torch device: cpu or cuda. (default: cpu)"),
     peak_lr: str = typer.Option(None, "--peak-lr", help="fixed (documented defaults / config) or find (LR range test per optimizer)."),
@@ -75,15 +78,17 @@ def study(
         "out": out, "model": model, "optimizers": optimizers, "schedules": schedules,
         "seeds": None if seeds is None else _seeds_option("--seeds", seeds),
         "epochs": epochs, "workers": workers, "storage": storage, "device": device, "peak_lr": peak_lr,
-        "study_name": study_name,
+        "study_name": study_name, "metric": metric, "direction": direction, "steps_per_epoch": steps_per_epoch,
     }
     for k, v in cli.items():
         if v is not None:
             settings[k] = v
+    if task_kwargs:
+        from lrlab.study.config import parse_task_kwargs
+
+        settings["task_kwargs"] = {**dict(settings.get("task_kwargs") or {}), **parse_task_kwargs(task_kwargs)}
     if task is not None:
         settings["task"] = task
-        if ":" in task and os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())  # like `python -m`: your module in the current directory
         if model is None:
             settings.pop("model", None)
     elif data is not None and settings.get("task", "mnist1d") in ("mnist1d", "mnist1d_mlp"):

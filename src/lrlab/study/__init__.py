@@ -8,7 +8,10 @@ matplotlib):
   :func:`load_results` for the same frames from a stored study);
 * :class:`StudyConfig` (also from YAML/TOML/JSON with :func:`load_config`),
   :data:`DEFAULT_SCHEDULES` (the default grid, as text specs in multiples of the peak lr);
-* :class:`Task` and :func:`load_task` (MNIST-1D, CIFAR-10, or your own ``package.module:function``).
+* :class:`Task` and :func:`load_task` (MNIST-1D, CIFAR-10, or your own ``package.module:function``);
+* your own training loop in any framework: a function ``train(trial)`` that gets a :class:`Trial`
+  (:mod:`lrlab.study.trainfn`; :func:`training_function` marks one whose first parameter is not
+  named ``trial``).
 
 >>> from lrlab.study import StudyConfig
 >>> StudyConfig().seeds, StudyConfig(tune=None).seeds  # final seeds: fresh ones when the lr is tuned
@@ -31,6 +34,8 @@ _LAZY = {
     "rebuild_report": "lrlab.study.runner",
     "StudyResult": "lrlab.study.runner",
     "load_results": "lrlab.study.export",
+    "Trial": "lrlab.study.trainfn",
+    "training_function": "lrlab.study.trainfn",
 }
 
 __all__ = sorted(_LAZY)

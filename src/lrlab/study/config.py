@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from lrlab.schedules import Schedule
+from lrlab.spec import safe_yaml
 
 __all__ = [
     "DEFAULT_EPOCHS",
@@ -72,6 +73,7 @@ __all__ = [
     "load_mapping",
     "parse_lr_grid",
     "parse_schedule",
+    "parse_task_kwargs",
     "split_specs",
 ]
 
@@ -107,7 +109,7 @@ _PLATEAU_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")
 _TOP_KEYS = (
     "task", "task_kwargs", "model", "data", "schedules", "optimizers", "seeds", "epochs",
     "batch_size", "peak_lr", "tune", "plateau_metric", "workers", "device", "out", "storage",
-    "study_name", "fresh",
+    "study_name", "fresh", "metric", "direction", "steps_per_epoch",
 )
 
 DEFAULT_LR_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -222,6 +224,58 @@ def parse_lr_grid(text: str) -> list[float]:
     return [_positive_float(t, "lr grid") for t in items]
 
 
+def parse_task_kwargs(items: str | list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``--task-kwargs`` values (repeatable, each ``key=value`` or several comma-separated) -> a
+    dict; each value is read as one YAML scalar with the safe loader (``1e-3`` and ``0.5`` are
+    numbers, ``true`` a bool, ``null`` None, anything else a string; quote it to keep a comma).
+
+    >>> parse_task_kwargs(["n=100,lr=1e-3", "name=tiny", "flag=true"])
+    {'n': 100, 'lr': 0.001, 'name': 'tiny', 'flag': True}
+    >>> parse_task_kwargs("n")
+    Traceback (most recent call last):
+    ...
+    ValueError: --task-kwargs: expected key=value, got 'n'
+    """
+    out: dict[str, Any] = {}
+    for item in [items] if isinstance(items, str) else items:
+        for entry in _split_quoted(item):
+            key, eq, text = entry.partition("=")
+            key = key.strip()
+            if not eq or not key.isidentifier():
+                raise ValueError(f"--task-kwargs: expected key=value, got {entry!r}")
+            try:
+                value = safe_yaml(text.strip(), f"--task-kwargs: {key}") if text.strip() else ""
+            except ValueError as e:  # bad YAML or an alias: a one-line reason
+                raise ValueError(str(e).splitlines()[0]) from None
+            if isinstance(value, (dict, list)) or not (value is None or isinstance(value, (bool, int, float, str))):
+                raise ValueError(f"--task-kwargs: {key}: expected a number, string, true/false or null, got {text!r}")
+            out[key] = value
+    return out
+
+
+def _split_quoted(text: str) -> list[str]:
+    """Split at commas outside quotes and brackets: ``"a=1,b='x,y'"`` -> ``["a=1", "b='x,y'"]``."""
+    out: list[str] = []
+    cur: list[str] = []
+    quote, depth = "", 0
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    out.append("".join(cur).strip())
+    return [s for s in out if s]
+
+
 def _seed_tuple(seeds: Any, where: str) -> tuple[int, ...]:
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
         raise ValueError(f"{where} must be non-negative ints, got {seeds!r}")
@@ -314,8 +368,14 @@ class StudyConfig:
     """Everything that defines a study run.
 
     Args:
-        task: ``"mnist1d"`` (CNN), ``"mnist1d_mlp"``, ``"cifar10"`` or ``"package.module:function"``.
-        task_kwargs: keyword arguments of the task builder (plain JSON values; sent to workers).
+        task: ``"mnist1d"`` (CNN), ``"mnist1d_mlp"``, ``"cifar10"``, ``"package.module:function"``
+            (a task builder or a training function, imported with the current directory on the
+            path), or the object itself: a :class:`~lrlab.study.tasks.Task`, a task builder or a
+            training function (:mod:`lrlab.study.trainfn`). Resume keys and the report name an
+            object by its ``name`` (Task) or ``module:qualname`` (function); a Task object trains
+            in this process (workers cannot rebuild it).
+        task_kwargs: keyword arguments of the task builder, or ``trial.kwargs`` of a training
+            function (plain JSON values; sent to workers).
         schedules: name -> schedule, each a text spec or :class:`Schedule` giving a multiplier of
             the peak lr, durations in steps, epochs (``"5ep"``) or fractions (``"10%"``).
         optimizers: name -> :class:`OptimizerChoice`.
@@ -340,9 +400,16 @@ class StudyConfig:
             journal file (``*.log`` / ``*.jsonl``); ``None``: ``sqlite:///<out>/study.db``.
         study_name: the Optuna study that holds the trials.
         fresh: ignore stored results (rerun everything; old trials stay in storage).
+        metric: the validation metric that selects each cell's peak lr (``val_acc``, ``val_loss``,
+            or any ``val_*`` a training function reports); the statistics compare the final runs on
+            its test counterpart (``test_*``).
+        direction: ``"maximize"`` or ``"minimize"`` (``None``: minimize for loss-like names, see
+            :func:`lrlab.study.trainfn.default_direction`, else maximize).
+        steps_per_epoch: optimizer steps per epoch of a training function (required for one;
+            a Task knows its own).
     """
 
-    task: str = "mnist1d"
+    task: Any = "mnist1d"
     task_kwargs: Mapping[str, Any] = field(default_factory=dict)
     schedules: Mapping[str, str | Schedule] = field(default_factory=lambda: dict(DEFAULT_SCHEDULES))
     optimizers: Mapping[str, OptimizerChoice] = field(
@@ -360,10 +427,23 @@ class StudyConfig:
     storage: str | None = None
     study_name: str = "lrlab"
     fresh: bool = False
+    metric: str = "val_acc"
+    direction: str | None = None
+    steps_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.task, str) or not self.task:
-            raise ValueError(f"task must be a non-empty string, got {self.task!r}")
+        tasks = sys.modules.get("lrlab.study.tasks")  # a Task object means it is loaded: no torch import here
+        is_task = tasks is not None and isinstance(self.task, tasks.Task)
+        if self.task == "" or not (isinstance(self.task, str) or is_task or callable(self.task)):
+            raise ValueError(f"task must be a name, 'package.module:function', a Task or a function, got {self.task!r}")
+        if not isinstance(self.metric, str) or not self.metric.startswith("val_") or not self.metric.isidentifier():
+            raise ValueError(f"metric must name a validation metric such as val_acc or val_loss, got {self.metric!r}")
+        if self.direction is None:
+            from lrlab.study.trainfn import default_direction
+
+            object.__setattr__(self, "direction", default_direction(self.metric))
+        if self.direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction must be maximize or minimize, got {self.direction!r}")
         if not isinstance(self.task_kwargs, Mapping):
             raise ValueError(f"task_kwargs must be a mapping, got {self.task_kwargs!r}")
         for k, v in self.task_kwargs.items():
@@ -399,7 +479,7 @@ class StudyConfig:
                 "(give other seeds or tune.seeds)"
             )
         object.__setattr__(self, "seeds", seeds)
-        for nm in ("epochs", "batch_size", "workers"):
+        for nm in ("epochs", "batch_size", "workers", "steps_per_epoch"):
             v = getattr(self, nm)
             low = 0 if nm == "workers" else 1
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
@@ -421,6 +501,15 @@ class StudyConfig:
         """``seeds`` as resolved (always a tuple after construction)."""
         assert isinstance(self.seeds, tuple)
         return self.seeds
+
+    @property
+    def task_ref(self) -> str:
+        """The task as text (:func:`lrlab.study.tasks.task_label`): what resume keys and the report record."""
+        if isinstance(self.task, str):
+            return self.task
+        from lrlab.study.tasks import task_label
+
+        return task_label(self.task)
 
     @property
     def is_mnist1d(self) -> bool:
@@ -449,7 +538,7 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-able dict that :meth:`from_mapping` reads back."""
         return {
-            "task": self.task,
+            "task": self.task_ref,
             "task_kwargs": dict(self.task_kwargs),
             "schedules": {n: str(s) for n, s in self.schedules.items()},
             "optimizers": {
@@ -467,6 +556,9 @@ class StudyConfig:
             "storage": self.storage,
             "study_name": self.study_name,
             "fresh": self.fresh,
+            "metric": self.metric,
+            "direction": self.direction,
+            "steps_per_epoch": self.steps_per_epoch,
         }
 
     def fingerprint(self) -> str:
@@ -486,7 +578,8 @@ class StudyConfig:
         name -> peak lr, or name -> {peak_lr: ..., other torch kwargs}), ``seeds`` (a count or a
         list), ``epochs``, ``batch_size``, ``peak_lr`` (fixed/find), ``tune`` (``none``, ``grid``
         or ``{grid: [...], relative: true, seeds: [...]}``), ``plateau_metric``,
-        ``workers``, ``device``, ``out``, ``storage``, ``study_name``, ``fresh``.
+        ``workers``, ``device``, ``out``, ``storage``, ``study_name``, ``fresh``, ``metric``,
+        ``direction``, ``steps_per_epoch``.
         """
         pre = f"{where}: " if where else ""
         if not isinstance(data, Mapping):
@@ -520,7 +613,7 @@ class StudyConfig:
         if "tune" in data:
             kw["tune"] = TuneConfig.from_value(data["tune"], f"{pre}tune")
         for k in ("epochs", "batch_size", "peak_lr", "plateau_metric", "workers", "device", "out",
-                  "storage", "study_name", "fresh"):
+                  "storage", "study_name", "fresh", "metric", "direction", "steps_per_epoch"):
             if k in data and data[k] is not None:
                 kw[k] = data[k]
         if "fresh" in kw and not isinstance(kw["fresh"], bool):
@@ -582,8 +675,17 @@ def _name_spec(entry: str) -> tuple[str, str]:
 
 
 def _optimizers_from(value: Any, where: str) -> dict[str, OptimizerChoice]:
+    """A list of names, a mapping name -> peak lr or settings, or a comma-separated string of names
+    with optional peak lrs (``"sgd=0.1,adam"``, what ``--optimizers`` passes)."""
     if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
+        entries = [v.strip() for v in value.split(",") if v.strip()]
+        if any("=" in v for v in entries):
+            value = {}
+            for v in entries:
+                head, _, given = v.partition("=")
+                value[head.strip()] = given.strip() or None
+        else:
+            value = entries
     out: dict[str, OptimizerChoice] = {}
     if isinstance(value, (list, tuple)):
         for name in value:
@@ -655,8 +757,6 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
                 raise ValueError("TOML configs need Python >= 3.11 (tomllib); use YAML") from e
             data = tomllib.loads(text)
         else:
-            from lrlab.spec import safe_yaml
-
             data = safe_yaml(text, str(p))
     except Exception as e:  # JSONDecodeError / TOMLDecodeError / YAMLError carry the line
         if isinstance(e, ValueError) and str(e).startswith("TOML configs"):

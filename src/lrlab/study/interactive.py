@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,12 +66,13 @@ def _trial(t: Any) -> dict[str, Any]:
 
 def _mean_curve(trials: Sequence[dict[str, Any]], key: str, scale: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
     """Epochs and the mean over trials (NaN-aware, trials of unequal length padded with NaN)."""
-    n = max((len(t["curves"][key]) for t in trials), default=0)
+    n = max((len(t["curves"].get(key, ())) for t in trials), default=0)
     m = np.full((len(trials), n), np.nan)
     for i, t in enumerate(trials):
-        v = np.asarray(t["curves"][key], dtype=float)
+        v = np.asarray(t["curves"].get(key, ()), dtype=float)
         m[i, : len(v)] = v * scale
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an epoch where every trial is NaN: NaN
         mean = np.nanmean(m, axis=0) if len(trials) else np.array([])
     return np.arange(n), mean
 
@@ -100,7 +102,13 @@ def _cells(trials: Sequence[dict[str, Any]], schedules: Sequence[str], optimizer
     return cells
 
 
-def fig_small_multiples(trials: Sequence[dict[str, Any]], schedules: Sequence[str], optimizer: str) -> Any:
+def _metric_scale(metric: str) -> tuple[float, str]:
+    """How a metric is shown: accuracies in %, anything else as reported."""
+    return (100.0, "%") if metric.endswith("_acc") else (1.0, "")
+
+
+def fig_small_multiples(trials: Sequence[dict[str, Any]], schedules: Sequence[str], optimizer: str,
+                        metric: str = "val_acc") -> Any:
     """One panel per schedule: its mean validation accuracy (bold), each seed (thin) and constant's
     mean (dashed grey); shared, data-zoomed y axis."""
     from plotly.subplots import make_subplots
@@ -117,14 +125,14 @@ def fig_small_multiples(trials: Sequence[dict[str, Any]], schedules: Sequence[st
         r, c = i // cols + 1, i % cols + 1
         ts = cells[(name, optimizer)]
         for t in ts:
-            y = np.asarray(t["curves"]["val_acc"], dtype=float) * 100
+            y = np.asarray(t["curves"].get(metric, []), dtype=float) * _metric_scale(metric)[0]
             fig.add_scatter(x=np.arange(len(y)), y=y, mode="lines", line={"width": 0.8, "color": color},
                             opacity=0.45, name=f"{name} seed {t['seed']}", showlegend=False, row=r, col=c,
                             hovertemplate=f"{name} seed {t['seed']}<br>epoch %{{x}}: %{{y:.2f}}%<extra></extra>")
-        x, m = _mean_curve(ts, "val_acc")
+        x, m = _mean_curve(ts, metric, _metric_scale(metric)[0])
         means.append(m)
         if base and name != _BASELINE:
-            bx, bm = _mean_curve(base, "val_acc")
+            bx, bm = _mean_curve(base, metric, _metric_scale(metric)[0])
             fig.add_scatter(x=bx, y=bm, mode="lines", line={"width": 1.2, "color": "#888", "dash": "dash"},
                             name="constant (mean)", showlegend=False, row=r, col=c,
                             hovertemplate="constant mean<br>epoch %{x}: %{y:.2f}%<extra></extra>")
@@ -135,12 +143,13 @@ def fig_small_multiples(trials: Sequence[dict[str, Any]], schedules: Sequence[st
     if rng:
         fig.update_yaxes(range=rng)
     fig.update_xaxes(title_text="epoch", row=rows)
-    fig.update_yaxes(title_text="val acc %", col=1)
+    fig.update_yaxes(title_text="val acc %" if metric == "val_acc" else metric, col=1)
     fig.update_layout(height=260 * rows + 80, margin={"t": 50, "b": 40, "l": 60, "r": 20}, template="plotly_white")
     return fig
 
 
-def fig_overlay(trials: Sequence[dict[str, Any]], schedules: Sequence[str], optimizer: str) -> Any:
+def fig_overlay(trials: Sequence[dict[str, Any]], schedules: Sequence[str], optimizer: str,
+                metric: str = "val_acc") -> Any:
     """Every schedule's mean validation accuracy in one zoomed panel; click a legend entry to
     hide or show it, double-click to isolate it."""
     import plotly.graph_objects as go
@@ -152,21 +161,22 @@ def fig_overlay(trials: Sequence[dict[str, Any]], schedules: Sequence[str], opti
         ts = cells[(name, optimizer)]
         if not ts:
             continue
-        x, m = _mean_curve(ts, "val_acc")
+        x, m = _mean_curve(ts, metric, _metric_scale(metric)[0])
         means.append(m)
         fig.add_scatter(x=x, y=m, mode="lines", name=name,
                         line={"color": color, "width": 2, "dash": "dash" if name == _BASELINE else "solid"},
                         hovertemplate=f"{name}<br>epoch %{{x}}: %{{y:.2f}}%<extra></extra>")
     rng = _zoom(means)
     fig.update_layout(height=440, template="plotly_white", xaxis_title="epoch",
-                      yaxis_title=f"val acc % (mean over final seeds), {optimizer}", hovermode="x unified",
+                      yaxis_title=f"{'val acc %' if metric == 'val_acc' else metric} (mean over final seeds), {optimizer}", hovermode="x unified",
                       margin={"t": 30, "b": 40, "l": 60, "r": 20}, legend={"title": "schedule (click to toggle)"})
     if rng:
         fig.update_yaxes(range=rng)
     return fig
 
 
-def fig_trials(trials: Sequence[dict[str, Any]], schedules: Sequence[str], optimizers: Sequence[str]) -> Any:
+def fig_trials(trials: Sequence[dict[str, Any]], schedules: Sequence[str], optimizers: Sequence[str],
+               metric: str = "val_acc") -> Any:
     """Per-trial panel: a menu picks a schedule x optimizer cell; each of its final seeds' validation
     accuracy (left) and training loss (right)."""
     from plotly.subplots import make_subplots
@@ -178,7 +188,7 @@ def fig_trials(trials: Sequence[dict[str, Any]], schedules: Sequence[str], optim
     for ci, ((s, o), ts) in enumerate(cells):
         for t, color in zip(sorted(ts, key=lambda t: t["seed"]), _PALETTE * 4):
             label = f"seed {t['seed']} (lr {t['peak_lr']:.3g})"
-            acc = np.asarray(t["curves"]["val_acc"], dtype=float) * 100
+            acc = np.asarray(t["curves"].get(metric, []), dtype=float) * _metric_scale(metric)[0]
             accs.append(acc)
             loss = np.asarray(t["curves"]["train_loss"], dtype=float)
             for col, y, unit in ((1, acc, "%{y:.2f}%"), (2, loss, "%{y:.4f}")):
@@ -237,7 +247,8 @@ def fig_lr_sensitivity(selections: Mapping[tuple[str, str], Any], schedules: Seq
 
 
 def interactive_page(records: Sequence[Any], tune_records: Sequence[Any], summaries: Sequence[Any],
-                     schedules: Sequence[str], *, title: str, meta: Mapping[str, Any] | None = None) -> str:
+                     schedules: Sequence[str], *, title: str, meta: Mapping[str, Any] | None = None,
+                     metric: str = "val_acc") -> str:
     """The interactive report as one self-contained HTML string (see the module docstring)."""
     from lrlab.study.report import _COLUMNS, TABLE_CAPTION, table_rows
 
@@ -253,12 +264,12 @@ def interactive_page(records: Sequence[Any], tune_records: Sequence[Any], summar
         figures.append({"id": f"multiples-{o}", "title": f"Validation accuracy by schedule: {o}",
                         "note": "One panel per schedule: mean over the final seeds (bold), each seed (thin), "
                                 "constant's mean (dashed grey). Axes zoomed to the data; hover for values.",
-                        "html": _div(fig_small_multiples(trials, schedules, o), f"multiples-{o}-fig")})
+                        "html": _div(fig_small_multiples(trials, schedules, o, metric), f"multiples-{o}-fig")})
         figures.append({"id": f"overlay-{o}", "title": f"All schedules: {o}",
                         "note": "Click a schedule in the legend to hide or show it; double-click to isolate it.",
-                        "html": _div(fig_overlay(trials, schedules, o), f"overlay-{o}-fig")})
+                        "html": _div(fig_overlay(trials, schedules, o, metric), f"overlay-{o}-fig")})
     figures.append({"id": "trials", "title": "Per trial", "note": "Pick a cell in the menu: each final seed's curves.",
-                    "html": _div(fig_trials(trials, schedules, optimizers), "trials-fig")})
+                    "html": _div(fig_trials(trials, schedules, optimizers, metric), "trials-fig")})
     if selections:
         figures.append({"id": "lr-sensitivity", "title": "Learning-rate sensitivity (tuning runs)",
                         "note": "Star: the chosen lr; a missing point: every tuning seed diverged there.",

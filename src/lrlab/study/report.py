@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import html
 import io
 import json
@@ -104,8 +105,10 @@ def _note(c: CellSummary) -> str:
     notes = []
     if c.selection is not None and c.selection.all_diverged:
         notes.append("every tuning lr diverged")
-    if c.diverged:
-        notes.append(f"{c.diverged}/{c.n} diverged")
+    if c.diverged - c.failed:
+        notes.append(f"{c.diverged - c.failed}/{c.n} diverged")
+    if c.failed:
+        notes.append(f"{c.failed}/{c.n} failed")
     need = c.vs_baseline.seeds_needed() if c.vs_baseline is not None else None
     if need is not None:
         notes.append(f"~{need} seeds" if need <= 1000 else ">1000 seeds")
@@ -176,14 +179,18 @@ COMPACT_WIDTH = 110
 COMPACT_NOTE = "(best val and notes: in report.html, or in a terminal at least 110 columns wide)"
 
 
-def results_table(summaries: Sequence[CellSummary], title: str | None = None, *, compact: bool = False) -> Any:
-    """A ``rich.table.Table`` of the results (best mean test accuracy per optimizer in bold);
-    ``compact`` leaves out the "best val" and "note" columns (narrow terminals)."""
+def results_table(summaries: Sequence[CellSummary], title: str | None = None, *, compact: bool = False,
+                  maximize: bool = True) -> Any:
+    """A ``rich.table.Table`` of the results (best mean test accuracy per optimizer in bold, the
+    lowest with ``maximize=False``); ``compact`` leaves out the "best val" and "note" columns
+    (narrow terminals)."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=escape(title) if title else None, title_justify="left", show_lines=False,
+    # Text: no markup, no :emoji: codes (a task named module:function)
+    table = Table(title=Text(title) if title else None, title_justify="left", show_lines=False,
                   box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, caption=TABLE_CAPTION,
                   caption_justify="left")
     rows = table_rows(summaries)
@@ -194,7 +201,7 @@ def results_table(summaries: Sequence[CellSummary], title: str | None = None, *,
         width = max([len(label)] + [len(r[key]) + (2 if key == "p_holm" else 0) for r in rows])
         table.add_column(label, justify="left" if key in _LEFT else "right",
                          no_wrap=key != "note", min_width=None if key == "note" else width)
-    best = _best_per_optimizer(summaries)
+    best = _best_per_optimizer(summaries, maximize)
     prev = None
     for c, row in zip(summaries, rows):
         if prev is not None and c.optimizer != prev:
@@ -209,10 +216,12 @@ def results_table(summaries: Sequence[CellSummary], title: str | None = None, *,
     return table
 
 
-def _best_per_optimizer(summaries: Sequence[CellSummary]) -> dict[str, float]:
+def _best_per_optimizer(summaries: Sequence[CellSummary], maximize: bool = True) -> dict[str, float]:
+    """The best mean test metric per optimizer (the lowest when the study minimizes its metric)."""
+    sign = 1.0 if maximize else -1.0
     best: dict[str, float] = {}
     for c in summaries:
-        if math.isfinite(c.acc_mean) and c.acc_mean > best.get(c.optimizer, -math.inf):
+        if math.isfinite(c.acc_mean) and sign * c.acc_mean > sign * best.get(c.optimizer, -sign * math.inf):
             best[c.optimizer] = c.acc_mean
     return best
 
@@ -494,13 +503,24 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
             w.writerow([_num(v) for v in row])
 
 
-def _frac(v: float) -> float | None:
-    return v / 100.0 if math.isfinite(v) else None
+def _frac(v: float, scale: float = 100.0) -> float | None:
+    return v / scale if math.isfinite(v) else None
 
 
-def cell_dict(c: CellSummary) -> dict[str, Any]:
-    """One (optimizer, schedule) cell as plain data: accuracies as fractions, p-values, the lr."""
+def _scale(info: Mapping[str, Any] | None) -> float:
+    """What the summaries' metric columns were multiplied by (:func:`lrlab.study.stats.metric_scale`)."""
+    from lrlab.study.stats import metric_scale
+
+    return metric_scale(str((info or {}).get("metric", "val_acc")))
+
+
+def cell_dict(c: CellSummary, scale: float = 100.0) -> dict[str, Any]:
+    """One (optimizer, schedule) cell as plain data: accuracies as fractions, p-values, the lr.
+
+    ``scale``: 100 for the default accuracy metric; 1 when the study's metric is not an accuracy
+    (then ``val_acc``/``test_acc`` hold the metric and its test counterpart as reported)."""
     comp = c.vs_baseline
+    f = functools.partial(_frac, scale=scale)
     sel = c.selection
     return {
         "optimizer": c.optimizer,
@@ -509,22 +529,23 @@ def cell_dict(c: CellSummary) -> dict[str, Any]:
         "lr_grid": None if sel is None else list(sel.grid),
         "lr_at_edge": None if sel is None else sel.at_edge,
         "lr_grid_val_acc": None if sel is None else list(sel.scores),
-        "val_acc": {"mean": _frac(c.val_acc_mean), "sd": _frac(c.val_acc_sd)},
-        "test_acc": {"mean": _frac(c.acc_mean), "sd": _frac(c.acc_sd)},
+        "val_acc": {"mean": f(c.val_acc_mean), "sd": f(c.val_acc_sd)},
+        "test_acc": {"mean": f(c.acc_mean), "sd": f(c.acc_sd)},
         "test_loss": {"mean": c.loss_mean, "sd": c.loss_sd},
-        "delta_vs_constant": None if comp is None else _frac(comp.mean),
-        "delta_ci95": None if comp is None else [_frac(comp.ci[0]), _frac(comp.ci[1])],
+        "delta_vs_constant": None if comp is None else f(comp.mean),
+        "delta_ci95": None if comp is None else [f(comp.ci[0]), f(comp.ci[1])],
         "p": None if comp is None else comp.p_t,
         "p_holm": None if comp is None else comp.p_holm,
         "p_sign_flip": None if comp is None else comp.p_sign,
         "significant": c.significant(),
         "seeds_to_resolve": None if comp is None else comp.seeds_needed(),
         "epochs_to_target": c.epochs_to_target,
-        "target_val_acc": _frac(c.target),
-        "best_val_acc": _frac(c.best_val_acc_mean),
+        "target_val_acc": f(c.target),
+        "best_val_acc": f(c.best_val_acc_mean),
         "best_epoch": c.best_epoch_mean,
         "n_seeds": c.n,
         "diverged": c.diverged,
+        "failed": c.failed,
         "note": _note(c),
     }
 
@@ -533,16 +554,19 @@ def results_document(summaries: Sequence[CellSummary], effects: Sequence[Optimiz
                      info: Mapping[str, Any]) -> dict[str, Any]:
     """What ``lrlab study --format json`` prints: the cells, the claim, versions, config, command."""
     lines = effect_lines(effects)
+    scale = _scale(info)
     return {
         "task": info.get("task"),
         "epochs": info.get("epochs"),
-        "cells": [cell_dict(c) for c in summaries],
+        "metric": info.get("metric", "val_acc"),
+        "direction": info.get("direction", "maximize"),
+        "cells": [cell_dict(c, scale) for c in summaries],
         "warnings": edge_lines(summaries),
         "effects": [
-            {"optimizer": e.optimizer, "baseline_acc": _frac(e.baseline_acc), "best_schedule": e.best_schedule,
-             "best_gain": None if e.best is None else _frac(e.best.mean),
-             "average_effect": _frac(e.average_mean), "average_effect_se": _frac(e.average_se),
-             "spread": _frac(e.spread)}
+            {"optimizer": e.optimizer, "baseline_acc": _frac(e.baseline_acc, scale), "best_schedule": e.best_schedule,
+             "best_gain": None if e.best is None else _frac(e.best.mean, scale),
+             "average_effect": _frac(e.average_mean, scale), "average_effect_se": _frac(e.average_se, scale),
+             "spread": _frac(e.spread, scale)}
             for e in effects
         ],
         "claim": claim_verdict(effects),
@@ -613,7 +637,7 @@ def write_report(
         (out / name).write_bytes(png)
         paths[name] = out / name
 
-    cells = [_flat(cell_dict(c)) for c in summaries]
+    cells = [_flat(cell_dict(c, _scale(info))) for c in summaries]
     _write_csv(out / "summary.csv", list(cells[0]) if cells else [], [list(c.values()) for c in cells])
     trial_header = ["trial_id", "role", "schedule", "optimizer", "seed", "peak_lr", "status", "diverged_epoch",
                     "val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss", "best_val_acc",
@@ -656,7 +680,7 @@ def write_report(
     from lrlab.study.interactive import write_interactive
 
     paths["interactive.html"] = write_interactive(out, records, tune_records, summaries, schedules, title=title,
-                                                  meta=meta)
+                                                  meta=meta, metric=str((info or {}).get("metric", "val_acc")))
     return paths
 
 
@@ -710,7 +734,7 @@ def _html(
     sig_note: str,
 ) -> str:
     e = html.escape
-    best = _best_per_optimizer(summaries)
+    best = _best_per_optimizer(summaries, config.get("direction", "maximize") != "minimize")
     head = "".join(f'<th class="{"l" if k in _LEFT else ""}">{e(lbl)}</th>' for k, lbl in _COLUMNS)
     body = []
     prev = None

@@ -9,8 +9,10 @@
    a rerun does not search again);
 3. with tuning (the default, :class:`~lrlab.study.config.TuneConfig`): one *tune* trial per
    schedule x optimizer x grid lr x tuning seed, all of them in one call to
-   :func:`lrlab.study.fleet.run_trials` (batched fleets); then per cell the lr with the best
-   final validation accuracy (:func:`lrlab.study.stats.select_lr`);
+   :func:`lrlab.study.fleet.run_trials` (batched fleets; a training function's trials go one at a
+   time per worker through :mod:`lrlab.study.trainfn`); then per cell the lr with the best final
+   value of the study's ``metric`` (validation accuracy by default) in its ``direction``
+   (:func:`lrlab.study.stats.select_lr`);
 4. one *final* trial per schedule x optimizer x final seed at the cell's chosen lr (or at the
    base lr with ``tune=None``), again in one call. A trial is ``peak_lr * schedule`` resolved
    with the task's ``total_steps``/``steps_per_epoch``; its key is ``trial_id@hash`` where the
@@ -125,7 +127,7 @@ def _peak_lrs(cfg: StudyConfig, task: Any, storage: StudyStorage, say: Callable[
     cache = dict(storage.get_attr(_FINDER_ATTR, {}) or {}) if cfg.peak_lr == "find" else {}
     for name, choice in cfg.optimizers.items():
         if cfg.peak_lr == "find" and choice.peak_lr is None:
-            ck = _hash({"task": cfg.task, "task_kwargs": cfg.task_build_kwargs(), "optimizer": name,
+            ck = _hash({"task": cfg.task_ref, "task_kwargs": cfg.task_build_kwargs(), "optimizer": name,
                         "kwargs": dict(choice.kwargs)})
             if ck in cache and not cfg.fresh:
                 out[name] = float(cache[ck])
@@ -146,12 +148,13 @@ def _peak_lrs(cfg: StudyConfig, task: Any, storage: StudyStorage, say: Callable[
             storage.set_attr(_FINDER_ATTR, cache)
         elif choice.peak_lr is not None:
             out[name] = float(choice.peak_lr)
-        elif name in task.peak_lr:
+        elif name in getattr(task, "peak_lr", {}):
             out[name] = float(task.peak_lr[name])
         else:
             raise ValueError(
                 f"task {task.name!r} has no default peak lr for optimizer {name!r}: give one "
-                f"(optimizers: {{{name}: {{peak_lr: ...}}}} in the config) or use --peak-lr find"
+                f"(optimizers: {{{name}: {{peak_lr: ...}}}} in the config)"
+                + (" or use --peak-lr find" if hasattr(task, "x_train") else "")
             )
     return out
 
@@ -211,9 +214,11 @@ def plan_trials(cfg: StudyConfig, *, epochs: int, steps_per_epoch: int,
                     trial_id = (f"{s_name}/{opt_name}/s{seed}" if role == "final"
                                 else f"{s_name}/{opt_name}/lr{peak:.6g}/s{seed}")
                     key = trial_id + "@" + _hash({
-                        "role": role, "task": cfg.task, "task_kwargs": cfg.task_build_kwargs(), "epochs": epochs,
+                        "role": role, "task": cfg.task_ref, "task_kwargs": cfg.task_build_kwargs(), "epochs": epochs,
                         "schedule": sched.to_config(), "optimizer": opt_name, "kwargs": dict(choice.kwargs),
                         "seed": seed, "plateau_metric": cfg.plateau_metric,
+                        # a training function's own budget (a Task's steps per epoch are in task_kwargs)
+                        **({"steps_per_epoch": steps_per_epoch} if cfg.steps_per_epoch is not None else {}),
                     })
                     spec = TrialSpec(
                         trial_id=trial_id, schedule=sched, optimizer=opt_name,
@@ -254,10 +259,10 @@ def _console(console: Any, quiet: bool) -> Any:
 
 def _load_task(cfg: StudyConfig) -> Any:
     """The task, with unknown builder arguments as a one-line error naming them."""
-    from lrlab.study.tasks import load_task
+    from lrlab.study.tasks import resolve_task
 
     try:
-        return load_task(cfg.task, **cfg.task_build_kwargs())
+        return resolve_task(cfg.task, **cfg.task_build_kwargs())
     except TypeError as e:
         raise ValueError(f"task_kwargs: task {cfg.task!r} does not accept these arguments ({e})") from e
 
@@ -329,14 +334,29 @@ def run_study(
 
     _check_device(cfg.device)
     task = _load_task(cfg)
-    no_val = not task.has_validation
-    task = task.with_validation()  # the engine makes the same seeded split in every worker
-    n_val = 0 if task.y_val is None else len(task.y_val)
-    if no_val:
-        say(f"task {escape(task.name)} has no validation set: using a seeded 20 % of its training set "
-            f"({n_val} examples; give x_val/y_val in the Task for your own)")
-    epochs = cfg.resolved_epochs(task.epochs)
-    spe = task.steps_per_epoch
+    from lrlab.study.trainfn import TrainingFunction, function_budget
+
+    if isinstance(task, TrainingFunction):  # your own training loop: the config gives the budget
+        epochs, spe = function_budget(cfg)
+        sizes: dict[str, Any] = {"n_train": "?", "n_val": "?", "n_test": "?", "batch_size": cfg.batch_size or "?"}
+    else:
+        if cfg.steps_per_epoch is not None:
+            raise ValueError("steps_per_epoch applies to a training function; a Task's steps per epoch follow "
+                             "from its training set and batch_size")
+        no_val = not task.has_validation
+        task = task.with_validation()  # the engine makes the same seeded split in every worker
+        n_val = 0 if task.y_val is None else len(task.y_val)
+        if no_val:
+            say(f"task {escape(task.name)} has no validation set: using a seeded 20 % of its training set "
+                f"({n_val} examples; give x_val/y_val in the Task for your own)")
+        epochs = cfg.resolved_epochs(task.epochs)
+        spe = task.steps_per_epoch
+        sizes = {"n_train": int(task.x_train.shape[0]), "n_val": n_val, "n_test": int(task.x_test.shape[0]),
+                 "batch_size": task.batch_size}
+        if not isinstance(cfg.task, str):  # a Task object: workers cannot rebuild it, train here
+            from lrlab.study.tasks import object_ref
+
+            cfg = cfg.replace(task=object_ref(task), task_kwargs={}, batch_size=None, workers=0)
     _writable_dir(cfg.out)
     storage = StudyStorage(storage_url(cfg.storage, cfg.out), cfg.study_name)
     base_lrs = _peak_lrs(cfg, task, storage, say)
@@ -347,8 +367,7 @@ def run_study(
     final_plans = plan_trials(cfg, epochs=epochs, steps_per_epoch=spe, peak_lrs=base_lrs)
     info: dict[str, Any] = {
         "config": cfg.to_dict(), "task": task.name, "epochs": epochs, "steps_per_epoch": spe,
-        "n_train": int(task.x_train.shape[0]), "n_val": n_val, "n_test": int(task.x_test.shape[0]),
-        "batch_size": task.batch_size, "peak_lrs": base_lrs, "lr_grid": {k: list(v) for k, v in grid.items()},
+        **sizes, "metric": cfg.metric, "direction": cfg.direction, "peak_lrs": base_lrs, "lr_grid": {k: list(v) for k, v in grid.items()},
         "tune_keys": [p.key for p in tune_plans], "keys": [],
         "schedules": list(cfg.schedules), "optimizers": list(cfg.optimizers),
         "versions": versions(), "command": command if command is not None else _argv(),
@@ -360,7 +379,7 @@ def run_study(
     say(
         f"[bold]lrlab study[/bold]: {escape(task.name)}, {len(cfg.schedules)} schedules x {len(cfg.optimizers)} "
         f"optimizers = {n_cells} cells; {tuning} ({len(cfg.final_seeds)} seeds), "
-        f"{epochs} epochs of {spe} steps (batch {task.batch_size}); "
+        f"{epochs} epochs of {spe} steps (batch {sizes['batch_size']}); "
         + ("base " if cfg.tune is not None else "") + "peak lr "
         + ", ".join(f"{escape(k)} {v:.3g}" for k, v in base_lrs.items())
     )
@@ -374,7 +393,8 @@ def run_study(
     selections: dict[tuple[str, str], LrSelection] = {}
     tune_records: list[TrialRecord] = []
     show = progress and not quiet
-    for line in _one_at_a_time_notes(task, [*tune_plans, *final_plans], cfg.device):
+    for line in ([] if isinstance(task, TrainingFunction) else
+                 _one_at_a_time_notes(task, [*tune_plans, *final_plans], cfg.device)):
         say(escape(line))
     if tune_plans:
         pending = [p for p in tune_plans if p.key not in done]
@@ -384,9 +404,9 @@ def run_study(
             say(f"{len(tune_plans) - len(pending)} tuning trials already in {escape(storage.url)} (not rerun); "
                 f"{len(pending)} to train")
         if pending:
-            _train(cfg, pending, epochs, storage, con, show, "tuning")
+            _train(cfg, pending, epochs, storage, con, show, "tuning", task)
         tune_records = _stored(storage, [p.key for p in tune_plans])
-        selections = select_all(tune_records)
+        selections = select_all(tune_records, cfg.metric, cfg.direction or "maximize")
         chosen = {cell: sel.chosen for cell, sel in selections.items() if sel.chosen is not None}
         final_plans = plan_trials(cfg, epochs=epochs, steps_per_epoch=spe, peak_lrs=chosen)  # type: ignore[arg-type]
         for sel in selections.values():
@@ -402,7 +422,7 @@ def run_study(
     info["keys"] = [p.key for p in final_plans]
     storage.set_attr(_STUDY_ATTR, info)
     if pending:
-        _train(cfg, pending, epochs, storage, con, show, "final runs" if tune_plans else "training")
+        _train(cfg, pending, epochs, storage, con, show, "final runs" if tune_plans else "training", task)
     records = _stored(storage, info["keys"])
     summaries, effects, paths = _report(cfg.out, records, tune_records, selections, info, con, storage.url,
                                         time.perf_counter() - t0, write=report)
@@ -417,14 +437,17 @@ def _argv() -> str:
     return " ".join([prog if prog != "__main__.py" else "lrlab"] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
-def select_all(tune_records: Sequence[TrialRecord]) -> dict[tuple[str, str], LrSelection]:
-    """The lr selection of every cell from its tuning records (ordered as first seen)."""
+def select_all(tune_records: Sequence[TrialRecord], metric: str = "val_acc",
+               direction: str = "maximize") -> dict[tuple[str, str], LrSelection]:
+    """The lr selection of every cell from its tuning records (ordered as first seen), on the
+    final value of ``metric`` in ``direction``."""
     runs: dict[tuple[str, str], dict[float, list[tuple[float, bool]]]] = {}
     for r in tune_records:
-        val = r.final.get("val_acc", math.nan)
+        val = r.final.get(metric, math.nan)
         runs.setdefault((r.schedule_name, r.optimizer), {}).setdefault(r.peak_lr, []).append(
             (math.nan if val is None else float(val), r.diverged))
-    return {cell: select_lr(cell[0], cell[1], by_lr) for cell, by_lr in runs.items()}
+    return {cell: select_lr(cell[0], cell[1], by_lr, maximize=direction == "maximize")
+            for cell, by_lr in runs.items()}
 
 
 def _stored(storage: StudyStorage, keys: Sequence[str]) -> list[TrialRecord]:
@@ -449,7 +472,7 @@ def _one_at_a_time_notes(task: Any, pending: list[PlannedTrial], device: str) ->
 
 
 def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,
-           con: Any, show: bool, what: str) -> None:
+           con: Any, show: bool, what: str, task: Any = None) -> None:
     from rich.markup import escape
     from rich.progress import (
         BarColumn,
@@ -482,7 +505,8 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
 
     def on_trial_done(res: Any) -> None:
         plan = by_id[res.trial_id]
-        storage.save(_record(plan, res, epochs))  # stored at once: a kill loses no finished trial
+        if not isinstance(res, TrialRecord):
+            storage.save(_record(plan, res, epochs))  # stored at once: a kill loses no finished trial
         state["done"] += 1
         state["diverged"] += bool(res.diverged)
         left = epochs - seen.get(res.trial_id, 0)
@@ -496,12 +520,17 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
             while state["done"] * 10 >= next_line * len(pending):
                 next_line += 1
 
+    from lrlab.study.trainfn import TrainingFunction, run_planned
+
     with prog:
         try:
-            run_trials(
-                cfg.task, cfg.task_build_kwargs(), [p.spec for p in pending], epochs=epochs,
-                workers=cfg.workers, device=cfg.device, on_epoch=on_epoch, on_trial_done=on_trial_done,
-            )
+            if isinstance(task, TrainingFunction):  # one trial at a time per worker, stored as each finishes
+                run_planned(task, cfg, pending, epochs, storage.save, on_trial_done)
+            else:
+                run_trials(
+                    cfg.task, cfg.task_build_kwargs(), [p.spec for p in pending], epochs=epochs,
+                    workers=cfg.workers, device=cfg.device, on_epoch=on_epoch, on_trial_done=on_trial_done,
+                )
         except KeyboardInterrupt:
             prog.stop()
             con.print(
@@ -526,8 +555,10 @@ def _report(out: str | Path, records: list[TrialRecord], tune_records: list[Tria
         write_report,
     )
 
-    summaries = summarize(records, info["schedules"], info["optimizers"], selections=selections)
-    effects = optimizer_effects(records, summaries)
+    metric = str(info.get("metric", "val_acc"))
+    summaries = summarize(records, info["schedules"], info["optimizers"], selections=selections, metric=metric)
+    effects = optimizer_effects(records, summaries, metric=metric,
+                                maximize=info.get("direction", "maximize") == "maximize")
     n_seeds = len(info["config"]["seeds"])
     tune = info["config"].get("tune")
     tuned = isinstance(tune, Mapping)
@@ -540,7 +571,9 @@ def _report(out: str | Path, records: list[TrialRecord], tune_records: list[Tria
         "lr tuning": (f"grid x{', x'.join(f'{g:g}' for g in tune['grid'])} of the base lr"
                       if tuned and tune.get("relative", True) else
                       f"grid {', '.join(f'{g:g}' for g in tune['grid'])}" if tuned else "none (fixed lr)")
-        + (f" on tuning seeds {tune['seeds']}; selected by final validation accuracy" if tuned else ""),
+        + (f" on tuning seeds {tune['seeds']}; selected by final "
+           + ("validation accuracy" if info.get("metric", "val_acc") == "val_acc"
+              else f"{info['metric']} ({info.get('direction')})") if tuned else ""),
         "final seeds": ", ".join(str(x) for x in info["config"]["seeds"]),
         "trials": f"{len(tune_records)} tuning + {len(records)} final "
                   f"({sum(r.diverged for r in [*tune_records, *records])} diverged)",
@@ -558,9 +591,14 @@ def _report(out: str | Path, records: list[TrialRecord], tune_records: list[Tria
                              steps_per_epoch=int(info["steps_per_epoch"]), title=title, meta=meta,
                              tune_records=tune_records, info=info)
     compact = con.width < COMPACT_WIDTH
-    con.print(results_table(summaries, title=title, compact=compact))
+    con.print(results_table(summaries, title=title, compact=compact,
+                            maximize=info.get("direction", "maximize") != "minimize"))
     if compact:
         con.print(COMPACT_NOTE, style="dim")
+    if metric != "val_acc":  # the table's columns keep their names; say what they hold
+        con.print(escape(f"val % / test % hold {metric} / test_{metric.removeprefix('val_')}"
+                         f"{'' if metric.endswith('_acc') else ' as reported (not percent)'}, "
+                         f"lr selected to {info.get('direction', 'maximize')} {metric}"), style="dim")
     con.print(escape(significance_note(n_seeds)), style="dim")
     for line in [*edge_lines(summaries), *effect_lines(effects)]:
         con.print(escape(line))
@@ -573,9 +611,12 @@ def study_title(info: Mapping[str, Any]) -> str:
     """The report's title line from the stored study info."""
     tune = info["config"].get("tune")
     tuned = isinstance(tune, Mapping)
+    metric = info.get("metric", "val_acc")
     return (f"{info['task']}: {info['epochs']} epochs x {info['steps_per_epoch']} steps, batch "
             f"{info['batch_size']}, {len(info['config']['seeds'])} final seeds"
-            + (f", lr tuned on {len(tune['grid'])} points" if tuned else ", fixed lr"))
+            + (f", lr tuned on {len(tune['grid'])} points" if tuned else ", fixed lr")
+            + ("" if metric == "val_acc" else
+               f"; selected on {metric} ({info.get('direction')}), compared on test_{metric.removeprefix('val_')}"))
 
 
 def rebuild_report(
@@ -605,7 +646,7 @@ def rebuild_report(
         )
     tune_records = [recs[k] for k in info.get("tune_keys", [])]
     records = [recs[k] for k in info["keys"]]
-    selections = select_all(tune_records)
+    selections = select_all(tune_records, str(info.get("metric", "val_acc")), str(info.get("direction", "maximize")))
     con = _console(console, quiet)
     _writable_dir(out)
     summaries, effects, paths = _report(out, records, tune_records, selections, info, con, url, None)

@@ -3,7 +3,10 @@
 **Selection** (:func:`select_lr`) sees validation numbers only: each cell's peak lr is the grid
 point with the highest final-epoch validation accuracy, mean over the tuning seeds (a diverged
 seed counts as 0); equal means go to the smaller lr. A choice at the smallest or largest grid
-point is flagged (``at_edge``): the optimum may lie outside the grid.
+point is flagged (``at_edge``): the optimum may lie outside the grid. A study that declares
+another ``metric`` (a training function reporting ``val_mse``, say) selects on it in its
+``direction`` and compares the final runs on its test counterpart (``test_mse``), in the metric's
+own unit (:func:`metric_scale`).
 
 **Final numbers**: every (schedule, optimizer) cell has one final test accuracy per final seed. A schedule is compared
 with the constant schedule *of the same optimizer* on the same seeds (same initial weights and
@@ -163,29 +166,43 @@ class LrSelection:
         return self.chosen is None
 
 
-def select_lr(schedule: str, optimizer: str, runs: Mapping[float, Sequence[tuple[float, bool]]]) -> LrSelection:
+def select_lr(schedule: str, optimizer: str, runs: Mapping[float, Sequence[tuple[float, bool]]], *,
+              maximize: bool = True) -> LrSelection:
     """Pick the peak lr of one cell from its tuning runs: ``{lr: [(final val_acc, diverged), ...]}``.
 
     The highest mean validation accuracy wins (a diverged run counts 0); equal means go to the
     smaller lr; ``chosen`` is ``None`` when every run diverged.
 
+    ``maximize=False`` (a loss-like metric, e.g. ``val_mse``): a metric has no worst value to
+    count a diverged run as, so the score is the mean over the runs that finished, and a grid
+    point where any run diverged ranks after every grid point where none did; then the lowest
+    score wins (ties: the smaller lr).
+
     >>> sel = select_lr("linear", "sgd", {0.1: [(0.9, False)], 0.2: [(0.9, False)], 0.4: [(0.0, True)]})
     >>> sel.chosen, sel.at_edge
     (0.1, True)
+    >>> select_lr("linear", "sgd", {0.1: [(0.5, False)], 0.2: [(0.2, False)], 0.4: [(0.1, False), (0, True)]},
+    ...           maximize=False).chosen
+    0.2
     """
     grid = tuple(sorted(runs))
     scores, div = [], []
     for lr in grid:
-        vals = [0.0 if d or not math.isfinite(v) else float(v) for v, d in runs[lr]]
+        bad = [d or not math.isfinite(v) for v, d in runs[lr]]
+        if maximize:
+            vals = [0.0 if b else float(v) for (v, _), b in zip(runs[lr], bad)]
+        else:
+            vals = [float(v) for (v, _), b in zip(runs[lr], bad) if not b]
         scores.append(float(np.mean(vals)) if vals else math.nan)
-        div.append(sum(1 for v, d in runs[lr] if d or not math.isfinite(v)))
+        div.append(sum(bad))
     chosen = None
-    best = -math.inf
+    best: tuple[float, ...] = (math.inf, math.inf)
     for lr, sc, dv, n in zip(grid, scores, div, (len(runs[lr]) for lr in grid)):
         if dv == n or not math.isfinite(sc):
             continue
-        if sc > best:  # strict: an equal score later in the (ascending) grid does not displace it
-            best, chosen = sc, lr
+        rank = (-sc,) if maximize else (float(dv > 0), sc)
+        if rank < best:  # strict: an equal score later in the (ascending) grid does not displace it
+            best, chosen = rank, lr
     return LrSelection(schedule, optimizer, grid, tuple(scores), tuple(div), chosen,
                        tuple(len(runs[lr]) for lr in grid))
 
@@ -220,8 +237,9 @@ class Comparison:
         return seeds_to_resolve(self.mean, self.sd, alpha=alpha, min_n=self.n + 1)
 
 
-def paired_comparison(a: Sequence[float], b: Sequence[float]) -> Comparison:
-    """Compare ``a`` with ``b`` pairwise (fractions in [0, 1]); results in percentage points.
+def paired_comparison(a: Sequence[float], b: Sequence[float], scale: float = 100.0) -> Comparison:
+    """Compare ``a`` with ``b`` pairwise (fractions in [0, 1]); results in percentage points
+    (``scale``: the factor to the reported unit, 1 for a metric that is not a fraction).
 
     Pairs where either side is NaN (a diverged seed) are dropped. With fewer than 2 pairs the
     spread, interval and p-values are NaN.
@@ -230,8 +248,8 @@ def paired_comparison(a: Sequence[float], b: Sequence[float]) -> Comparison:
 
     if len(a) != len(b):
         raise ValueError(f"paired samples need equal lengths, got {len(a)} and {len(b)}")
-    x = np.asarray(a, dtype=np.float64) * 100.0
-    y = np.asarray(b, dtype=np.float64) * 100.0
+    x = np.asarray(a, dtype=np.float64) * scale
+    y = np.asarray(b, dtype=np.float64) * scale
     keep = np.isfinite(x) & np.isfinite(y)
     d = x[keep] - y[keep]
     n = int(d.size)
@@ -288,6 +306,7 @@ class CellSummary:
     target: float = math.nan
     peak_lr: float | None = None
     selection: LrSelection | None = None
+    failed: int = 0
 
     def significant(self, alpha: float = 0.05) -> bool:
         return self.vs_baseline is not None and self.vs_baseline.significant(alpha)
@@ -320,14 +339,20 @@ def summarize(
     optimizers: Sequence[str] | None = None,
     baseline: str = BASELINE,
     selections: Mapping[tuple[str, str], LrSelection] | None = None,
+    metric: str = "val_acc",
 ) -> list[CellSummary]:
     """One :class:`CellSummary` per (optimizer, schedule), in the given orders (default: first seen).
+
+    ``metric``: the study's validation metric; the ``val_acc``/``acc`` fields then hold it and
+    its test counterpart (``val_mse`` -> ``test_mse``), in percent only for an ``*_acc`` metric
+    (:func:`metric_scale`); time to target is defined for accuracy only.
 
     ``records`` are the final runs (tuning runs are ignored); ``selections`` the tuning per
     ``(schedule, optimizer)``: a cell whose tuning diverged everywhere has no final runs and is
     listed with ``n == 0``. The p-values of every comparison are Holm-adjusted together.
     """
     records = [r for r in records if r.role != "tune"]
+    test_key, scale = "test_" + metric.removeprefix("val_"), metric_scale(metric)
     sel = dict(selections or {})
     cells = _by_cell(records)
     scheds = list(schedules) if schedules is not None else list(dict.fromkeys(r.schedule_name for r in records))
@@ -336,7 +361,7 @@ def summarize(
     for o in opts:
         base = cells.get((baseline, o), {})
         target = math.nan
-        if base:
+        if base and metric == "val_acc":
             base_val = _mean_sd(np.array([_final(base[k], "val_acc") for k in sorted(base)]))[0]
             target = TARGET_FRACTION * base_val
         for s in scheds:
@@ -349,8 +374,8 @@ def summarize(
                 continue
             seeds = sorted(cell)
             recs = [cell[k] for k in seeds]
-            acc = np.array([_final(r, "test_acc") for r in recs]) * 100.0
-            val = np.array([_final(r, "val_acc") for r in recs]) * 100.0
+            acc = np.array([_final(r, test_key) for r in recs]) * scale
+            val = np.array([_final(r, metric) for r in recs]) * scale
             loss = np.array([_final(r, "test_loss") for r in recs])
             best = np.array([_best(r)[0] * 100.0 for r in recs])
             best_ep = np.array([_best(r)[1] for r in recs])
@@ -358,8 +383,8 @@ def summarize(
             if s != baseline and base:
                 common = [k for k in seeds if k in base]
                 comp = paired_comparison(
-                    [_final(cell[k], "test_acc") for k in common],
-                    [_final(base[k], "test_acc") for k in common],
+                    [_final(cell[k], test_key) for k in common],
+                    [_final(base[k], test_key) for k in common], scale,
                 )
             ep, mean_curve, _ = curve_band(recs, "val_acc")
             am, asd = _mean_sd(acc)
@@ -372,8 +397,14 @@ def summarize(
                 val_acc_mean=vm, val_acc_sd=vsd, best_epoch_mean=em,
                 epochs_to_target=epochs_to_target(ep, mean_curve, target), target=target * 100.0,
                 peak_lr=float(recs[0].peak_lr), selection=chosen,
+                failed=sum(r.status == "failed" for r in recs),
             ))
     return _with_holm(out)
+
+
+def metric_scale(metric: str) -> float:
+    """100 for an accuracy (``*_acc``: reported in percent), else 1 (the metric's own unit)."""
+    return 100.0 if metric.endswith("_acc") else 1.0
 
 
 def _best(r: TrialRecord) -> tuple[float, float]:
@@ -417,9 +448,13 @@ class OptimizerEffect:
 
 
 def optimizer_effects(
-    records: Sequence[TrialRecord], summaries: Sequence[CellSummary], baseline: str = BASELINE
+    records: Sequence[TrialRecord], summaries: Sequence[CellSummary], baseline: str = BASELINE,
+    metric: str = "val_acc", maximize: bool = True,
 ) -> list[OptimizerEffect]:
-    """One :class:`OptimizerEffect` per optimizer that has a baseline cell (final runs only)."""
+    """One :class:`OptimizerEffect` per optimizer that has a baseline cell (final runs only);
+    ``metric``/``maximize``: as for :func:`summarize` (the best schedule is the lowest mean when
+    minimizing)."""
+    test_key, scale = "test_" + metric.removeprefix("val_"), metric_scale(metric)
     cells = _by_cell([r for r in records if r.role != "tune"])
     out = []
     for o in dict.fromkeys(c.optimizer for c in summaries):
@@ -428,21 +463,21 @@ def optimizer_effects(
             continue
         others = [c for c in summaries if c.optimizer == o and c.schedule != baseline and math.isfinite(c.acc_mean)]
         everyone = [c for c in summaries if c.optimizer == o and math.isfinite(c.acc_mean)]
-        best = max(others, key=lambda c: c.acc_mean, default=None)
+        best = (max if maximize else min)(others, key=lambda c: c.acc_mean, default=None)
         spread = (max(c.acc_mean for c in everyone) - min(c.acc_mean for c in everyone)) if everyone else math.nan
         # per seed: the average over schedules of (schedule - constant)
         base = cells.get((baseline, o), {})
         per_seed = []
         for seed, rb in base.items():
-            b = _final(rb, "test_acc")
+            b = _final(rb, test_key)
             diffs = [
-                _final(cells[(c.schedule, o)][seed], "test_acc") - b
+                _final(cells[(c.schedule, o)][seed], test_key) - b
                 for c in others
                 if seed in cells.get((c.schedule, o), {})
             ]
             diffs = [x for x in diffs if math.isfinite(x)]
             if diffs and math.isfinite(b):
-                per_seed.append(100.0 * float(np.mean(diffs)))
+                per_seed.append(scale * float(np.mean(diffs)))
         avg = float(np.mean(per_seed)) if per_seed else math.nan
         se = float(np.std(per_seed, ddof=1) / math.sqrt(len(per_seed))) if len(per_seed) > 1 else math.nan
         out.append(OptimizerEffect(

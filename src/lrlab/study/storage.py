@@ -104,7 +104,9 @@ class TrialRecord:
 
     @property
     def status(self) -> str:
-        return "diverged" if self.diverged else "done"
+        """``"done"``, ``"diverged"``, or ``"failed"`` (a training function that raised or broke
+        the protocol; ``extra["failed"]`` says why in one line)."""
+        return "failed" if self.extra.get("failed") else "diverged" if self.diverged else "done"
 
 
 def _plain(v: Any) -> Any:
@@ -302,16 +304,16 @@ class StudyStorage:
             "seed": int(record.seed),
             "peak_lr": float(record.peak_lr),
             "epochs": record.epochs,
-            "curves": {k: list(record.curves[k]) for k in CURVE_FIELDS},
+            "curves": {k: list(v) for k, v in record.curves.items()},  # a training function's own names too
             "final": record.final,
             "diverged": record.diverged,
             "diverged_epoch": record.diverged_epoch,
             "seconds": record.seconds,
             **{f"x_{k}": v for k, v in record.extra.items()},
         }
-        acc = record.curves["val_acc"]
+        acc = record.curves.get(str(record.extra.get("metric", "val_acc")), record.curves["val_acc"])
         inter = {int(e): float(a) for e, a in zip(record.curves["epoch"], acc) if math.isfinite(a)}
-        value = record.final.get("val_acc", math.nan)
+        value = record.final.get(str(record.extra.get("metric", "val_acc")), math.nan)
         ok = not record.diverged and math.isfinite(value)
         params, dists = self._params(record)
         trial = optuna.trial.create_trial(
@@ -345,6 +347,7 @@ def _record_from_attrs(a: Mapping[str, Any], started: float = math.nan, finished
     stored = a["curves"]
     n = len(stored.get("epoch", []))
     curves = {k: _floats(stored[k]) if k in stored else np.full(n, math.nan) for k in CURVE_FIELDS}
+    curves.update({k: _floats(v) for k, v in stored.items() if k not in curves})
     final = {k: (math.nan if v is None else float(v)) for k, v in a.get("final", {}).items()}
     return TrialRecord(
         key=a["lrlab_key"],

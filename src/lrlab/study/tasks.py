@@ -374,6 +374,8 @@ def load_task(ref: str = "mnist1d", **kwargs: Any) -> Task:
     """
     if not isinstance(ref, str) or not ref:
         raise ValueError(f"task must be a non-empty string, got task={ref!r}")
+    if ref in _OBJECTS:
+        return _OBJECTS[ref]
     if ref == "mnist1d":
         kwargs.setdefault("model", "cnn")
         return mnist1d_task(**kwargs)
@@ -389,16 +391,61 @@ def load_task(ref: str = "mnist1d", **kwargs: Any) -> Task:
         raise ValueError(
             f"unknown task {ref!r}: use mnist1d, mnist1d_mlp, cifar10 or 'package.module:function'"
         )
+    fn = import_ref(ref)
+    from lrlab.study.trainfn import is_training_function
+
+    if is_training_function(fn):
+        raise ValueError(f"task {ref!r} is a training function, not a Task builder: run it with lrlab study")
+    return build_task(fn, ref, kwargs)
+
+
+_OBJECTS: dict[str, Task] = {}
+
+
+def object_ref(task: Task) -> str:
+    """A reference :func:`load_task` resolves to ``task`` in this process only (a Task object given
+    to the Python API; worker processes cannot rebuild it, so such a study trains in-process)."""
+    ref = f"@object:{id(task)}"
+    _OBJECTS[ref] = task
+    return ref
+
+
+def import_ref(ref: str, *, what: str = "task") -> Any:
+    """The object ``package.module:name`` refers to, importing the module like ``python -m`` does:
+    with the current directory on ``sys.path`` (added once, at the end, so it never shadows an
+    installed package). The one loader behind ``task:`` in config files, ``--task`` on ``lrlab
+    study`` and ``lrlab find``, the Python API and the study's worker processes.
+
+    >>> import_ref("lrlab.study.tasks:mnist1d_task").__name__
+    'mnist1d_task'
+    >>> import_ref("no_such_module_xyz:f")
+    Traceback (most recent call last):
+    ...
+    ValueError: task 'no_such_module_xyz:f': cannot import module 'no_such_module_xyz' (No module named 'no_such_module_xyz')
+    """
+    import sys
+
     mod_name, _, fn_name = ref.partition(":")
-    if not mod_name or not fn_name.isidentifier():
-        raise ValueError(f"task reference must look like 'package.module:function', got {ref!r}")
+    if not mod_name or not all(p.isidentifier() for p in fn_name.split(".")):
+        raise ValueError(f"{what} reference must look like 'package.module:function', got {ref!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
     try:
         module = importlib.import_module(mod_name)
     except ImportError as e:
-        raise ValueError(f"task {ref!r}: cannot import module {mod_name!r} ({e})") from e
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        raise ValueError(f"task {ref!r}: module {mod_name!r} has no function {fn_name!r}")
+        raise ValueError(f"{what} {ref!r}: cannot import module {mod_name!r} ({e})") from e
+    obj: Any = module
+    for part in fn_name.split("."):
+        obj = getattr(obj, part, None)
+    if not callable(obj):
+        raise ValueError(f"{what} {ref!r}: module {mod_name!r} has no function {fn_name!r}")
+    return obj
+
+
+def build_task(fn: Callable[..., Any], ref: str, kwargs: dict[str, Any]) -> Task:
+    """Call a task builder with ``kwargs``; a one-line error when it does not take them or returns
+    something other than a :class:`Task`."""
     try:
         inspect.signature(fn).bind(**kwargs)
     except TypeError as e:
@@ -409,3 +456,46 @@ def load_task(ref: str = "mnist1d", **kwargs: Any) -> Task:
     if not isinstance(task, Task):
         raise ValueError(f"task {ref!r} returned {type(task).__name__}, expected lrlab.study.Task")
     return task
+
+
+def resolve_task(task: Any, **kwargs: Any) -> Any:
+    """What a study trains, from any of the forms a config accepts: a built-in name or a
+    ``package.module:function`` reference (:func:`import_ref`), a :class:`Task` object, a task
+    builder (called with ``kwargs``) or a training function
+    (:func:`lrlab.study.trainfn.is_training_function`). Returns a :class:`Task` or a
+    :class:`lrlab.study.trainfn.TrainingFunction` (which carries ``kwargs`` to every trial).
+
+    >>> resolve_task("mnist1d", subset=100).name
+    'mnist1d'
+    """
+    from lrlab.study.trainfn import TrainingFunction, is_training_function
+
+    if isinstance(task, Task):
+        if kwargs:
+            raise ValueError(f"task_kwargs ({', '.join(kwargs)}) cannot apply to a Task object; "
+                             "give a task builder instead")
+        return task
+    if isinstance(task, str):
+        if ":" in task:
+            fn = import_ref(task)
+            if is_training_function(fn):
+                return TrainingFunction(fn, task, dict(kwargs))
+            return build_task(fn, task, kwargs)
+        return load_task(task, **kwargs)
+    if is_training_function(task):
+        return TrainingFunction.of(task, kwargs)
+    if callable(task):
+        name = getattr(task, "__qualname__", type(task).__name__)
+        return build_task(task, name, kwargs)
+    raise ValueError(f"task must be a name, 'package.module:function', a Task or a function, got {task!r}")
+
+
+def task_label(task: Any) -> str:
+    """The text a study records for its task (in resume keys and the report): the string as given,
+    a Task's ``name``, or a function's ``module:qualname``."""
+    if isinstance(task, str):
+        return task
+    if isinstance(task, Task):
+        return task.name
+    mod, qual = getattr(task, "__module__", None), getattr(task, "__qualname__", None)
+    return f"{mod}:{qual}" if mod and qual else type(task).__name__
