@@ -370,7 +370,7 @@ def run_study(
             say(f"{len(tune_plans) - len(pending)} tuning trials already in {escape(storage.url)} (not rerun); "
                 f"{len(pending)} to train")
         if pending:
-            _train(cfg, pending, epochs, storage, con, show, "tuning")
+            _dispatch(cfg, pending, epochs, storage, con, show, "tuning")
         tune_records = _stored(storage, [p.key for p in tune_plans])
         selections = select_all(tune_records)
         chosen = {cell: sel.chosen for cell, sel in selections.items() if sel.chosen is not None}
@@ -388,7 +388,7 @@ def run_study(
     info["keys"] = [p.key for p in final_plans]
     storage.set_attr(_STUDY_ATTR, info)
     if pending:
-        _train(cfg, pending, epochs, storage, con, show, "final runs" if tune_plans else "training")
+        _dispatch(cfg, pending, epochs, storage, con, show, "final runs" if tune_plans else "training")
     records = _stored(storage, info["keys"])
     summaries, effects, paths = _report(cfg.out, records, tune_records, selections, info, con, storage.url,
                                         time.perf_counter() - t0, write=report)
@@ -434,8 +434,43 @@ def _one_at_a_time_notes(task: Any, pending: list[PlannedTrial], device: str) ->
             for name, path in paths.items() if path.startswith("one-at-a-time")]
 
 
+def _dispatch(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,
+              con: Any, show: bool, what: str) -> None:
+    """Train ``pending`` through the storage's work queue (:mod:`lrlab.study.queue`: other
+    ``lrlab study`` and ``lrlab study worker`` processes on the same storage share the work; returns
+    when every one is stored, by whichever process), or here when the storage cannot queue."""
+    from lrlab.study.queue import WorkQueue, drain, queue_enabled, ticket_entry, ticket_plan
+
+    if not queue_enabled(storage):
+        _train(cfg, pending, epochs, storage, con, show, what)
+        return
+    q = WorkQueue(storage)
+    q.enqueue(ticket_entry(p, cfg.task, cfg.task_build_kwargs(), epochs) for p in pending)
+    keys = {p.key for p in pending}
+
+    def finished() -> bool:
+        missing = keys - q.done_keys()
+        if missing and not missing & q.live_keys():
+            raise RuntimeError(f"{len(missing)} trials were claimed by workers that died too often or failed "
+                               f"(first: {sorted(missing)[0].split('@')[0]}); rerun to retry them")
+        return not missing
+
+    def train(tickets: list[Any], stored: Callable[[str], None]) -> None:
+        _train(cfg, [ticket_plan(t) for t in tickets], epochs, storage, con, show, what, on_stored=stored)
+
+    drain(q, train, claim=_claim_size(cfg), keys=keys, say=con.print, stop=finished)
+
+
+def _claim_size(cfg: StudyConfig) -> int:
+    """Trials one claim takes: a fleet (24 on CPU, 512 on CUDA) per local worker process."""
+    from lrlab.study.fleet import _usable_cores
+
+    workers = cfg.workers if cfg.workers is not None else (1 if cfg.device.startswith("cuda") else _usable_cores())
+    return (512 if cfg.device.startswith("cuda") else 24) * max(1, workers)
+
+
 def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,
-           con: Any, show: bool, what: str) -> None:
+           con: Any, show: bool, what: str, on_stored: Callable[[str], None] | None = None) -> None:
     from rich.markup import escape
     from rich.progress import (
         BarColumn,
@@ -465,6 +500,8 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
     def on_trial_done(res: Any) -> None:
         plan = by_id[res.trial_id]
         storage.save(_record(plan, res, epochs))  # stored at once: a kill loses no finished trial
+        if on_stored is not None:
+            on_stored(plan.key)
         state["done"] += 1
         state["diverged"] += bool(res.diverged)
         left = epochs - seen.get(res.trial_id, 0)
