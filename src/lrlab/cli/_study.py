@@ -191,6 +191,37 @@ def report(
         Console(highlight=False).print("wrote " + ", ".join(escape(str(p)) for p in paths.values()))
 
 
+@study_app.command("worker")
+def worker(
+    storage: str = typer.Option(..., "--storage", help="The study's storage URL (sqlite:///..., postgresql://...)."),
+    study_name: str = typer.Option("lrlab", "--study-name", help="Name of the Optuna study in the storage."),
+    workers: int = typer.Option(None, "--workers", help="Local processes for the fleets (0: in this process). (default: the study's setting)"),
+    device: str = typer.Option(None, "--device", help="torch device for this worker: cpu or cuda. (default: the study's)"),
+    idle: float = typer.Option(300.0, "--idle", help="Exit after this many seconds with nothing to claim (the study's plan not complete yet)."),
+) -> None:
+    """Train waiting trials of a study started by `lrlab study` on a shared storage (any number of
+    workers, on any machines); exits when the study's plan is complete or after --idle seconds idle."""
+    from lrlab.study.fleet import TrialsFailed
+    from lrlab.study.queue import run_worker
+
+    if idle <= 0:
+        raise ValueError(f"--idle must be > 0 seconds, got {idle}")
+    _quiet_optuna()
+    try:
+        n = run_worker(storage, study_name, workers=workers, device=device, idle=idle,
+                       say=lambda m: print(m, file=sys.stderr))
+    except TrialsFailed as e:
+        print(f"lrlab: error: {str(e).splitlines()[0]}; the trials are recorded as failed", file=sys.stderr)
+        raise typer.Exit(1) from e
+    except Exception as e:  # lost the database: its claims go stale and other workers re-queue them
+        if not type(e).__module__.startswith("sqlalchemy"):
+            raise
+        print(f"lrlab: error: lost the storage {storage!r}: {str(e).splitlines()[0]}; this worker's unfinished "
+              "trials are re-queued when its heartbeat times out", file=sys.stderr)
+        raise typer.Exit(1) from e
+    print(f"worker done: trained {n} trials", file=sys.stderr)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``study`` (with its ``report`` sub-verb) to the ``lrlab`` app."""
     app.add_typer(study_app, name="study")

@@ -198,10 +198,15 @@ class WorkQueue:
         """The ticket's trial is stored (or was a duplicate): end it as ``PRUNED``."""
         from optuna.trial import TrialState
 
+        from optuna.exceptions import UpdateFinishedTrialError
+
         with self._lock:
             self._beating.discard(ticket.trial_id)
-        _retry(lambda: self._s.set_trial_user_attr(ticket.trial_id, "lrlab_closed", why))
-        _retry(lambda: self._s.set_trial_state_values(ticket.trial_id, TrialState.PRUNED))
+        try:
+            _retry(lambda: self._s.set_trial_user_attr(ticket.trial_id, "lrlab_closed", why))
+            _retry(lambda: self._s.set_trial_state_values(ticket.trial_id, TrialState.PRUNED))
+        except UpdateFinishedTrialError:  # judged stale meanwhile: its re-queued copy finds the key stored
+            pass
 
     def release(self, tickets: Sequence[Ticket], reason: str, *, requeue: bool) -> None:
         """Give unfinished claims up: ``FAIL`` with ``reason``; ``requeue``: add a waiting copy
@@ -308,6 +313,49 @@ def drain(q: WorkQueue, train: Callable[[list[Ticket], Callable[[str], None]], N
                         "re-queued after its heartbeat times out)")
                 waited = True
             time.sleep(poll)
+
+
+def run_worker(storage: str, study_name: str = "lrlab", *, workers: int | None = None, device: str | None = None,
+               idle: float = 300.0, poll: float = 1.0, say: Callable[[str], None] = print) -> int:
+    """``lrlab study worker``: claim and train waiting trials of the study until its plan is complete
+    (its final trials are planned and all stored), or nothing was waiting for ``idle`` seconds.
+    Returns the number of trials this worker trained. The task, epochs and each trial come with the
+    tickets; ``workers`` and ``device`` are this machine's (default: the study's config).
+    """
+    from rich.console import Console
+
+    from lrlab.study.config import StudyConfig
+    from lrlab.study.runner import _STUDY_ATTR, _claim_size, _train
+
+    st = StudyStorage(storage, study_name)
+    if not queue_enabled(st):
+        raise ValueError(f"storage {st.url!r} cannot be a work queue: use an RDB storage (sqlite:///..., "
+                         "postgresql://...), not a journal file")
+    q = WorkQueue(st)
+    con = Console(stderr=True, highlight=False)
+
+    def settings() -> StudyConfig:
+        info = st.get_attr(_STUDY_ATTR) or {}
+        cfg = {k: v for k, v in (info.get("config") or {}).items() if v is not None}
+        if workers is not None:
+            cfg["workers"] = workers
+        if device is not None:
+            cfg["device"] = device
+        return StudyConfig.from_mapping(cfg)
+
+    def complete() -> bool:
+        info = _retry(lambda: st.get_attr(_STUDY_ATTR)) or {}
+        keys = [*info.get("tune_keys", []), *info.get("keys", [])]
+        return bool(info.get("keys")) and not set(keys) - q.done_keys()
+
+    def train(tickets: list[Ticket], stored: Callable[[str], None]) -> None:
+        _train(settings(), [ticket_plan(t) for t in tickets], int(tickets[0].plan["epochs"]), st, con, False,
+               f"worker {q.worker}", on_stored=stored)
+        say(f"worker {q.worker}: trained {len(tickets)} trials")
+
+    n = drain(q, train, claim=_claim_size(settings()) if st.get_attr(_STUDY_ATTR) else 24, keys=None,
+              say=say, poll=poll, stop=complete, idle=idle)
+    return n
 
 
 def ticket_entry(plan: Any, task: str, task_kwargs: dict[str, Any], epochs: int

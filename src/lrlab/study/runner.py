@@ -462,8 +462,17 @@ def _dispatch(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storag
 
 
 def _claim_size(cfg: StudyConfig) -> int:
-    """Trials one claim takes: a fleet (24 on CPU, 512 on CUDA) per local worker process."""
+    """Trials one claim takes: a fleet (24 on CPU, 512 on CUDA) per local worker process, or
+    ``LRLAB_CLAIM`` (smaller claims spread a small study over more workers)."""
+    import os
+
     from lrlab.study.fleet import _usable_cores
+
+    raw = os.environ.get("LRLAB_CLAIM")
+    if raw is not None:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"LRLAB_CLAIM={raw!r}: give a whole number of trials >= 1")
+        return int(raw)
 
     workers = cfg.workers if cfg.workers is not None else (1 if cfg.device.startswith("cuda") else _usable_cores())
     return (512 if cfg.device.startswith("cuda") else 24) * max(1, workers)
@@ -499,7 +508,12 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
 
     def on_trial_done(res: Any) -> None:
         plan = by_id[res.trial_id]
-        storage.save(_record(plan, res, epochs))  # stored at once: a kill loses no finished trial
+        rec = _record(plan, res, epochs)
+        if on_stored is not None:
+            from lrlab.study.queue import worker_name
+
+            rec.extra["worker"] = worker_name()  # stored as x_worker: who trained it
+        storage.save(rec)  # stored at once: a kill loses no finished trial
         if on_stored is not None:
             on_stored(plan.key)
         state["done"] += 1

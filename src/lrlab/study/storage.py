@@ -182,7 +182,7 @@ def _rdb(url: str) -> Any:
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}  # several processes: wait for the file's lock
     return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=grace,
-                      failed_trial_callback=RetryFailedTrialCallback(max_retry=3))
+                      heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=3))
 
 
 class StudyStorage:
