@@ -40,11 +40,11 @@ def _finish(p: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str, s
     return p.returncode, out, err
 
 
-def _trials(url: str) -> list[Any]:
+def _trials(url: str, name: str = "lrlab") -> list[Any]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name="lrlab", storage=url).get_trials(deepcopy=False)
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
 
 
 def _counts(url: str) -> tuple[collections.Counter[str], collections.Counter[str]]:
@@ -67,7 +67,7 @@ def test_two_drivers_on_a_new_sqlite_file_train_each_trial_once(tmp_path: Path) 
     procs = [_lrlab("study", *STUDY, "--out", str(tmp_path / f"out{i}"), "--storage", url, LRLAB_CLAIM="2")
              for i in range(2)]
     for p in procs:
-        rc, out, err = _finish(p)
+        rc, _out, err = _finish(p)
         assert rc == 0, err[-2000:]
     results, per_worker = _counts(url)
     planned = _planned(url)
@@ -88,14 +88,14 @@ def _killed_worker_run(url: str, tmp_path: Path, n_workers: int) -> dict[str, An
     while time.monotonic() < deadline and killed_claims == 0:
         time.sleep(0.05)
         try:
-            ts = _trials(url)
+            ts = _trials(url, "lrlab.queue")
         except Exception:  # the study is not created yet
             continue
         killed_claims = sum(1 for t in ts if t.state.name == "RUNNING"
                             and str(t.user_attrs.get("lrlab_worker", "")).endswith(f":{victim.pid}"))
     assert killed_claims, "the first worker never claimed a trial"
     victim.send_signal(signal.SIGKILL)
-    rc, out, err = _finish(driver)
+    rc, _out, err = _finish(driver)
     assert rc == 0, err[-2000:]
     for w in workers[1:]:
         wrc, _, werr = _finish(w)
@@ -103,7 +103,8 @@ def _killed_worker_run(url: str, tmp_path: Path, n_workers: int) -> dict[str, An
     victim.wait()
     results, per_worker = _counts(url)
     planned = _planned(url)
-    ts = _trials(url)
+    ts = _trials(url, "lrlab.queue")
+    assert not any("lrlab_ticket" in t.user_attrs for t in _trials(url))  # the study holds results only
     failed = [t for t in ts if "lrlab_ticket" in t.user_attrs and t.state.name == "FAIL"]
     retried = [t for t in ts if "lrlab_ticket" in t.user_attrs and "failed_trial" in t.system_attrs]
     assert set(results) == planned, f"lost: {planned - set(results)}"

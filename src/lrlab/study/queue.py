@@ -3,7 +3,8 @@
 How (Optuna's machinery, no scheduler of our own):
 
 * **Enqueue.** The driver (``lrlab study``) adds one *ticket* per planned trial that is neither
-  stored nor already queued: an Optuna trial in state ``WAITING`` (``study.add_trial`` of a
+  stored nor already queued, to a companion Optuna study ``<study name>.queue`` in the same storage
+  (the study itself keeps only results): an Optuna trial in state ``WAITING`` (``study.add_trial`` of a
   ``create_trial(state=WAITING)``, one transaction) whose user attributes carry the lrlab key
   (``lrlab_ticket``), the optimizer group (``lrlab_group``: trials of one group share a fleet) and
   everything needed to train it (``lrlab_plan``: the trial spec, task, epochs). Its params are the
@@ -19,7 +20,7 @@ How (Optuna's machinery, no scheduler of our own):
   without training.
 * **Dead workers.** Every process calls ``optuna.storages.fail_stale_trials`` while it polls:
   a claim whose heartbeat is older than the grace period is failed and
-  ``RetryFailedTrialCallback`` adds a fresh ``WAITING`` copy (at most 3 times per trial).
+  ``RetryHeartbeatStaleTrialCallback`` adds a fresh ``WAITING`` copy (at most 3 times per trial).
 * **Duplicates.** Two drivers enqueueing at once may both add a ticket for a key. A claimer keeps
   a ticket only if no stored result and no live (waiting or running) ticket of the same key with a
   lower number exists; otherwise it closes it untrained. So of any set of tickets for a key, only
@@ -31,6 +32,7 @@ heartbeats); with a journal file the study trains in its own process as before.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -44,6 +46,12 @@ __all__ = ["Ticket", "WorkQueue", "drain", "queue_enabled", "ticket_entry", "tic
 
 TICKET_ATTR = "lrlab_ticket"
 _LOCKED = ("database is locked", "could not serialize", "deadlock detected")
+
+
+def queue_study_name(study_name: str) -> str:
+    """The Optuna study holding ``study_name``'s tickets (kept apart so the study itself holds only
+    results, as without the queue)."""
+    return f"{study_name}.queue"
 
 
 def worker_name() -> str:
@@ -86,10 +94,19 @@ class WorkQueue:
     """The tickets of one :class:`~lrlab.study.storage.StudyStorage` (see the module docstring)."""
 
     def __init__(self, storage: StudyStorage, worker: str | None = None) -> None:
+        import optuna
+
+        from lrlab.study.storage import _create_study
+
         self.storage = storage
-        self.study = storage.study
-        self._s = storage.study._storage
-        self._sid = storage.study._study_id
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
+        try:
+            self.study = _create_study(optuna, queue_study_name(storage.study_name), storage.study._storage)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        self._s = self.study._storage
+        self._sid = self.study._study_id
         self.worker = worker or worker_name()
         self._beating: set[int] = set()
         self._lock = threading.Lock()
@@ -131,16 +148,21 @@ class WorkQueue:
                                "peak_lr": FloatDistribution(_LR_LOW, _LR_HIGH, log=True)},
                 user_attrs=_plain({TICKET_ATTR: key, "lrlab_group": group, "lrlab_plan": plan}),
             )
-            _retry(lambda t=trial: self.study.add_trial(t))
+            _retry(functools.partial(self.study.add_trial, trial))
             n += 1
         return n
 
     # ---- claiming --------------------------------------------------------------------------------
     def fail_stale(self) -> None:
         """Fail (and so re-queue) claims whose worker stopped beating."""
+        import warnings
+
+        from optuna.exceptions import ExperimentalWarning
         from optuna.storages import fail_stale_trials
 
-        _retry(lambda: fail_stale_trials(self.study))
+        with warnings.catch_warnings():  # "experimental since 2.9"
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            _retry(lambda: fail_stale_trials(self.study))
 
     def _take(self, trial_id: int) -> bool:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -196,9 +218,8 @@ class WorkQueue:
 
     def close(self, ticket: Ticket, why: str = "stored") -> None:
         """The ticket's trial is stored (or was a duplicate): end it as ``PRUNED``."""
-        from optuna.trial import TrialState
-
         from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
 
         with self._lock:
             self._beating.discard(ticket.trial_id)
@@ -217,8 +238,8 @@ class WorkQueue:
             with self._lock:
                 self._beating.discard(tk.trial_id)
             try:
-                _retry(lambda t=tk: self._s.set_trial_user_attr(t.trial_id, "lrlab_error", reason))
-                _retry(lambda t=tk: self._s.set_trial_state_values(t.trial_id, TrialState.FAIL))
+                _retry(functools.partial(self._s.set_trial_user_attr, tk.trial_id, "lrlab_error", reason))
+                _retry(functools.partial(self._s.set_trial_state_values, tk.trial_id, TrialState.FAIL))
                 if requeue:
                     cb = self._s.get_heartbeat_stale_trial_callback() if hasattr(
                         self._s, "get_heartbeat_stale_trial_callback") else None
@@ -282,7 +303,7 @@ def drain(q: WorkQueue, train: Callable[[list[Ticket], Callable[[str], None]], N
             if batch:
                 open_ = {t.key: t for t in batch}
 
-                def stored(key: str) -> None:
+                def stored(key: str, open_: dict[str, Ticket] = open_) -> None:
                     t = open_.pop(key, None)
                     if t is not None:
                         q.close(t)

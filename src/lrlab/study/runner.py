@@ -438,10 +438,11 @@ def _dispatch(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storag
               con: Any, show: bool, what: str) -> None:
     """Train ``pending`` through the storage's work queue (:mod:`lrlab.study.queue`: other
     ``lrlab study`` and ``lrlab study worker`` processes on the same storage share the work; returns
-    when every one is stored, by whichever process), or here when the storage cannot queue."""
+    when every one is stored, by whichever process), or here when the storage cannot queue or with
+    ``fresh`` (which retrains what is stored, so it is not shared)."""
     from lrlab.study.queue import WorkQueue, drain, queue_enabled, ticket_entry, ticket_plan
 
-    if not queue_enabled(storage):
+    if cfg.fresh or not queue_enabled(storage):
         _train(cfg, pending, epochs, storage, con, show, what)
         return
     q = WorkQueue(storage)

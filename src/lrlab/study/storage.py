@@ -173,16 +173,21 @@ def _env_seconds(name: str, default: int) -> int:
 
 def _rdb(url: str) -> Any:
     """The Optuna ``RDBStorage`` for ``url`` with heartbeats on (the work queue's dead-worker
-    detection) and stale claims re-queued by ``RetryFailedTrialCallback`` (at most 3 times)."""
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    detection) and stale claims re-queued by ``RetryHeartbeatStaleTrialCallback`` (at most 3 times)."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     interval = _env_seconds("LRLAB_HEARTBEAT", HEARTBEAT_S)
     grace = _env_seconds("LRLAB_GRACE", 3 * interval)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}  # several processes: wait for the file's lock
-    return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=grace,
-                      heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=3))
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=grace,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
 
 
 class StudyStorage:
