@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDY = ["--schedules", "constant,linear,cosine", "--optimizers", "sgd,adam", "--seeds", "2", "--lr-grid", "0.5,1",
+STUDY = ["--schedules", "constant,linear,warmup_cosine", "--optimizers", "sgd,adam", "--seeds", "2", "--lr-grid", "0.5,1",
          "--workers", "0", "--no-progress"]
 
 

@@ -337,7 +337,8 @@ def drain(q: WorkQueue, train: Callable[[list[Ticket], Callable[[str], None]], N
 
 
 def run_worker(storage: str, study_name: str = "lrlab", *, workers: int | None = None, device: str | None = None,
-               idle: float = 300.0, poll: float = 1.0, say: Callable[[str], None] = print) -> int:
+               idle: float = 300.0, poll: float = 1.0, say: Callable[[str], None] = print,
+               executor: Callable[..., Any] | None = None) -> int:
     """``lrlab study worker``: claim and train waiting trials of the study until its plan is complete
     (its final trials are planned and all stored), or nothing was waiting for ``idle`` seconds.
     Returns the number of trials this worker trained. The task, epochs and each trial come with the
@@ -371,7 +372,7 @@ def run_worker(storage: str, study_name: str = "lrlab", *, workers: int | None =
 
     def train(tickets: list[Ticket], stored: Callable[[str], None]) -> None:
         _train(settings(), [ticket_plan(t) for t in tickets], int(tickets[0].plan["epochs"]), st, con, False,
-               f"worker {q.worker}", on_stored=stored)
+               f"worker {q.worker}", on_stored=stored, executor=executor)
         say(f"worker {q.worker}: trained {len(tickets)} trials")
 
     n = drain(q, train, claim=_claim_size(settings()) if st.get_attr(_STUDY_ATTR) else 24, keys=None,

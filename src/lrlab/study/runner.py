@@ -287,6 +287,7 @@ def run_study(
     quiet: bool = False,
     report: bool = True,
     command: str | None = None,
+    executor: Callable[..., Any] | None = None,
 ) -> StudyResult:
     """Run (or resume) a study and write its report; see the module docstring for the steps.
 
@@ -300,6 +301,9 @@ def run_study(
             ``lrlab study report`` can write them later from the storage.
         command: the command line that started the study (recorded in the report; default
             ``sys.argv``).
+        executor: what trains the fleets, a drop-in for :func:`lrlab.study.fleet.run_trials`
+            (default: it, local processes); :func:`lrlab.study.executors.ray_executor` runs
+            them as Ray tasks.
 
     >>> # run_study({"schedules": ["constant", "linear"], "optimizers": ["adam"], "epochs": 2})
     """
@@ -370,7 +374,7 @@ def run_study(
             say(f"{len(tune_plans) - len(pending)} tuning trials already in {escape(storage.url)} (not rerun); "
                 f"{len(pending)} to train")
         if pending:
-            _dispatch(cfg, pending, epochs, storage, con, show, "tuning")
+            _dispatch(cfg, pending, epochs, storage, con, show, "tuning", executor)
         tune_records = _stored(storage, [p.key for p in tune_plans])
         selections = select_all(tune_records)
         chosen = {cell: sel.chosen for cell, sel in selections.items() if sel.chosen is not None}
@@ -388,7 +392,8 @@ def run_study(
     info["keys"] = [p.key for p in final_plans]
     storage.set_attr(_STUDY_ATTR, info)
     if pending:
-        _dispatch(cfg, pending, epochs, storage, con, show, "final runs" if tune_plans else "training")
+        _dispatch(cfg, pending, epochs, storage, con, show, "final runs" if tune_plans else "training",
+                  executor)
     records = _stored(storage, info["keys"])
     summaries, effects, paths = _report(cfg.out, records, tune_records, selections, info, con, storage.url,
                                         time.perf_counter() - t0, write=report)
@@ -435,7 +440,7 @@ def _one_at_a_time_notes(task: Any, pending: list[PlannedTrial], device: str) ->
 
 
 def _dispatch(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,
-              con: Any, show: bool, what: str) -> None:
+              con: Any, show: bool, what: str, executor: Callable[..., Any] | None = None) -> None:
     """Train ``pending`` through the storage's work queue (:mod:`lrlab.study.queue`: other
     ``lrlab study`` and ``lrlab study worker`` processes on the same storage share the work; returns
     when every one is stored, by whichever process), or here when the storage cannot queue or with
@@ -443,7 +448,7 @@ def _dispatch(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storag
     from lrlab.study.queue import WorkQueue, drain, queue_enabled, ticket_entry, ticket_plan
 
     if cfg.fresh or not queue_enabled(storage):
-        _train(cfg, pending, epochs, storage, con, show, what)
+        _train(cfg, pending, epochs, storage, con, show, what, executor=executor)
         return
     q = WorkQueue(storage)
     q.enqueue(ticket_entry(p, cfg.task, cfg.task_build_kwargs(), epochs) for p in pending)
@@ -457,7 +462,8 @@ def _dispatch(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storag
         return not missing
 
     def train(tickets: list[Any], stored: Callable[[str], None]) -> None:
-        _train(cfg, [ticket_plan(t) for t in tickets], epochs, storage, con, show, what, on_stored=stored)
+        _train(cfg, [ticket_plan(t) for t in tickets], epochs, storage, con, show, what, on_stored=stored,
+               executor=executor)
 
     drain(q, train, claim=_claim_size(cfg), keys=keys, say=con.print, stop=finished)
 
@@ -480,7 +486,8 @@ def _claim_size(cfg: StudyConfig) -> int:
 
 
 def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,
-           con: Any, show: bool, what: str, on_stored: Callable[[str], None] | None = None) -> None:
+           con: Any, show: bool, what: str, on_stored: Callable[[str], None] | None = None,
+           executor: Callable[..., Any] | None = None) -> None:
     from rich.markup import escape
     from rich.progress import (
         BarColumn,
@@ -525,7 +532,7 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
 
     with prog:
         try:
-            run_trials(
+            (executor or run_trials)(
                 cfg.task, cfg.task_build_kwargs(), [p.spec for p in pending], epochs=epochs,
                 workers=cfg.workers, device=cfg.device, on_epoch=on_epoch, on_trial_done=on_trial_done,
             )
