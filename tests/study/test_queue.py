@@ -62,6 +62,7 @@ def _planned(url: str) -> set[str]:
     return set(info["tune_keys"]) | set(info["keys"])
 
 
+@pytest.mark.slow
 def test_two_drivers_on_a_new_sqlite_file_train_each_trial_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     procs = [_lrlab("study", *STUDY, "--out", str(tmp_path / f"out{i}"), "--storage", url, LRLAB_CLAIM="2")
@@ -114,6 +115,7 @@ def _killed_worker_run(url: str, tmp_path: Path, n_workers: int) -> dict[str, An
     return {"per_worker": dict(per_worker), "killed_claims": killed_claims, "trials": len(planned)}
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_requeued_on_sqlite(tmp_path: Path) -> None:
     _killed_worker_run(f"sqlite:///{tmp_path / 'q.db'}", tmp_path, 1)
 
