@@ -60,6 +60,8 @@ def study(
     study_name: str = typer.Option(None, "--study-name", help="Name of the Optuna study in the storage. (default: lrlab)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     log_to: str = typer.Option(None, "--log-to", help="Also log each trial as a run to tensorboard (OUT/tensorboard) and/or mlflow (sqlite:///OUT/mlflow.db), comma-separated."),
+    executor: str = typer.Option("local", "--executor", help="local (worker processes here) or ray (each fleet a Ray task)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="With --executor ray: the Ray cluster (ray://HOST:10001 or HOST:6379). (default: RAY_ADDRESS or a local Ray)"),
 ) -> None:
     """Run (or resume) a study; without options, the default MNIST-1D study."""
     if ctx.invoked_subcommand is not None:
@@ -114,7 +116,8 @@ def study(
 
         console = Console(stderr=True, highlight=False)
     try:
-        res = run_study(cfg, progress=not no_progress, console=console, command=_command())
+        res = run_study(cfg, progress=not no_progress, console=console, command=_command(),
+                        executor=_executor(executor, ray_address))
     except TrialsFailed as e:  # a worker crashed: the finished trials are stored, say so in one line
         first = str(e).splitlines()[0]
         print(f"lrlab: error: {first}; {len(e.results)} finished trials are stored, rerun to retry the rest",
@@ -130,6 +133,19 @@ def study(
         from lrlab.study.storage import dumps_json
 
         sys.stdout.write(dumps_json(results_document(res.summaries, res.effects, res.info)) + "\n")
+
+
+def _executor(name: str, address: str | None) -> Any:
+    """The fleet executor for --executor/--ray-address (``None``: local processes)."""
+    from lrlab.study.executors import EXECUTORS, ray_executor
+
+    if name not in EXECUTORS:
+        raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    if name == "local":
+        if address is not None:
+            raise ValueError("--ray-address needs --executor ray")
+        return None
+    return ray_executor(address)
 
 
 ARGV: list[str] | None = None
@@ -249,6 +265,39 @@ def compare(
     from lrlab.study.interactive import write_compare
 
     print(f"wrote {write_compare(dir_a, dir_b, out)}")
+
+
+@study_app.command("worker")
+def worker(
+    storage: str = typer.Option(..., "--storage", help="The study's storage URL (sqlite:///..., postgresql://...)."),
+    study_name: str = typer.Option("lrlab", "--study-name", help="Name of the Optuna study in the storage."),
+    workers: int = typer.Option(None, "--workers", help="Local processes for the fleets (0: in this process). (default: the study's setting)"),
+    device: str = typer.Option(None, "--device", help="torch device for this worker: cpu or cuda. (default: the study's)"),
+    idle: float = typer.Option(300.0, "--idle", help="Exit after this many seconds with nothing to claim (the study's plan not complete yet)."),
+    executor: str = typer.Option("local", "--executor", help="local (worker processes here) or ray (each fleet a Ray task)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="With --executor ray: the Ray cluster address."),
+) -> None:
+    """Train waiting trials of a study started by `lrlab study` on a shared storage (any number of
+    workers, on any machines); exits when the study's plan is complete or after --idle seconds idle."""
+    from lrlab.study.fleet import TrialsFailed
+    from lrlab.study.queue import run_worker
+
+    if idle <= 0:
+        raise ValueError(f"--idle must be > 0 seconds, got {idle}")
+    _quiet_optuna()
+    try:
+        n = run_worker(storage, study_name, workers=workers, device=device, idle=idle,
+                       say=lambda m: print(m, file=sys.stderr), executor=_executor(executor, ray_address))
+    except TrialsFailed as e:
+        print(f"lrlab: error: {str(e).splitlines()[0]}; the trials are recorded as failed", file=sys.stderr)
+        raise typer.Exit(1) from e
+    except Exception as e:  # lost the database: its claims go stale and other workers re-queue them
+        if not type(e).__module__.startswith("sqlalchemy"):
+            raise
+        print(f"lrlab: error: lost the storage {storage!r}: {str(e).splitlines()[0]}; this worker's unfinished "
+              "trials are re-queued when its heartbeat times out", file=sys.stderr)
+        raise typer.Exit(1) from e
+    print(f"worker done: trained {n} trials", file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:

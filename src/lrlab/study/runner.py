@@ -302,6 +302,7 @@ def run_study(
     quiet: bool = False,
     report: bool = True,
     command: str | None = None,
+    executor: Callable[..., Any] | None = None,
 ) -> StudyResult:
     """Run (or resume) a study and write its report; see the module docstring for the steps.
 
@@ -315,6 +316,9 @@ def run_study(
             ``lrlab study report`` can write them later from the storage.
         command: the command line that started the study (recorded in the report; default
             ``sys.argv``).
+        executor: what trains the fleets, a drop-in for :func:`lrlab.study.fleet.run_trials`
+            (default: it, local processes); :func:`lrlab.study.executors.ray_executor` runs
+            them as Ray tasks.
 
     >>> # run_study({"schedules": ["constant", "linear"], "optimizers": ["adam"], "epochs": 2})
     """
@@ -404,7 +408,7 @@ def run_study(
             say(f"{len(tune_plans) - len(pending)} tuning trials already in {escape(storage.url)} (not rerun); "
                 f"{len(pending)} to train")
         if pending:
-            _train(cfg, pending, epochs, storage, con, show, "tuning", task)
+            _dispatch(cfg, pending, epochs, storage, con, show, "tuning", task, executor)
         tune_records = _stored(storage, [p.key for p in tune_plans])
         selections = select_all(tune_records, cfg.metric, cfg.direction or "maximize")
         chosen = {cell: sel.chosen for cell, sel in selections.items() if sel.chosen is not None}
@@ -422,7 +426,8 @@ def run_study(
     info["keys"] = [p.key for p in final_plans]
     storage.set_attr(_STUDY_ATTR, info)
     if pending:
-        _train(cfg, pending, epochs, storage, con, show, "final runs" if tune_plans else "training", task)
+        _dispatch(cfg, pending, epochs, storage, con, show, "final runs" if tune_plans else "training",
+                  task, executor)
     records = _stored(storage, info["keys"])
     summaries, effects, paths = _report(cfg.out, records, tune_records, selections, info, con, storage.url,
                                         time.perf_counter() - t0, write=report)
@@ -471,8 +476,58 @@ def _one_at_a_time_notes(task: Any, pending: list[PlannedTrial], device: str) ->
             for name, path in paths.items() if path.startswith("one-at-a-time")]
 
 
+def _dispatch(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,
+              con: Any, show: bool, what: str, task: Any = None,
+              executor: Callable[..., Any] | None = None) -> None:
+    """Train ``pending`` through the storage's work queue (:mod:`lrlab.study.queue`: other
+    ``lrlab study`` and ``lrlab study worker`` processes on the same storage share the work; returns
+    when every one is stored, by whichever process), or here when the storage cannot queue or with
+    ``fresh`` (which retrains what is stored, so it is not shared), and for a training function
+    (its trials are not queued yet: they train in this study's own worker processes)."""
+    from lrlab.study.queue import WorkQueue, drain, queue_enabled, ticket_entry, ticket_plan
+    from lrlab.study.trainfn import TrainingFunction
+
+    if cfg.fresh or not queue_enabled(storage) or isinstance(task, TrainingFunction):
+        _train(cfg, pending, epochs, storage, con, show, what, task, executor=executor)
+        return
+    q = WorkQueue(storage)
+    q.enqueue(ticket_entry(p, cfg.task, cfg.task_build_kwargs(), epochs) for p in pending)
+    keys = {p.key for p in pending}
+
+    def finished() -> bool:
+        missing = keys - q.done_keys()
+        if missing and not missing & q.live_keys():
+            raise RuntimeError(f"{len(missing)} trials were claimed by workers that died too often or failed "
+                               f"(first: {sorted(missing)[0].split('@')[0]}); rerun to retry them")
+        return not missing
+
+    def train(tickets: list[Any], stored: Callable[[str], None]) -> None:
+        _train(cfg, [ticket_plan(t) for t in tickets], epochs, storage, con, show, what, on_stored=stored,
+               executor=executor)
+
+    drain(q, train, claim=_claim_size(cfg), keys=keys, say=con.print, stop=finished)
+
+
+def _claim_size(cfg: StudyConfig) -> int:
+    """Trials one claim takes: a fleet (24 on CPU, 512 on CUDA) per local worker process, or
+    ``LRLAB_CLAIM`` (smaller claims spread a small study over more workers)."""
+    import os
+
+    from lrlab.study.fleet import _usable_cores
+
+    raw = os.environ.get("LRLAB_CLAIM")
+    if raw is not None:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"LRLAB_CLAIM={raw!r}: give a whole number of trials >= 1")
+        return int(raw)
+
+    workers = cfg.workers if cfg.workers is not None else (1 if cfg.device.startswith("cuda") else _usable_cores())
+    return (512 if cfg.device.startswith("cuda") else 24) * max(1, workers)
+
+
 def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,
-           con: Any, show: bool, what: str, task: Any = None) -> None:
+           con: Any, show: bool, what: str, task: Any = None, on_stored: Callable[[str], None] | None = None,
+           executor: Callable[..., Any] | None = None) -> None:
     from rich.markup import escape
     from rich.progress import (
         BarColumn,
@@ -505,8 +560,15 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
 
     def on_trial_done(res: Any) -> None:
         plan = by_id[res.trial_id]
-        if not isinstance(res, TrialRecord):
-            storage.save(_record(plan, res, epochs))  # stored at once: a kill loses no finished trial
+        if not isinstance(res, TrialRecord):  # a training function's trials are stored by run_planned
+            rec = _record(plan, res, epochs)
+            if on_stored is not None:
+                from lrlab.study.queue import worker_name
+
+                rec.extra["worker"] = worker_name()  # stored as x_worker: who trained it
+            storage.save(rec)  # stored at once: a kill loses no finished trial
+            if on_stored is not None:
+                on_stored(plan.key)
         state["done"] += 1
         state["diverged"] += bool(res.diverged)
         left = epochs - seen.get(res.trial_id, 0)
@@ -527,7 +589,7 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
             if isinstance(task, TrainingFunction):  # one trial at a time per worker, stored as each finishes
                 run_planned(task, cfg, pending, epochs, storage.save, on_trial_done)
             else:
-                run_trials(
+                (executor or run_trials)(
                     cfg.task, cfg.task_build_kwargs(), [p.spec for p in pending], epochs=epochs,
                     workers=cfg.workers, device=cfg.device, on_epoch=on_epoch, on_trial_done=on_trial_done,
                 )

@@ -153,11 +153,13 @@ def _create_study(optuna: Any, study_name: str, backend: Any, tries: int = 8) ->
     """``optuna.create_study(load_if_exists=True)``, retried while another process is creating the
     same database's schema: two processes opening a new SQLite file at once make SQLAlchemy's
     ``create_all`` of the loser fail with "table ... already exists", a duplicate alembic version row
-    or "database is locked" (all in :data:`_SCHEMA_RACE`)."""
+    or "database is locked" (all in :data:`_SCHEMA_RACE`). ``backend`` may be a callable building
+    the storage (an ``RDBStorage`` creates its tables when built, so the build is retried too)."""
 
     for attempt in range(tries):
         try:
-            return optuna.create_study(study_name=study_name, storage=backend, direction="maximize",
+            built = backend() if callable(backend) else backend
+            return optuna.create_study(study_name=study_name, storage=built, direction="maximize",
                                        load_if_exists=True)
         except Exception as e:
             racing = any(m in str(e) for m in _SCHEMA_RACE)
@@ -165,6 +167,45 @@ def _create_study(optuna: Any, study_name: str, backend: Any, tries: int = 8) ->
                 raise
             time.sleep(0.05 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+HEARTBEAT_S = 10
+"""Seconds between a queue worker's heartbeats (``LRLAB_HEARTBEAT`` overrides); a claim whose
+worker has not beaten for ``3 x`` this (``LRLAB_GRACE``) is failed and re-queued."""
+
+
+def _env_seconds(name: str, default: int) -> int:
+    import os
+
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise ValueError(f"{name}={raw!r}: give a whole number of seconds >= 1")
+    return v
+
+
+def _rdb(url: str) -> Any:
+    """The Optuna ``RDBStorage`` for ``url`` with heartbeats on (the work queue's dead-worker
+    detection) and stale claims re-queued by ``RetryHeartbeatStaleTrialCallback`` (at most 3 times)."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    interval = _env_seconds("LRLAB_HEARTBEAT", HEARTBEAT_S)
+    grace = _env_seconds("LRLAB_GRACE", 3 * interval)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": 60}}  # several processes: wait for the file's lock
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=grace,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
 
 
 class StudyStorage:
@@ -186,7 +227,7 @@ class StudyStorage:
         if "://" in url:
             if url.startswith("sqlite:///"):
                 Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-            backend: Any = url
+            backend: Any = lambda: _rdb(url)  # noqa: E731  (built inside the schema-race retry)
         else:
             from optuna.storages import JournalStorage
             from optuna.storages.journal import JournalFileBackend

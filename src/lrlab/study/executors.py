@@ -1,0 +1,106 @@
+"""Where a study's fleets train: local worker processes (:func:`lrlab.study.fleet.run_trials`, the
+default) or Ray tasks on a Ray cluster (:func:`ray_executor`, ``lrlab study --executor ray``).
+
+A Ray task trains one fleet (:func:`lrlab.study.fleet.train_fleet`) with ``num_cpus=1`` (and
+``num_gpus=1`` on ``cuda``) and returns its results as plain data; the driver stores each trial as
+its task finishes, in the same storage as a local run. On the CPU a trial's float32 numbers do not
+depend on the fleet it shares, so a Ray run stores the same numbers as a local one (tested).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["EXECUTORS", "ray_executor"]
+
+EXECUTORS = ("local", "ray")
+
+
+def _train_fleet_task(task_ref: str, task_kwargs: dict[str, Any], trial_dicts: list[dict[str, Any]], epochs: int,
+                      device: str) -> list[dict[str, Any]]:
+    """The body of a Ray task: one fleet, results as plain dicts."""
+    import torch
+
+    from lrlab.study.fleet import TrialSpec, train_fleet
+    from lrlab.study.tasks import load_task
+
+    torch.set_num_threads(1)  # as local workers: the numbers do not depend on the thread count
+    task = load_task(task_ref, **task_kwargs)
+    specs = [TrialSpec.from_dict(d) for d in trial_dicts]
+    return [r.to_dict() for r in train_fleet(task, specs, epochs=epochs, device=device)]
+
+
+def _probe(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast with one line when ``HOST:PORT`` (optionally ``ray://``) accepts no connection
+    (``ray.init`` itself keeps retrying an unreachable cluster for minutes)."""
+    import socket
+
+    if address is None or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--ray-address {address!r}: give HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ValueError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}") from e
+
+
+def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
+    """A drop-in for :func:`lrlab.study.fleet.run_trials` that runs each fleet as a Ray task.
+
+    Connects to the Ray cluster at ``address`` (``None``: the running local instance if this process
+    started one, else ``ray.init()``'s default: a cluster given by ``RAY_ADDRESS`` or a new local
+    one); an unreachable cluster is a one-line ``ValueError``.
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise ValueError("--executor ray needs Ray: pip install 'lrlab[ray]'") from e
+    if not ray.is_initialized():
+        _probe(address)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        except Exception as e:  # ConnectionError, a timeout, a bad address
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"cannot reach the Ray cluster at {address or 'the default address'}: {first}") from e
+    remote = ray.remote(_train_fleet_task)
+
+    def run(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Sequence[Any], *, epochs: int,
+            workers: int | None = None, device: str = "cpu", on_epoch: Callable[[Any], None] | None = None,
+            on_trial_done: Callable[[Any], None] | None = None, max_fleet: int | None = None) -> list[Any]:
+        from lrlab.study.fleet import TrialResult, TrialsFailed, plan_fleets
+
+        del on_epoch  # a Ray task reports when its fleet finishes
+        cuda = str(device).startswith("cuda")
+        n_cpus = int(ray.cluster_resources().get("CPU", 1))
+        fleets = plan_fleets(list(trials), max(1, n_cpus), max_fleet or (512 if cuda else 24))
+        opts = remote.options(num_cpus=1, num_gpus=1 if cuda else 0)
+        pending = {opts.remote(task_ref, dict(task_kwargs or {}), [t.to_dict() for t in f], epochs, device):
+                   [t.trial_id for t in f] for f in fleets}
+        results: dict[str, Any] = {}
+        failed: dict[str, str] = {}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ids = pending.pop(ready[0])
+            try:
+                got = ray.get(ready[0])
+            except Exception as e:  # the task raised or its node died: those trials fail, the rest go on
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                failed.update({i: reason for i in ids})
+                continue
+            for d in got:
+                r = TrialResult.from_dict(d)
+                results[r.trial_id] = r
+                if on_trial_done is not None:
+                    on_trial_done(r)
+        done = [results[t.trial_id] for t in trials if t.trial_id in results]
+        if failed:
+            first = next(iter(failed.values()))
+            raise TrialsFailed(f"{len(failed)} trials failed on Ray: {first}", done, failed)
+        return done
+
+    return run
