@@ -243,12 +243,17 @@ class _ConvReLU(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         cols2, w, out = ctx.saved_tensors
         k_, c, bsz, length, k, out_len, stride, pad = ctx.geometry
-        g = aligned(grad.reshape(k_, -1, bsz * out_len) * (out > 0))
+        grad = grad.reshape(k_, -1, bsz * out_len)
+        g = aligned_empty(*grad.shape, like=grad) if grad.device.type == "cpu" else None
+        # relu's backward written straight into the aligned layout: one pass, no mask tensor, no copy
+        g = torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=g) if g is not None \
+            else torch.ops.aten.threshold_backward(grad, out, 0)
         gw = _bmm(g, cols2.transpose(1, 2)).reshape(w.shape)
         gb = g.sum(2)
         gx = None
         if ctx.needs_input_grad[0]:
-            wt = w.reshape(k_, -1, c * k).transpose(1, 2).contiguous()
+            wt = w.reshape(k_, -1, c * k).transpose(1, 2)
+            wt = aligned(wt.contiguous()) if wt.device.type != "cpu" else aligned_empty(*wt.shape, like=wt).copy_(wt)
             gcols = _bmm(wt, g).view(k_, c, k, bsz, out_len)
             gx = g.new_zeros(k_, c, bsz, length)
             for j in range(k):
