@@ -42,3 +42,25 @@ def test_bench_study_rejects_bad_arguments() -> None:
     proc = _run(str(BENCH / "bench_study.py"), "--repeats", "0")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "bench_study: --repeats must be >= 1, got 0"
+
+
+@pytest.mark.slow
+def test_profile_fleet_prints_the_phase_table() -> None:
+    proc = _run(str(BENCH / "profile_fleet.py"), "--k", "2", "--epochs", "1", "--repeats", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {ln.split(" | ")[0].strip("| *"): ln for ln in proc.stdout.splitlines() if ln.startswith("| ")}
+    for phase in ("backward", "forward", "lr application", "inter-process traffic (epoch records through a pipe)",
+                  "fleet total"):
+        assert phase in rows, proc.stdout
+    shares = [float(m) for m in re.findall(r"\| ([0-9.]+) % \|", proc.stdout)]
+    assert sum(shares[:-1]) == pytest.approx(100, abs=1.0)  # the phases add up to the total
+
+
+@pytest.mark.slow
+def test_scaling_writes_the_figure(tmp_path: Path) -> None:
+    out = tmp_path / "scaling.png"
+    proc = _run(str(BENCH / "scaling.py"), "--ks", "1", "2", "--widths", "8", "--width-k", "2", "--epochs", "1",
+                "--repeats", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| 2 |" in proc.stdout and "| 8 |" in proc.stdout
