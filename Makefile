@@ -7,7 +7,7 @@ PIP     := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 export KERAS_BACKEND ?= torch
 export MPLBACKEND ?= Agg
 
-.PHONY: venv demo readme-results test test-fast lint typecheck docs docs-screenshots browser-check bench gallery clean
+.PHONY: venv demo readme-results test test-fast lint typecheck docs docs-screenshots browser-check bench bench-figures gallery clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -62,6 +62,12 @@ browser-check: $(STAMP)
 ## Benchmarks: ratios against baselines measured in the same run.
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+## The scaling figure (docs/perf/scaling.png, shown in docs/performance.md and the README's
+## Benchmarks section) and the fleet's phase profile: fleet throughput against fleet size and width.
+bench-figures: $(STAMP)
+	$(BIN)/python benchmarks/scaling.py --out docs/perf/scaling.png
+	$(BIN)/python benchmarks/profile_fleet.py
 
 ## One plot per registered schedule, into docs/gallery/ (shown in the README).
 gallery: $(STAMP)

@@ -1,8 +1,8 @@
 """Benchmark: the default study's trials through the fleet engine vs one-at-a-time training.
 
-Both sides train the same trials (the default study grid: every default schedule x SGD and Adam
-x 3 seeds on the MNIST-1D CNN, D2's default epochs; see ``lrlab.study.config``), measured in the
-same run:
+All three ways train the same trials (the default study grid: every default schedule x SGD and
+Adam x 3 seeds on the MNIST-1D CNN, D2's default epochs; see ``lrlab.study.config``), measured in
+the same run, interleaved:
 
 * **fleet**: :func:`lrlab.study.fleet.run_trials` (batched fleets over worker processes), wall
   time including worker start-up and task loading;
@@ -12,13 +12,19 @@ same run:
   accuracy as running means of the epoch's minibatches, the validation set after every epoch, the
   test set after the last one (the same evaluation work as the fleets). By
   default it times one seed of every (schedule, optimizer) cell and scales the time to the full
-  trial count (``--baseline all`` times every trial).
+  trial count (``--baseline all`` times every trial);
+* **peers**: the best thing a user does instead: the same one-at-a-time loop in N single-thread
+  processes side by side (N = usable cores; what Optuna ``n_jobs=N`` or joblib gives), timed over
+  the same trials as the baseline and scaled the same way, except the pool's start-up (spawn,
+  imports, task loading), measured alone in the same repeat and counted once.
 
-Prints both wall times and the speedup (target >= 3x on a 2-core CPU). Timings on a shared
-machine are noisy: use ``--repeats`` (interleaved; the median ratio is reported).
+Prints the three wall times and both ratios (targets on a 2-core CPU: fleets >= 3x the peers,
+>= 5x the baseline). Timings on a shared machine are noisy: use ``--repeats`` (interleaved; the
+median of each is reported).
 
     python benchmarks/bench_study.py                 # default study, CPU
-    python benchmarks/bench_study.py --epochs 10     # shorter
+    python benchmarks/bench_study.py --repeats 3     # what the README reports
+    python benchmarks/bench_study.py --quick         # seconds: a smoke run (1 epoch, 4 cells)
     python benchmarks/bench_study.py --device cuda   # on a GPU machine
 """
 
@@ -26,9 +32,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import resource
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -81,55 +90,142 @@ def baseline_trial(task, spec, epochs: int, device: str) -> float:
     return time.perf_counter() - t0
 
 
+_PEER_TASK: Any = None
+
+
+def _peer_init(task_ref: str, task_kwargs: dict[str, Any]) -> None:
+    """A peer process: one torch thread, the task loaded once."""
+    global _PEER_TASK
+    torch.set_num_threads(1)
+    from lrlab.study.tasks import load_task
+
+    _PEER_TASK = load_task(task_ref, **task_kwargs)
+
+
+def _peer_trial(spec_dict: dict[str, Any], epochs: int, device: str) -> float:
+    from lrlab.study.fleet import TrialSpec
+
+    return baseline_trial(_PEER_TASK, TrialSpec.from_dict(spec_dict), epochs, device)
+
+
+def _peer_ready(_: int) -> int:
+    time.sleep(0.2)  # long enough that every worker of the pool takes one
+    return 0
+
+
+def peers(task_ref: str, task_kwargs: dict[str, Any], specs: list, epochs: int, device: str, n: int) -> float:
+    """Wall time of ``specs`` trained one at a time by ``n`` single-thread processes side by side
+    (``specs`` empty: the pool's start-up alone, every worker started and its task loaded)."""
+    import multiprocessing as mp
+
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=_peer_init,
+                             initargs=(task_ref, task_kwargs)) as pool:
+        list(pool.map(_peer_ready, range(n)))
+        list(pool.map(_peer_trial, [s.to_dict() for s in specs], [epochs] * len(specs), [device] * len(specs)))
+    return time.perf_counter() - t0
+
+
+def _cpu(who: int) -> float:
+    """CPU seconds (user + system) used so far by this process or its reaped children."""
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the study's)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--workers", type=int, default=None, help="fleet worker processes (default: cores)")
+    ap.add_argument("--peers", type=int, default=None, help="peer processes (default: cores)")
     ap.add_argument("--max-fleet", type=int, default=None, help="most trials per fleet (default: run_trials')")
     ap.add_argument("--baseline", choices=("subset", "all"), default="subset",
                     help="time one seed per (schedule, optimizer) and scale (subset), or every trial")
+    ap.add_argument("--trials", type=int, default=None,
+                    help="only the first N (schedule, optimizer) cells of the grid, all seeds (default: all)")
     ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats (median ratio)")
+    ap.add_argument("--subset", type=int, default=None, help="train on the first N examples only (default: all)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run in seconds: as --epochs 1 --trials 2 --subset 400")
     ap.add_argument("--task", default="mnist1d", help="mnist1d (CNN) or mnist1d_mlp")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.epochs, args.trials, args.subset = args.epochs or 1, args.trials or 2, args.subset or 400
+    for name in ("epochs", "trials", "repeats", "peers", "workers", "subset"):
+        v = getattr(args, name)
+        if v is not None and v < (0 if name == "workers" else 1):
+            print(f"bench_study: --{name} must be >= 1, got {v}", file=sys.stderr)
+            return 2
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("bench_study: --device cuda but torch sees no CUDA device", file=sys.stderr)
         return 2
 
     from lrlab.study.config import StudyConfig
-    from lrlab.study.fleet import run_trials
+    from lrlab.study.fleet import _usable_cores, run_trials
     from lrlab.study.runner import plan_trials
     from lrlab.study.tasks import load_task
 
     cfg = StudyConfig(task=args.task)
-    task = load_task(args.task)
+    task_kwargs = {} if args.subset is None else {"subset": args.subset}
+    task = load_task(args.task, **task_kwargs)
     epochs = args.epochs or cfg.resolved_epochs(task.epochs)
     plans = plan_trials(cfg, epochs=epochs, steps_per_epoch=task.steps_per_epoch,
                         peak_lrs={n: task.peak_lr[n] for n in cfg.optimizers})
     specs = [p.spec for p in plans]
+    cells = list(dict.fromkeys((s.schedule.to_config().__repr__(), s.optimizer) for s in specs))
+    if args.trials is not None:
+        keep = set(cells[: args.trials])
+        specs = [s for s in specs if (s.schedule.to_config().__repr__(), s.optimizer) in keep]
     first_seed = min(cfg.seeds)
     subset = specs if args.baseline == "all" else [s for s in specs if s.seed == first_seed]
-    print(f"bench_study: {len(specs)} trials ({len(cfg.schedules)} schedules x {len(cfg.optimizers)} optimizers x "
+    scale = len(specs) / len(subset)
+    n_peers = args.peers or _usable_cores()
+    print(f"bench_study: {len(specs)} trials ({len(specs) // len(cfg.seeds)} (schedule, optimizer) cells x "
           f"{len(cfg.seeds)} seeds), {args.task}, {epochs} epochs x {task.steps_per_epoch} steps, device {args.device}, "
-          f"torch threads {torch.get_num_threads()}")
-    fleet_times, base_times, ratios = [], [], []
+          f"baseline torch threads {torch.get_num_threads()}, {n_peers} peer processes x 1 thread"
+          + ("" if scale == 1 else f"; one-at-a-time paths time {len(subset)} trials (one seed) and scale x{scale:g}"))
+    wall: dict[str, list[float]] = {"fleets": [], "peers": [], "base": []}
+    cpu: dict[str, list[float]] = {"fleets": [], "peers": [], "base": []}
+    kids, me = resource.RUSAGE_CHILDREN, resource.RUSAGE_SELF
     for rep in range(args.repeats):
-        t0 = time.perf_counter()
-        results = run_trials(args.task, {}, specs, epochs=epochs, workers=args.workers, device=args.device,
+        c0, t0 = _cpu(kids), time.perf_counter()
+        results = run_trials(args.task, task_kwargs, specs, epochs=epochs, workers=args.workers, device=args.device,
                              max_fleet=args.max_fleet)
-        fleet = time.perf_counter() - t0
-        t_sub = sum(baseline_trial(task, s, epochs, args.device) for s in subset)
-        base = t_sub * len(specs) / len(subset)
-        fleet_times.append(fleet)
-        base_times.append(base)
-        ratios.append(base / fleet)
+        wall["fleets"].append(time.perf_counter() - t0)
+        cpu["fleets"].append(_cpu(kids) - c0)
+        # the pool's start-up (spawn, import torch, load the task) is paid once, not once per
+        # scaled share: measure it alone and scale only the rest
+        c0 = _cpu(kids)
+        w_start = peers(args.task, task_kwargs, [], epochs, args.device, n_peers)
+        c_start, c0 = _cpu(kids) - c0, _cpu(kids)
+        w_all = peers(args.task, task_kwargs, subset, epochs, args.device, n_peers)
+        c_all = _cpu(kids) - c0
+        wall["peers"].append(w_start + max(0.0, w_all - w_start) * scale)
+        cpu["peers"].append(c_start + max(0.0, c_all - c_start) * scale)
+        c0 = _cpu(me)
+        wall["base"].append(sum(baseline_trial(task, s, epochs, args.device) for s in subset) * scale)
+        cpu["base"].append((_cpu(me) - c0) * scale)
         acc = statistics.mean(r.final["val_acc"] for r in results if not r.diverged)
-        scaled = "" if len(subset) == len(specs) else f" ({len(subset)} trials timed: {t_sub:.1f} s, scaled x{len(specs) / len(subset):g})"
-        print(f"  repeat {rep + 1}: fleet run_trials {fleet:.1f} s | one-at-a-time LambdaLR {base:.1f} s{scaled} | "
-              f"speedup {base / fleet:.2f}x | mean final val acc {acc:.3f}")
-    print(f"fleet {statistics.median(fleet_times):.1f} s, baseline {statistics.median(base_times):.1f} s, "
-          f"speedup {statistics.median(ratios):.2f}x (median of {args.repeats}; min {min(ratios):.2f}x, "
-          f"max {max(ratios):.2f}x; target >= 3x on 2 cores)")
+        f, p, b = (wall[k][-1] for k in ("fleets", "peers", "base"))
+        print(f"  repeat {rep + 1}: fleets {f:.1f} s | {n_peers} peers {p:.1f} s ({p / f:.2f}x) | "
+              f"one process {b:.1f} s ({b / f:.2f}x) | CPU s {cpu['fleets'][-1]:.1f} / {cpu['peers'][-1]:.1f} / "
+              f"{cpu['base'][-1]:.1f} | mean final val acc {acc:.3f}")
+    med = statistics.median
+
+    def ratio(d: dict[str, list[float]], k: str) -> str:
+        r = [a / f for a, f in zip(d[k], d["fleets"])]
+        return f"{med(r):.2f}x" + ("" if len(r) == 1 else f" ({min(r):.2f}-{max(r):.2f})")
+
+    workers = args.workers if args.workers is not None else n_peers
+    print(f"\nmedian of {args.repeats} interleaved repeat(s), {len(specs)} trials, {epochs} epochs "
+          "(CPU seconds: user + system of all processes; they resist noise from other jobs on the machine):")
+    print("| way to train them | wall time | CPU time | fleets are faster, wall | CPU |")
+    print("|---|---|---|---|---|")
+    rows = [("fleets", f"lrlab fleets (run_trials, {workers} workers x 1 thread)"),
+            ("peers", f"one at a time, {n_peers} single-thread processes side by side (target >= 3x)"),
+            ("base", f"one at a time, one process, {torch.get_num_threads()} threads (target >= 5x)")]
+    for k, label in rows:
+        print(f"| {label} | {med(wall[k]):.1f} s | {med(cpu[k]):.1f} s | {ratio(wall, k)} | {ratio(cpu, k)} |")
     return 0
 
 

@@ -505,3 +505,26 @@ def test_ctrl_c_terminates_the_workers(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# ---- profiling ----------------------------------------------------------------------------------
+
+
+def test_phase_timer_sees_every_phase_and_changes_nothing(cnn_task, monkeypatch):
+    import lrlab.study.fleet as fleet_mod
+
+    trials = [TrialSpec(f"p{s}", constant(0.01), "adam", {}, seed=s) for s in (0, 1)]
+    plain = train_fleet(cnn_task, trials, epochs=2, keep_weights=True)
+    t0 = time.perf_counter()
+    timer = fleet_mod.PhaseTimer()
+    monkeypatch.setattr(fleet_mod, "PROFILE", timer)
+    profiled = train_fleet(cnn_task, trials, epochs=2, keep_weights=True)
+    elapsed = time.perf_counter() - t0
+    for a, b in zip(plain, profiled):
+        assert [c.val_loss for c in a.curves] == [c.val_loss for c in b.curves]
+        assert all(torch.equal(a.weights[n], b.weights[n]) for n in a.weights)
+    for phase in ("data gathering", "forward", "backward", "optimizer (torch.optim foreach, lr=1)",
+                  "lr application", "evaluation (val every epoch, test after the last)"):
+        assert timer.wall[phase] > 0 and timer.cpu[phase] >= 0, phase
+    assert set(timer.wall) == set(timer.cpu)
+    assert 0.5 * elapsed < sum(timer.wall.values()) <= elapsed  # the phases tile the run, nothing counted twice

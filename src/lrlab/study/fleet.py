@@ -94,6 +94,36 @@ _EVAL_SAMPLES = 2048  # samples x trials per evaluation chunk: small enough to s
 _EVAL_CHUNK = 256  # samples per evaluation chunk, whatever the fleet size: a trial's sums do not depend on it
 
 
+class PhaseTimer:
+    """Wall and CPU seconds per phase of the fleet loop, for ``benchmarks/profile_fleet.py``.
+
+    Set :data:`PROFILE` to one and every :func:`train_fleet` adds the time since its previous
+    mark to the named phase at each :meth:`mark` (a ``None`` check when profiling is off).
+    """
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.restart()
+
+    def restart(self) -> None:
+        self._w, self._c = time.perf_counter(), time.thread_time()
+
+    def mark(self, phase: str) -> None:
+        w, c = time.perf_counter(), time.thread_time()
+        self.wall[phase] = self.wall.get(phase, 0.0) + w - self._w
+        self.cpu[phase] = self.cpu.get(phase, 0.0) + c - self._c
+        self._w, self._c = w, c
+
+
+def _no_mark(phase: str) -> None:
+    pass
+
+
+PROFILE: PhaseTimer | None = None
+"""The :class:`PhaseTimer` the fleet loop reports to (``None``: not profiling)."""
+
+
 # ---- records ----------------------------------------------------------------------------------
 
 
@@ -563,9 +593,11 @@ class _Fleet:
         n, bsz = x.shape[0], self.task.batch_size
         spe = math.ceil(n / bsz)
         nan = float("nan")
+        mark = _no_mark if PROFILE is None else PROFILE.mark
         for epoch in range(self.epochs):
             if not self.active:
                 break
+            mark("other")
             lrs_np = self._epoch_lrs(spe)
             lrs = torch.as_tensor(lrs_np, dtype=self.dtype, device=self.device)
             seeds = {self.trials[i].seed for i in self.active}
@@ -574,11 +606,14 @@ class _Fleet:
             lrs_row = {i: lrs_np[r] for r, i in enumerate(self.active)}
             self.run_loss.zero_()
             self.run_correct.zero_()
+            mark("epoch setup (schedules, data order)")
             for step in range(spe):
                 rows_before = list(self.active)
                 idx = orders[:, step * bsz:(step + 1) * bsz]
-                yb = y[idx]
-                logits = self.form.forward(self.params, x[idx], self.buffers)
+                yb, xb = y[idx], x[idx]
+                mark("data gathering")
+                logits = self.form.forward(self.params, xb, self.buffers)
+                mark("forward")
                 losses = _batched.cross_entropy_per_trial(logits, yb)
                 bad = (~torch.isfinite(losses)).nonzero().flatten().tolist()
                 if bad:
@@ -594,22 +629,29 @@ class _Fleet:
                 with torch.no_grad():
                     self.run_loss.add_(losses.detach().to(torch.float64), alpha=idx.shape[1])
                     self.run_correct.add_((logits.detach().argmax(-1) == yb).sum(1, dtype=torch.float64))
+                mark("loss, divergence check, running metrics")
                 losses.sum().backward()
+                mark("backward")
                 old = [p.detach().clone() for p in self.params]
+                mark("lr application")
                 self.opt.step()
+                mark("optimizer (torch.optim foreach, lr=1)")
                 lr = lrs[:, step]
                 with torch.no_grad():
                     for p, o in zip(self.params, old):
                         p.sub_(o).mul_(lr.view(-1, *([1] * (p.dim() - 1)))).add_(o)
                 self.opt.zero_grad(set_to_none=True)
+                mark("lr application")
             if not self.active:
                 break
             for i in self.active:
                 self.states[i].advance(spe)
                 self.steps[i] += spe
+            mark("other")
             va_loss, va_acc = self._evaluate(xv, yv)
             with_test = self.test_every_epoch or epoch == self.epochs - 1
             te_loss, te_acc = self._evaluate(xt, yt) if with_test else (va_loss.new_full(va_loss.shape, nan),) * 2
+            mark("evaluation (val every epoch, test after the last)")
             tr_loss_l, tr_acc_l = (self.run_loss / n).tolist(), (self.run_correct / n).tolist()
             va_loss_l, va_acc_l, te_loss_l, te_acc_l = (v.tolist() for v in (va_loss, va_acc, te_loss, te_acc))
             bad = []
@@ -626,8 +668,10 @@ class _Fleet:
                     self.states[i].observe(getattr(rec, self.trials[i].plateau_metric))
             if bad:
                 self._drop(bad, epoch)
+            mark("epoch records, callbacks, plateau")
         for r, i in enumerate(self.active):
             self._finish(i, None, r)
+        mark("other")
 
 
 # ---- many fleets over worker processes ---------------------------------------------------------

@@ -1,0 +1,66 @@
+"""The benchmarks cannot rot: each runs as a real process in its quick mode and prints its table."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.slow
+def test_bench_study_quick_prints_the_three_way_table() -> None:
+    proc = _run(str(BENCH / "bench_study.py"), "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "6 trials (2 (schedule, optimizer) cells x 3 seeds)" in out
+    rows = [ln for ln in out.splitlines() if ln.startswith("| ") and " s | " in ln]
+    assert len(rows) == 3, out
+    assert rows[0].startswith("| lrlab fleets") and "single-thread processes side by side" in rows[1]
+    assert "one process" in rows[2]
+    for row in rows:  # wall and CPU seconds are measured (positive), the ratios follow from them
+        wall, cpu = (float(v) for v in re.findall(r"\| ([0-9.]+) s", row))
+        assert wall > 0 and cpu > 0
+    fleet_wall = float(re.findall(r"\| ([0-9.]+) s", rows[0])[0])
+    peer_wall = float(re.findall(r"\| ([0-9.]+) s", rows[1])[0])
+    ratio = float(re.search(r"\| ([0-9.]+)x", rows[1]).group(1))  # type: ignore[union-attr]
+    assert ratio == pytest.approx(peer_wall / fleet_wall, rel=0.05, abs=0.02)
+
+
+def test_bench_study_rejects_bad_arguments() -> None:
+    proc = _run(str(BENCH / "bench_study.py"), "--repeats", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "bench_study: --repeats must be >= 1, got 0"
+
+
+@pytest.mark.slow
+def test_profile_fleet_prints_the_phase_table() -> None:
+    proc = _run(str(BENCH / "profile_fleet.py"), "--k", "2", "--epochs", "1", "--repeats", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {ln.split(" | ")[0].strip("| *"): ln for ln in proc.stdout.splitlines() if ln.startswith("| ")}
+    for phase in ("backward", "forward", "lr application", "inter-process traffic (epoch records through a pipe)",
+                  "fleet total"):
+        assert phase in rows, proc.stdout
+    shares = [float(m) for m in re.findall(r"\| ([0-9.]+) % \|", proc.stdout)]
+    assert sum(shares[:-1]) == pytest.approx(100, abs=1.0)  # the phases add up to the total
+
+
+@pytest.mark.slow
+def test_scaling_writes_the_figure(tmp_path: Path) -> None:
+    out = tmp_path / "scaling.png"
+    proc = _run(str(BENCH / "scaling.py"), "--ks", "1", "2", "--widths", "8", "--width-k", "2", "--epochs", "1",
+                "--repeats", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| 2 |" in proc.stdout and "| 8 |" in proc.stdout
