@@ -203,11 +203,14 @@ class WorkQueue:
                     break
         if not taken:
             return []
-        done = self.done_keys()
+        # Live tickets first, stored keys second: a ticket is closed only after its result is
+        # stored, so a lower ticket that ends between the two reads is seen in one of them (read
+        # the other way round, a duplicate taken meanwhile was trained a second time).
         lowest: dict[str, int] = {}
         for t in self.tickets(TrialState.WAITING, TrialState.RUNNING):
             k = t.user_attrs[TICKET_ATTR]
             lowest[k] = min(lowest.get(k, t.number), t.number)
+        done = self.done_keys()
         keep = []
         for tk in taken:
             if tk.key in done or lowest.get(tk.key, tk.number) < tk.number:
