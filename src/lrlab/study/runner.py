@@ -401,12 +401,9 @@ def run_study(
                  _one_at_a_time_notes(task, [*tune_plans, *final_plans], cfg.device)):
         say(escape(line))
     if tune_plans:
-        pending = [p for p in tune_plans if p.key not in done]
+        pending = _not_stored(tune_plans, done, "tuning trials", storage.url, say)
         reused += len(tune_plans) - len(pending)
         ran += len(pending)
-        if len(pending) < len(tune_plans):
-            say(f"{len(tune_plans) - len(pending)} tuning trials already in {escape(storage.url)} (not rerun); "
-                f"{len(pending)} to train")
         if pending:
             _dispatch(cfg, pending, epochs, storage, con, show, "tuning", task, executor)
         tune_records = _stored(storage, [p.key for p in tune_plans])
@@ -417,12 +414,9 @@ def run_study(
             if sel.all_diverged:
                 say(f"[red]{escape(sel.schedule)}/{escape(sel.optimizer)}: every tuning run diverged[/red]; "
                     "no final runs (lower the grid)")
-    pending = [p for p in final_plans if p.key not in done]
+    pending = _not_stored(final_plans, done, "final trials" if tune_plans else "trials", storage.url, say)
     reused += len(final_plans) - len(pending)
     ran += len(pending)
-    if len(pending) < len(final_plans):
-        say(f"{len(final_plans) - len(pending)} {'final ' if tune_plans else ''}trials already in {escape(storage.url)} (not rerun); "
-            f"{len(pending)} to train")
     info["keys"] = [p.key for p in final_plans]
     storage.set_attr(_STUDY_ATTR, info)
     if pending:
@@ -433,6 +427,17 @@ def run_study(
                                         time.perf_counter() - t0, write=report)
     return StudyResult(cfg, records, summaries, effects, paths, ran, reused, time.perf_counter() - t0, base_lrs,
                        tune_records, selections, info)
+
+
+def _not_stored(plans: Sequence[PlannedTrial], done: set[str], what: str, url: str,
+                say: Callable[[str], None]) -> list[PlannedTrial]:
+    """The planned trials whose key is not in ``done``; says how many were found stored."""
+    from rich.markup import escape
+
+    pending = [p for p in plans if p.key not in done]
+    if len(pending) < len(plans):
+        say(f"{len(plans) - len(pending)} {what} already in {escape(url)} (not rerun); {len(pending)} to train")
+    return pending
 
 
 def _argv() -> str:
