@@ -64,3 +64,14 @@ def test_scaling_writes_the_figure(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| 2 |" in proc.stdout and "| 8 |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_bench_demo_quick_times_the_default_study_against_its_budget() -> None:
+    proc = _run(str(BENCH / "bench_demo.py"), "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "default study (quick): 120 tuning + 72 final trials, 192 trained, 0 reused" in proc.stdout
+    (row,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("| lrlab study")]
+    wall, cpu = (float(v) for v in re.findall(r"\| ([0-9.]+) s", row))
+    share = float(re.search(r"\| ([0-9.]+) of 300 s", row).group(1))  # type: ignore[union-attr]
+    assert wall > 0 and cpu > 0 and share == pytest.approx(wall / 300, abs=0.01)
