@@ -303,26 +303,13 @@ def parse_schedule(spec: str | Schedule, *, where: str = "schedule") -> Schedule
 
 
 def split_specs(text: str) -> list[str]:
-    """Split a comma-separated list at top level only (commas inside ``(...)``/``[...]`` stay).
+    """Split a comma-separated list at top level only (commas inside ``(...)``/``[...]`` or
+    quotes stay); the splitter ``--task-kwargs`` uses too.
 
     >>> split_specs("constant, linear(1.0, 0.0, steps=100%),cosine_cycles")
     ['constant', 'linear(1.0, 0.0, steps=100%)', 'cosine_cycles']
     """
-    out: list[str] = []
-    cur: list[str] = []
-    depth = 0
-    for ch in text:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        if ch == "," and depth == 0:
-            out.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur).strip())
-    return [s for s in out if s]
+    return _split_quoted(text)
 
 
 @dataclass(frozen=True)
