@@ -80,10 +80,13 @@ def test_two_drivers_on_a_new_sqlite_file_train_each_trial_once(tmp_path: Path) 
 
 def _killed_worker_run(url: str, tmp_path: Path, n_workers: int) -> dict[str, Any]:
     """n workers and a driver on one study; the first worker is SIGKILLed as soon as it holds a claim."""
-    workers = [_lrlab("study", "worker", "--storage", url, "--idle", "120", LRLAB_CLAIM="2")
-               for _ in range(n_workers)]
+    def worker() -> subprocess.Popen[str]:
+        return _lrlab("study", "worker", "--storage", url, "--idle", "120", LRLAB_CLAIM="2")
+
+    # the victim starts with the driver and the other workers only once it holds a claim: started
+    # together, the others could take every ticket before the victim's imports finished
+    victim = worker()
     driver = _lrlab("study", *STUDY, "--out", str(tmp_path / "out"), "--storage", url, LRLAB_CLAIM="2")
-    victim = workers[0]
     deadline = time.monotonic() + 120
     killed_claims = 0
     while time.monotonic() < deadline and killed_claims == 0:
@@ -95,6 +98,7 @@ def _killed_worker_run(url: str, tmp_path: Path, n_workers: int) -> dict[str, An
         killed_claims = sum(1 for t in ts if t.state.name == "RUNNING"
                             and str(t.user_attrs.get("lrlab_worker", "")).endswith(f":{victim.pid}"))
     assert killed_claims, "the first worker never claimed a trial"
+    workers = [victim, *(worker() for _ in range(n_workers - 1))]
     victim.send_signal(signal.SIGKILL)
     rc, _out, err = _finish(driver)
     assert rc == 0, err[-2000:]
