@@ -1,4 +1,4 @@
-"""Scaling figures: fleet throughput against fleet size K and against model width, on one core.
+"""Scaling figures: fleet throughput against fleet size K and against model width, on one core or a GPU.
 
 For each point, trains a fleet of K Adam trials of the MNIST-1D CNN (2 epochs of 1,000 examples,
 batch 100, validation on 250 examples after every epoch, test on 250 after the last: the default
@@ -8,10 +8,14 @@ trial-steps (one trial's training step with its share of evaluation) per CPU sec
 process: CPU time, not wall time, because the machines are shared (see benchmarks.md).
 Points are measured ``--repeats`` times, interleaved, and the median is kept.
 
+With ``--device cuda`` both sides train on the GPU and throughput is per *wall* second (the CPU
+only launches kernels there), K runs to 4096 and the figure is ``docs/perf/scaling_gpu.png``.
+
 Writes ``docs/perf/scaling.png`` (``--out``) and prints the two tables (Markdown).
 
     python benchmarks/scaling.py                       # K = 1..128, widths 8..100
     python benchmarks/scaling.py --ks 1 8 --widths 25  # a quick look
+    python benchmarks/scaling.py --device cuda         # on a GPU machine
 """
 
 from __future__ import annotations
@@ -41,33 +45,50 @@ def _specs(task, k: int):  # type: ignore[no-untyped-def]
     return [TrialSpec(f"t{i}", constant(task.peak_lr["adam"]), "adam", {}, seed=i) for i in range(k)]
 
 
-def fleet_rate(task, k: int, epochs: int) -> float:  # type: ignore[no-untyped-def]
-    """Trial-steps per CPU second of a fleet of ``k``."""
+def _clock(device: str) -> float:
+    """CPU seconds of this thread on a CPU; wall seconds after the GPU's queue drains on a GPU."""
+    if device == "cpu":
+        return time.thread_time()
+    torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def fleet_rate(task, k: int, epochs: int, device: str = "cpu") -> float:  # type: ignore[no-untyped-def]
+    """Trial-steps per CPU second (GPU: per wall second) of a fleet of ``k``."""
     from lrlab.study.fleet import train_fleet
 
-    c0 = time.thread_time()
-    train_fleet(task, _specs(task, k), epochs=epochs)
-    return k * epochs * task.steps_per_epoch / (time.thread_time() - c0)
+    c0 = _clock(device)
+    train_fleet(task, _specs(task, k), epochs=epochs, device=device)
+    return k * epochs * task.steps_per_epoch / (_clock(device) - c0)
 
 
-def single_rate(task, epochs: int) -> float:  # type: ignore[no-untyped-def]
-    """Trial-steps per CPU second of one trial trained the usual way."""
+def single_rate(task, epochs: int, device: str = "cpu") -> float:  # type: ignore[no-untyped-def]
+    """Trial-steps per CPU second (GPU: per wall second) of one trial trained the usual way."""
     from bench_study import baseline_trial
 
-    c0 = time.thread_time()
-    baseline_trial(task, _specs(task, 1)[0], epochs, "cpu")
-    return epochs * task.steps_per_epoch / (time.thread_time() - c0)
+    c0 = _clock(device)
+    baseline_trial(task, _specs(task, 1)[0], epochs, device)
+    return epochs * task.steps_per_epoch / (_clock(device) - c0)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16, 24, 32, 64, 128])
+    ap.add_argument("--ks", type=int, nargs="+", default=None,
+                    help="fleet sizes (default 1..128; cuda: 1..4096)")
     ap.add_argument("--widths", type=int, nargs="+", default=[8, 16, 25, 50, 100])
     ap.add_argument("--width-k", type=int, default=16, help="fleet size of the width sweep")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--out", default=str(ROOT / "docs/perf/scaling.png"))
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--out", default=None, help="figure path (default docs/perf/scaling.png; cuda: scaling_gpu.png)")
     args = ap.parse_args(argv)
+    gpu = args.device != "cpu"
+    if gpu and not torch.cuda.is_available():
+        print(f"scaling: --device {args.device} but torch sees no CUDA device", file=sys.stderr)
+        return 2
+    if args.ks is None:
+        args.ks = [1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096] if gpu else [1, 2, 4, 8, 16, 24, 32, 64, 128]
+    args.out = args.out or str(ROOT / "docs/perf" / ("scaling_gpu.png" if gpu else "scaling.png"))
     if min(args.ks + args.widths + [args.width_k, args.epochs, args.repeats]) < 1:
         print("scaling: every size, width, --epochs and --repeats must be >= 1", file=sys.stderr)
         return 2
@@ -75,22 +96,25 @@ def main(argv: list[str] | None = None) -> int:
     med = statistics.median
 
     base = _task(25)
-    _ = fleet_rate(base, 2, 1), single_rate(base, 1)  # warm-up: kernels, allocator
+    dev = args.device
+    _ = fleet_rate(base, 2, 1, dev), single_rate(base, 1, dev)  # warm-up: kernels, allocator
     by_k: dict[int, list[float]] = {k: [] for k in args.ks}
     single_k: list[float] = []
     tasks = {w: _task(w) for w in args.widths}
     by_w: dict[int, list[float]] = {w: [] for w in args.widths}
     single_w: dict[int, list[float]] = {w: [] for w in args.widths}
     for _ in range(args.repeats):  # interleaved: every point once per round
-        single_k.append(single_rate(base, args.epochs))
+        single_k.append(single_rate(base, args.epochs, dev))
         for k in args.ks:
-            by_k[k].append(fleet_rate(base, k, args.epochs))
+            by_k[k].append(fleet_rate(base, k, args.epochs, dev))
         for w in args.widths:
-            single_w[w].append(single_rate(tasks[w], args.epochs))
-            by_w[w].append(fleet_rate(tasks[w], args.width_k, args.epochs))
+            single_w[w].append(single_rate(tasks[w], args.epochs, dev))
+            by_w[w].append(fleet_rate(tasks[w], args.width_k, args.epochs, dev))
     one = med(single_k)
-    print(f"scaling: MNIST-1D CNN, Adam, {args.epochs} epochs x {base.steps_per_epoch} steps, 1 thread, "
-          f"median of {args.repeats}; trial-steps per CPU second")
+    unit = "wall second" if gpu else "CPU second"
+    where = torch.cuda.get_device_name() if gpu else "1 thread"
+    print(f"scaling: MNIST-1D CNN, Adam, {args.epochs} epochs x {base.steps_per_epoch} steps, {where}, "
+          f"median of {args.repeats}; trial-steps per {unit}")
     print("\n| fleet size K | fleet | vs one at a time |\n|---|---|---|")
     print(f"| one at a time | {one:.0f} | 1.00x |")
     for k in args.ks:
@@ -107,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     a.axhline(one, color="gray", ls="--", label="one at a time (torch.optim)")
     a.set_xscale("log", base=2)
     a.set_xlabel("fleet size K (trials trained together)")
-    a.set_ylabel("trial-steps per CPU second")
-    a.set_title("MNIST-1D CNN (25 channels), one core")
+    a.set_ylabel(f"trial-steps per {unit}")
+    a.set_title(f"MNIST-1D CNN (25 channels), {torch.cuda.get_device_name() if gpu else 'one core'}")
     a.legend()
     a.grid(alpha=0.3)
     b.plot(args.widths, [med(by_w[w]) / med(single_w[w]) for w in args.widths], "o-")
@@ -117,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     b.set_xticks(args.widths, [str(w) for w in args.widths])
     b.set_xlabel("CNN width (channels per conv layer)")
     b.set_ylabel(f"fleet of {args.width_k} / one at a time")
-    b.set_title("speedup per core against model width")
+    b.set_title("speedup against model width" + ("" if gpu else " (per core)"))
     b.grid(alpha=0.3)
     fig.tight_layout()
     out = Path(args.out)

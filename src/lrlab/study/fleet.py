@@ -51,11 +51,12 @@ Both training paths share one recipe, so they agree to rounding (tested in float
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -88,6 +89,9 @@ __all__ = [
 
 PLATEAU_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")
 """Per-epoch metrics a trial's plateau nodes can be fed with (never the test set's)."""
+
+CUDA_WORKERS = 4
+"""Default worker processes sharing one GPU (fewer where the machine has fewer cores)."""
 
 _ORDER_MULT = 100003
 _EVAL_SAMPLES = 2048  # samples x trials per evaluation chunk: small enough to stay in cache (1.9x faster than 16384)
@@ -449,15 +453,31 @@ def train_fleet(task: Any, trials: Sequence[TrialSpec], *, epochs: int, device: 
         if on_trial_done is not None:
             on_trial_done(r)
 
-    for group in groups.values():
-        reason = _fleet_refusal(task, group[0], device, dtype)
-        if reason is None:
-            _Fleet(task, group, epochs, device, dtype, on_epoch, done, keep_weights, test_every_epoch).run()
-        else:
-            for t in group:
-                done(train_one(task, t, epochs=epochs, device=device, dtype=dtype, on_epoch=on_epoch,
-                               keep_weights=keep_weights, test_every_epoch=test_every_epoch))
+    with _deterministic_cudnn(device):
+        for group in groups.values():
+            reason = _fleet_refusal(task, group[0], device, dtype)
+            if reason is None:
+                _Fleet(task, group, epochs, device, dtype, on_epoch, done, keep_weights, test_every_epoch).run()
+            else:
+                for t in group:
+                    done(train_one(task, t, epochs=epochs, device=device, dtype=dtype, on_epoch=on_epoch,
+                                   keep_weights=keep_weights, test_every_epoch=test_every_epoch))
     return [results[i] for i in ids]
+
+
+@contextlib.contextmanager
+def _deterministic_cudnn(device: str | torch.device) -> Iterator[None]:
+    """On a GPU, cuDNN's deterministic algorithms (no autotuning, no atomics in the backward), so
+    the same command gives the same numbers; restored afterwards. Nothing to do on a CPU."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
 
 
 def fleet_path(task: Any, trial: TrialSpec, *, device: str | torch.device = "cpu",
@@ -496,7 +516,7 @@ class _Fleet:
         self.on_epoch, self.done, self.keep_weights = on_epoch, done, keep_weights
         self.t0, self.wall0 = time.perf_counter(), time.time()
         models = [_make_model(task, t.seed, device, dtype) for t in trials]
-        self.form = _batched.formulation(task.fleet_model, models[0])
+        self.form = _batched.formulation(task.fleet_model, models[0], device)
         probe = task.x_train[: min(8, task.x_train.shape[0])].to(device=device, dtype=dtype)
         _batched.check_formulation(self.form, models[: min(2, len(models))], probe)
         self.params = [p.requires_grad_() for p in _batched.stack_params(models)]
@@ -791,8 +811,9 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
         task_ref, task_kwargs: what :func:`lrlab.study.tasks.load_task` is called with.
         trials: the trials (unique ids).
         epochs: training length.
-        workers: processes (default: usable cores, at most one per fleet; ``cuda``: 1). ``0``
-            trains in this process.
+        workers: processes (default: usable cores, at most one per fleet; ``cuda``:
+            :data:`CUDA_WORKERS`, where a fleet step is bound by one CPU thread launching kernels,
+            so a few processes keep the GPU busier than one). ``0`` trains in this process.
         device: ``"cpu"`` or ``"cuda"``.
         on_epoch: called with each :class:`EpochRecord` as it arrives.
         on_trial_done: called with each :class:`TrialResult` as soon as it is known.
@@ -830,7 +851,7 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
     task_kwargs = dict(task_kwargs or {})
     cores = _usable_cores()
     if workers is None:
-        workers = 1 if str(device).startswith("cuda") else cores
+        workers = min(CUDA_WORKERS, cores) if str(device).startswith("cuda") else cores
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an int >= 0 (0: train in this process), got workers={workers!r}")
     if not trials:

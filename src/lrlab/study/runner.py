@@ -518,7 +518,7 @@ def _claim_size(cfg: StudyConfig) -> int:
     ``LRLAB_CLAIM`` (smaller claims spread a small study over more workers)."""
     import os
 
-    from lrlab.study.fleet import _usable_cores
+    from lrlab.study.fleet import CUDA_WORKERS, _usable_cores
 
     raw = os.environ.get("LRLAB_CLAIM")
     if raw is not None:
@@ -526,8 +526,9 @@ def _claim_size(cfg: StudyConfig) -> int:
             raise ValueError(f"LRLAB_CLAIM={raw!r}: give a whole number of trials >= 1")
         return int(raw)
 
-    workers = cfg.workers if cfg.workers is not None else (1 if cfg.device.startswith("cuda") else _usable_cores())
-    return (512 if cfg.device.startswith("cuda") else 24) * max(1, workers)
+    cuda = cfg.device.startswith("cuda")
+    workers = cfg.workers if cfg.workers is not None else (min(CUDA_WORKERS, _usable_cores()) if cuda else _usable_cores())
+    return (512 if cuda else 24) * max(1, workers)
 
 
 def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,
