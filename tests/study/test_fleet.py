@@ -126,21 +126,6 @@ def test_mlp_fleet_matches_one_at_a_time_for_every_optimizer(mlp_task):
     _assert_parity(mlp_task, _trials(with_options=True), epochs=10)
 
 
-def test_grouped_conv_cnn_fleet_matches_one_at_a_time(cnn_task):
-    """The GPU formulation (one grouped F.conv1d per layer), checked on the CPU in float64."""
-    task = cnn_task.replace(fleet_model="mnist1d_cnn_grouped")
-    assert fleet_path(task, _trials()[0]) == "mnist1d_cnn_grouped"
-    _assert_parity(task, _trials(("sgd", "adam", "rmsprop"), with_options=True), epochs=10)
-
-
-def test_cnn_on_cuda_is_the_grouped_formulation(cnn_task):
-    from lrlab.study import _batched
-
-    model = cnn_task.model_fn()
-    assert _batched.formulation("mnist1d_cnn", model, "cpu").kind == "mnist1d_cnn"
-    assert _batched.formulation("mnist1d_cnn", model, "cuda").kind == "mnist1d_cnn_grouped"
-
-
 class TinyNet(nn.Module):
     """A model with no hand-batched formulation: the generic vmap path."""
 

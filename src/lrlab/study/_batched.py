@@ -305,42 +305,6 @@ def _cnn(model: nn.Module) -> Formulation:
     return Formulation("mnist1d_cnn", names, [], train, shared)
 
 
-def _cnn_grouped(model: nn.Module) -> Formulation:
-    """The MNIST-1D CNN for K models as *grouped* convolutions: the K trials are K groups of one
-    ``F.conv1d(..., groups=K)`` per layer (cuDNN on a GPU), the head one ``baddbmm``.
-
-    A handful of kernels per step whatever K, where :func:`_cnn`'s tap loops launch ~100 small
-    ones: the formulation for a GPU, where the fleet step is bound by kernel launches
-    (``"mnist1d_cnn"`` uses it on ``cuda``). On a CPU the aligned tap formulation is faster and its
-    numbers do not depend on the fleet's other trials; here a library convolution may pick its
-    algorithm by the fleet's size, so a trial agrees with a lone run to rounding, not bit for bit.
-    """
-    convs = _cnn_layers(model)
-    geom = [(cv.stride[0], cv.padding[0]) for cv in convs]
-    names = [n for n, _ in model.named_parameters()]
-    if names != ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias",
-                 "linear.weight", "linear.bias"]:
-        raise ValueError(f"fleet_model 'mnist1d_cnn_grouped': unexpected parameters {names}")
-
-    def run(params: list[Tensor], h: Tensor) -> Tensor:  # h: (B, K, L): trial k is input channel k
-        bsz, k_ = h.shape[0], h.shape[1]
-        for i, (stride, pad) in enumerate(geom):
-            w, b = params[2 * i], params[2 * i + 1]  # (K, Cout, Cin, k), (K, Cout)
-            h = F.conv1d(h, w.reshape(-1, *w.shape[2:]), b.reshape(-1), stride=stride, padding=pad, groups=k_).relu()
-        # (B, K * C, L3) -> (K, B, C * L3): torch's flatten(1) order within each trial
-        h = h.view(bsz, k_, -1).transpose(0, 1)
-        return torch.baddbmm(params[7].unsqueeze(1), h, params[6].transpose(1, 2))
-
-    def train(params: list[Tensor], buffers: list[Tensor], x: Tensor) -> Tensor:  # x: (K, B, ...)
-        return run(params, x.reshape(x.shape[0], x.shape[1], -1).transpose(0, 1))
-
-    def shared(params: list[Tensor], buffers: list[Tensor], x: Tensor) -> Tensor:  # x: (n, ...), one copy
-        xs = x.reshape(x.shape[0], 1, -1)
-        return run(params, xs.expand(-1, params[0].shape[0], -1))
-
-    return Formulation("mnist1d_cnn_grouped", names, [], train, shared)
-
-
 # ---- MNIST-1D MLP ---------------------------------------------------------------------------
 
 
@@ -432,14 +396,11 @@ def _vmap(model: nn.Module) -> Formulation:
 
 # ---- choosing and checking ------------------------------------------------------------------
 
-_BUILDERS: dict[str, Callable[[nn.Module], Formulation]] = {
-    "mnist1d_cnn": _cnn, "mnist1d_cnn_grouped": _cnn_grouped, "mnist1d_mlp": _mlp}
+_BUILDERS: dict[str, Callable[[nn.Module], Formulation]] = {"mnist1d_cnn": _cnn, "mnist1d_mlp": _mlp}
 
 
-def formulation(kind: str | None, model: nn.Module, device: str | torch.device = "cpu") -> Formulation:
+def formulation(kind: str | None, model: nn.Module) -> Formulation:
     """The batched formulation ``kind`` (``None`` or ``"vmap"``: generic) for ``model``'s architecture.
-
-    On a GPU ``"mnist1d_cnn"`` is :func:`_cnn_grouped` (grouped convolutions: few kernel launches).
 
     Raises:
         ValueError: an unknown ``kind``, or a model that does not have the architecture ``kind``
@@ -449,8 +410,6 @@ def formulation(kind: str | None, model: nn.Module, device: str | torch.device =
         return _vmap(model)
     if kind not in _BUILDERS:
         raise ValueError(f"unknown fleet_model {kind!r}: use one of {', '.join(_BUILDERS)} or None (generic vmap)")
-    if kind == "mnist1d_cnn" and torch.device(device).type == "cuda":
-        kind = "mnist1d_cnn_grouped"
     return _BUILDERS[kind](model)
 
 

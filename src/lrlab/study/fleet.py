@@ -516,7 +516,7 @@ class _Fleet:
         self.on_epoch, self.done, self.keep_weights = on_epoch, done, keep_weights
         self.t0, self.wall0 = time.perf_counter(), time.time()
         models = [_make_model(task, t.seed, device, dtype) for t in trials]
-        self.form = _batched.formulation(task.fleet_model, models[0], device)
+        self.form = _batched.formulation(task.fleet_model, models[0])
         probe = task.x_train[: min(8, task.x_train.shape[0])].to(device=device, dtype=dtype)
         _batched.check_formulation(self.form, models[: min(2, len(models))], probe)
         self.params = [p.requires_grad_() for p in _batched.stack_params(models)]
