@@ -24,6 +24,10 @@ ways to train trials, all with the same results:
 Both training paths share one recipe, so they agree to rounding (tested in float64 to 1e-10):
 
 * the model is ``task.model_fn()`` after ``torch.manual_seed(seed)``;
+* its ``nn.Dropout``/``Dropout1d/2d/3d`` modules draw their masks, in call order, from the
+  trial's own generator :func:`lrlab.study._batched.dropout_generator` (``seed``), not from
+  torch's global stream, so a trial's dropout does not depend on the trials trained with it;
+  BatchNorm layers keep and update each trial's own running statistics;
 * epoch ``e`` visits the training set in the order ``torch.randperm(N, generator=
   torch.Generator().manual_seed(seed * 100003 + e))`` in batches of ``task.batch_size`` (the
   last partial batch is kept); the loss is the mean cross-entropy of the batch;
@@ -212,8 +216,8 @@ class TrialResult:
             ``best_epoch`` (the first epoch with the highest validation accuracy; NaN and -1 if
             no epoch completed), ``epochs`` (completed) and ``steps`` (updates applied).
         seconds: wall time; trials trained together share their fleet's time equally.
-        weights: the final parameters (CPU tensors by name) when asked for with
-            ``keep_weights=True``, else ``None``.
+        weights: the final parameters and buffers (CPU tensors by name, e.g. BatchNorm running
+            statistics) when asked for with ``keep_weights=True``, else ``None``.
         started, finished: Unix times at which the trial began training (its fleet's start) and
             ended (NaN when unknown); the study stores them as the Optuna trial's start and
             completion times.
@@ -348,6 +352,7 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
     task = _with_validation(task)
     x, y, xv, yv, xt, yt = _data(task, device, dtype)
     model = _make_model(task, trial.seed, device, dtype)
+    _batched.use_trial_dropout(model, _batched.dropout_generator(trial.seed, device))  # the fleet's masks
     opt = make_optimizer(trial.optimizer, model.parameters(), lr=0.0, **trial.optimizer_kwargs)
     sched = LRLabScheduler(opt, trial.schedule)
     plateau = _has_plateau(trial.schedule)
@@ -396,7 +401,8 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
     sched.close()
     if keep_weights:
         eval_begin(trial.optimizer, opt, model, x, bsz)  # the weights the optimizer evaluates
-    weights = {k: v.detach().cpu().clone() for k, v in model.named_parameters()} if keep_weights else None
+    weights = ({k: v.detach().cpu().clone() for k, v in (*model.named_parameters(), *model.named_buffers())}
+               if keep_weights else None)
     diverged = diverged_epoch is not None
     return TrialResult(trial.trial_id, curves, diverged, diverged_epoch, _final(curves, diverged, steps),
                        time.perf_counter() - t0, weights, wall0, time.time())
@@ -484,7 +490,19 @@ def _fleet_refusal(task: Any, trial: TrialSpec, device: Any, dtype: torch.dtype)
 
 
 class _Fleet:
-    """K trials of one optimizer group, stacked; rows of the stacked tensors are the active trials."""
+    """K trials of one optimizer group, stacked; rows of the stacked tensors are the active trials.
+
+    All of a fleet's mutable per-trial state (what a checkpoint must save):
+
+    * ``params``: the stacked parameters, one ``(rows, *shape)`` tensor per parameter;
+    * ``opt``: the ``torch.optim`` optimizer over them (its state stacked the same way);
+    * ``buffers``: the stacked buffers (generic formulation), updated in place by training
+      (BatchNorm ``running_mean``/``running_var``/``num_batches_tracked``);
+    * ``rng``: one ``torch.Generator`` per trial *index* (not row) from which that trial's
+      dropout masks are drawn, or ``[]`` when the model has no dropout modules; restoring each
+      generator's state makes a resumed fleet draw what an uninterrupted one would;
+    * ``states`` (schedule states), ``curves``, ``steps``, ``active`` (trial index of each row).
+    """
 
     def __init__(self, task: Any, trials: list[TrialSpec], epochs: int, device: Any, dtype: torch.dtype,
                  on_epoch: Callable[[EpochRecord], None] | None, done: Callable[[TrialResult], None],
@@ -501,6 +519,10 @@ class _Fleet:
         _batched.check_formulation(self.form, models[: min(2, len(models))], probe)
         self.params = [p.requires_grad_() for p in _batched.stack_params(models)]
         self.buffers = _batched.stack_buffers(models) if self.form.buffer_names else []
+        # one dropout generator per trial index (not row), for a model with dropout modules
+        self.rng = ([_batched.dropout_generator(t.seed, device) for t in trials]
+                    if self.form.mask_sites is not None else [])
+        self._sites: dict[int, list[tuple[tuple[int, ...], float]]] = {}  # batch size -> masks drawn
         self.opt_name = trials[0].optimizer
         self.opt_kwargs = optimizer_kwargs(self.opt_name, trials[0].optimizer_kwargs)
         self.opt = self._optimizer(self.params)
@@ -522,6 +544,7 @@ class _Fleet:
         weights = None
         if self.keep_weights and row is not None:
             weights = {n: p[row].detach().cpu().clone() for n, p in zip(self.form.names, self.params)}
+            weights.update((n, b[row].cpu().clone()) for n, b in zip(self.form.buffer_names, self.buffers))
         k = len(self.trials)
         seconds = (time.perf_counter() - self.t0) / k
         diverged = diverged_epoch is not None
@@ -555,6 +578,20 @@ class _Fleet:
         self.run_loss, self.run_correct = self.run_loss[idx], self.run_correct[idx]
 
     # -- the loop -----------------------------------------------------------------------------
+    def _masks(self, x: Tensor) -> list[Tensor]:
+        """The dropout masks of one training step on batches shaped like ``x`` (rows, b, *in):
+        per mask site ``(rows, *shape)``, each row drawn from its trial's generator in the order
+        :func:`train_one` draws them."""
+        if not self.rng or self.form.mask_sites is None:
+            return []
+        b = x.shape[1]
+        if b not in self._sites:
+            self._sites[b] = self.form.mask_sites(self.params, self.buffers, x[0])
+        sites = self._sites[b]
+        per_row = [[_batched.draw_mask(self.rng[i], shape, p, self.dtype, self.device) for shape, p in sites]
+                   for i in self.active]
+        return [torch.stack([row[j] for row in per_row]) for j in range(len(sites))]
+
     def _epoch_lrs(self, spe: int) -> np.ndarray:
         rows = []
         for i in self.active:
@@ -611,8 +648,10 @@ class _Fleet:
                 rows_before = list(self.active)
                 idx = orders[:, step * bsz:(step + 1) * bsz]
                 yb, xb = y[idx], x[idx]
+                masks = self._masks(xb)
+                snapshot = [b.clone() for b in self.buffers]  # before the forward updates them
                 mark("data gathering")
-                logits = self.form.forward(self.params, xb, self.buffers)
+                logits = self.form.forward(self.params, xb, self.buffers, masks)
                 mark("forward")
                 losses = _batched.cross_entropy_per_trial(logits, yb)
                 bad = (~torch.isfinite(losses)).nonzero().flatten().tolist()
@@ -624,7 +663,10 @@ class _Fleet:
                     orders, lrs = orders[keep], lrs[keep]
                     idx = orders[:, step * bsz:(step + 1) * bsz]
                     yb = y[idx]
-                    logits = self.form.forward(self.params, x[idx], self.buffers)
+                    # the survivors redo this step's forward from their buffers and masks before it
+                    self.buffers = [b[keep] for b in snapshot]
+                    masks = [m[keep] for m in masks]
+                    logits = self.form.forward(self.params, x[idx], self.buffers, masks)
                     losses = _batched.cross_entropy_per_trial(logits, yb)
                 with torch.no_grad():
                     self.run_loss.add_(losses.detach().to(torch.float64), alpha=idx.shape[1])
