@@ -665,3 +665,16 @@ def test_phase_timer_sees_every_phase_and_changes_nothing(cnn_task, monkeypatch)
         assert timer.wall[phase] > 0 and timer.cpu[phase] >= 0, phase
     assert set(timer.wall) == set(timer.cpu)
     assert 0.5 * elapsed < sum(timer.wall.values()) <= elapsed  # the phases tile the run, nothing counted twice
+
+
+def test_path_description_says_which_path_and_why():
+    from lrlab.study.fleet import path_description
+
+    sgd = _trials(("sgd",))[0]
+    assert path_description(tiny_task("convbn"), sgd) == (
+        "vmap", "fleet: vmap (per-trial BatchNorm statistics, per-trial dropout streams), up to 24 trials per fleet")
+    assert path_description(tiny_task(), sgd, max_fleet=7) == ("vmap", "fleet: vmap, up to 7 trials per fleet")
+    assert path_description(load_task("mnist1d_mlp", subset=50), sgd, device="cuda") == (
+        "mnist1d_mlp", "fleet: mnist1d_mlp (hand-batched), up to 512 trials per fleet")
+    path, text = path_description(tiny_task("inline"), sgd)
+    assert path == "one at a time" and text.startswith("one at a time: its forward draws random numbers outside")

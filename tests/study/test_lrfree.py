@@ -153,9 +153,11 @@ def test_lr_free_arms_train_one_at_a_time_and_the_study_says_why(tmp_path):
                      "seeds": 1, "epochs": 1, "workers": 0, "task_kwargs": {"subset": 100}, "tune": "none",
                      "out": str(tmp_path)}, progress=False, console=con, report=False)
     text = con.export_text()
-    assert "sgd_schedulefree: one trial at a time, not in a fleet: schedule-free's state" in text
-    assert "prodigy: one trial at a time, not in a fleet: Prodigy estimates its step size d" in text
-    assert "sgd: one trial" not in text
+    assert "sgd_schedulefree: one at a time: schedule-free's state" in text
+    assert "prodigy: one at a time: Prodigy estimates its step size d" in text
+    assert "sgd: fleet: mnist1d_cnn (hand-batched), up to 24 trials per fleet" in text
+    assert [(p["optimizer"], p["path"]) for p in res.info["training_paths"]] == [
+        ("sgd", "mnist1d_cnn"), ("sgd_schedulefree", "one at a time"), ("prodigy", "one at a time")]
     assert {r.optimizer: r.peak_lr for r in res.records} == {"sgd": 0.1, "sgd_schedulefree": 1.0, "prodigy": 1.0}
 
 

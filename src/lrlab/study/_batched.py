@@ -82,6 +82,7 @@ __all__ = [
     "stack_buffers",
     "stack_params",
     "use_trial_dropout",
+    "vmap_features",
     "vmap_support",
 ]
 
@@ -445,6 +446,17 @@ class TrialDropout(nn.Module):
             return self.fallback(x, self.p, True)
         lead = 2 if x.dim() == self.ranks[-1] else 1
         return self.source.apply(x, tuple(x.shape[:lead]) + (1,) * self.trailing, self.p)
+
+
+def vmap_features(model: nn.Module) -> list[str]:
+    """What the generic formulation does beyond stacking weights for ``model``, in words (for the
+    study's "how each group trains" line)."""
+    out = []
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in model.modules()):
+        out.append("per-trial BatchNorm statistics")
+    if any(type(m) in _DROPOUT_KINDS for m in model.modules()):
+        out.append("per-trial dropout streams")
+    return out
 
 
 def use_trial_dropout(model: nn.Module, generator: torch.Generator | None = None) -> MaskSource | None:

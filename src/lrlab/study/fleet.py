@@ -476,6 +476,38 @@ def fleet_path(task: Any, trial: TrialSpec, *, device: str | torch.device = "cpu
     return task.fleet_model or "vmap"
 
 
+def default_max_fleet(device: str | torch.device) -> int:
+    """Most trials in one fleet unless told otherwise: 24 on CPU (per-trial cost is flat from ~8
+    trials on, and smaller fleets let idle workers take the remaining ones), 512 on CUDA (bigger
+    fleets fill the GPU)."""
+    return 512 if str(device).startswith("cuda") else 24
+
+
+def path_description(task: Any, trial: TrialSpec, *, device: str | torch.device = "cpu",
+                     max_fleet: int | None = None) -> tuple[str, str]:
+    """How :func:`train_fleet` trains ``trial``'s optimizer group, in words: ``(path, text)`` with
+    ``path`` one of ``"mnist1d_cnn"``, ``"mnist1d_mlp"``, ``"vmap"``, ``"one at a time"`` and
+    ``text`` the line the study prints, e.g. ``"fleet: vmap (per-trial BatchNorm statistics),
+    up to 24 trials per fleet"`` or ``"one at a time: <reason>"``.
+
+    >>> from lrlab.schedules import constant
+    >>> from lrlab.study.tasks import load_task
+    >>> path_description(load_task("mnist1d", subset=50), TrialSpec("t", constant(0.1), "sgd"))[1]
+    'fleet: mnist1d_cnn (hand-batched), up to 24 trials per fleet'
+    """
+    path = fleet_path(task, trial, device=device)
+    if path.startswith("one-at-a-time: "):
+        return "one at a time", f"one at a time: {path.removeprefix('one-at-a-time: ')}"
+    size = f"up to {max_fleet or default_max_fleet(device)} trials per fleet"
+    if path != "vmap":
+        return path, f"fleet: {path} (hand-batched), {size}"
+    rng = torch.get_rng_state()
+    features = _batched.vmap_features(_make_model(task, 0, device, torch.float32))
+    torch.set_rng_state(rng)
+    what = f" ({', '.join(features)})" if features else ""
+    return path, f"fleet: vmap{what}, {size}"
+
+
 def _fleet_refusal(task: Any, trial: TrialSpec, device: Any, dtype: torch.dtype) -> str | None:
     reason = update_is_linear_in_lr(trial.optimizer, optimizer_kwargs(trial.optimizer, trial.optimizer_kwargs))
     if reason is not None:
@@ -864,7 +896,7 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got epochs={epochs!r}")
     if max_fleet is None:
-        max_fleet = 512 if str(device).startswith("cuda") else 24
+        max_fleet = default_max_fleet(device)
     if isinstance(max_fleet, bool) or not isinstance(max_fleet, int) or max_fleet < 1:
         raise ValueError(f"max_fleet must be an int >= 1, got max_fleet={max_fleet!r}")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
