@@ -399,6 +399,10 @@ class MaskSource:
     def feed(self, masks: list[Tensor]) -> None:
         self.mode, self.masks, self._next = "feed", list(masks), 0
 
+    def used(self) -> int:
+        """How many masks the forward pass took since :meth:`feed`."""
+        return self._next
+
     def record(self) -> None:
         self.mode, self.sites = "record", []
 
@@ -543,9 +547,15 @@ def _vmap(model: nn.Module) -> Formulation:
 
     def call(train: bool) -> Callable[..., Tensor]:
         def f(params: tuple[Tensor, ...], buffers: tuple[Tensor, ...], masks: tuple[Tensor, ...], x: Tensor) -> Tensor:
-            if source is not None:
-                source.feed(list(masks))
-            return functional_call(base, state(params, buffers), (x,))
+            if source is None:
+                return functional_call(base, state(params, buffers), (x,))
+            source.feed(list(masks))
+            out = functional_call(base, state(params, buffers), (x,))
+            used = source.used()
+            source.feed([])  # hold no batched tensors past the call
+            if used != len(masks):
+                raise RuntimeError(f"the forward pass used {used} dropout masks, its probe pass {len(masks)}")
+            return out
 
         def run(params: list[Tensor], buffers: list[Tensor], x: Tensor, masks: list[Tensor], shared: bool) -> Tensor:
             base.train(train)

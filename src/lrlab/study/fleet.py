@@ -352,7 +352,7 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
     task = _with_validation(task)
     x, y, xv, yv, xt, yt = _data(task, device, dtype)
     model = _make_model(task, trial.seed, device, dtype)
-    _batched.use_trial_dropout(model, _batched.dropout_generator(trial.seed, device))  # the fleet's masks
+    _batched.use_trial_dropout(model, _batched.dropout_generator(trial.seed, device))  # masks as in a fleet
     opt = make_optimizer(trial.optimizer, model.parameters(), lr=0.0, **trial.optimizer_kwargs)
     sched = LRLabScheduler(opt, trial.schedule)
     plateau = _has_plateau(trial.schedule)
