@@ -322,6 +322,17 @@ def test_dropout_modules_on_an_input_rank_they_treat_specially_fall_back():
     path = fleet_path(task, _trials(("sgd",))[0])
     assert path == ("one-at-a-time: its nn.Dropout2d on a 3-d input draws from torch's global random stream "
                     "(an input rank lrlab's per-trial dropout does not handle)")
+    from lrlab.study._batched import dropout_generator, use_trial_dropout
+
+    model = Odd()
+    source = use_trial_dropout(model, dropout_generator(0))
+    x = torch.randn(4, 40)
+    torch.manual_seed(5)
+    first = model(x)
+    torch.manual_seed(5)
+    assert torch.equal(model(x), first)  # torch's own dropout2d: the global stream decides
+    model(x)
+    assert source is not None and source.fallbacks == ["nn.Dropout2d on a 3-d input"]  # said once, not per step
 
 
 @pytest.mark.parametrize(("model", "why"), [("inline", "random numbers outside nn.Dropout"),

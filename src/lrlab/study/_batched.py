@@ -446,7 +446,9 @@ class TrialDropout(nn.Module):
         if not self.trailing:
             return self.source.apply(x, tuple(x.shape), self.p)
         if x.dim() not in self.ranks:
-            self.source.fallbacks.append(f"nn.{self.kind} on a {x.dim()}-d input")
+            what = f"nn.{self.kind} on a {x.dim()}-d input"
+            if what not in self.source.fallbacks:  # once: this runs at every training step
+                self.source.fallbacks.append(what)
             return self.fallback(x, self.p, True)
         lead = 2 if x.dim() == self.ranks[-1] else 1
         return self.source.apply(x, tuple(x.shape[:lead]) + (1,) * self.trailing, self.p)
