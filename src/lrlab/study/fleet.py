@@ -352,7 +352,9 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
     task = _with_validation(task)
     x, y, xv, yv, xt, yt = _data(task, device, dtype)
     model = _make_model(task, trial.seed, device, dtype)
-    _batched.use_trial_dropout(model, _batched.dropout_generator(trial.seed, device))  # masks as in a fleet
+    # dropout masks from the trial's own generator, as in a fleet (a checkpoint must save its state)
+    dropout_rng = _batched.dropout_generator(trial.seed, device)
+    _batched.use_trial_dropout(model, dropout_rng)
     opt = make_optimizer(trial.optimizer, model.parameters(), lr=0.0, **trial.optimizer_kwargs)
     sched = LRLabScheduler(opt, trial.schedule)
     plateau = _has_plateau(trial.schedule)
