@@ -75,3 +75,24 @@ def test_bench_demo_quick_times_the_default_study_against_its_budget() -> None:
     wall, cpu = (float(v) for v in re.findall(r"\| ([0-9.]+) s", row))
     share = float(re.search(r"\| ([0-9.]+) of 300 s", row).group(1))  # type: ignore[union-attr]
     assert wall > 0 and cpu > 0 and share == pytest.approx(wall / 300, abs=0.01)
+
+
+@pytest.mark.slow
+def test_bench_fleet_vmap_quick_prints_both_models() -> None:
+    proc = _run(str(BENCH / "bench_fleet_vmap.py"), "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "4 Adam trials, 1 epoch of 4 steps (batch 100), MNIST-1D subset 400" in proc.stdout
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ") and " s | " in ln]
+    assert [r.split(" | ")[0] for r in rows] == ["| plain CNN", "| CNN + BatchNorm + dropout"], proc.stdout
+    assert "| fleet: vmap, up to 24" in rows[0]
+    assert "| fleet: vmap (per-trial BatchNorm statistics, per-trial dropout streams), up to 24" in rows[1]
+    for row in rows:  # the speed-up is the ratio of the two measured times
+        fleet, alone = (float(v) for v in re.findall(r"\| ([0-9.]+) s", row))
+        ratio = float(re.search(r"\| ([0-9.]+)x", row).group(1))  # type: ignore[union-attr]
+        assert fleet > 0 and alone > 0 and ratio == pytest.approx(alone / fleet, rel=0.05, abs=0.02)
+
+
+def test_bench_fleet_vmap_rejects_bad_arguments() -> None:
+    proc = _run(str(BENCH / "bench_fleet_vmap.py"), "--trials", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "bench_fleet_vmap: --trials must be >= 1, got 0"

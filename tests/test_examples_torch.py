@@ -49,3 +49,50 @@ def test_example_applies_the_schedule(name):
     if name == "torch_loop.py":  # its trace makes the plateau node cut the lr before the end
         ratio = np.asarray(lrs[1:]) / schedule.values(len(lrs))[1:]  # vs. the multiplier left at 1
         assert ratio[0] == pytest.approx(1.0) and ratio[-1] == pytest.approx(0.1)
+
+
+VMAP_LINE = "fleet: vmap (per-trial BatchNorm statistics, per-trial dropout streams), up to 24 trials per fleet"
+
+
+def test_task_with_batchnorm_and_dropout_trains_in_fleets():
+    """examples/task_bn_dropout.py: a Task whose model has BatchNorm and dropout goes through
+    the study's vmap fleets (and says so), and learns (chance is 10 %)."""
+    _, result = _run("task_bn_dropout.py")
+    assert result["training_paths"] == [f"sgd: {VMAP_LINE}", f"adam: {VMAP_LINE}"]
+    accs = result["test_acc"]
+    assert len(accs) == 8 and min(accs.values()) > 0.2
+    assert len(set(accs.values())) > 4  # seeds and schedules really differ
+
+
+def test_task_with_batchnorm_and_dropout_from_the_command_line(tmp_path, monkeypatch):
+    """The README's command, run from examples/: the same fleets, and a stored trial has the
+    numbers of the same trial trained alone in Python (a fleet does not depend on its mates)."""
+    from typer.testing import CliRunner
+
+    from lrlab.cli import app
+    from lrlab.schedules import constant
+    from lrlab.study.fleet import TrialSpec, train_fleet
+    from lrlab.study.storage import StudyStorage
+    from lrlab.study.tasks import load_task
+
+    monkeypatch.chdir(EXAMPLES)
+    try:
+        res = CliRunner().invoke(app, ["study", "--task", "task_bn_dropout:make_task", "--task-kwargs", "subset=500",
+                                       "--optimizers", "adam", "--schedules", "constant", "--seeds", "2",
+                                       "--tune", "none", "--workers", "0", "--out", str(tmp_path), "--no-progress"])
+        assert res.exit_code == 0, res.output
+        assert f"adam: {VMAP_LINE}" in " ".join(res.output.split())
+
+        records = list(StudyStorage(str(tmp_path / "study.db"), "lrlab").records().values())
+        assert len(records) == 2
+        rec = records[0]
+        task = load_task("task_bn_dropout:make_task", subset=500)
+        spe = task.steps_per_epoch
+        alone = train_fleet(task, [TrialSpec("x", constant(0.01), "adam", rec.optimizer_kwargs, rec.seed)],
+                            epochs=2)[0]
+        # float32 and vmap's products (no bit-for-bit guarantee on the generic path): equal to rounding
+        assert rec.final["val_loss"] == pytest.approx(alone.final["val_loss"], rel=1e-5)
+        assert abs(rec.final["test_acc"] - alone.final["test_acc"]) <= 0.01
+        assert rec.epochs == 2 and spe == 5
+    finally:
+        sys.modules.pop("task_bn_dropout", None)

@@ -145,6 +145,11 @@ def test_format_json_prints_one_document_on_stdout(tmp_path, capsys, monkeypatch
     assert doc["command"].startswith("lrlab study --out") and "--format json" in doc["command"]
     assert doc["config"]["tune"] == {"grid": [0.5, 2.0], "relative": True, "seeds": [0]}
     assert doc["config"]["seeds"] == [1000, 1001]
+    line = "adam: fleet: mnist1d_cnn (hand-batched), up to 24 trials per fleet"
+    assert doc["training_paths"] == [{"optimizer": "adam", "path": "mnist1d_cnn", "line": line}]
+    assert line in captured.err  # printed before training
+    assert f"how the trials trained: {line}" in (tmp_path / "o[/b]" / "report.html").read_text()
+    assert line in (tmp_path / "o[/b]" / "interactive.html").read_text()
     assert len(doc["cells"]) == 2
     for cell in doc["cells"]:
         assert cell["optimizer"] == "adam" and cell["n_seeds"] == 2

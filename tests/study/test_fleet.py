@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lrlab.schedules import constant, plateau, warmup
@@ -148,13 +149,43 @@ class DropNet(TinyNet):
         return self.l2(self.drop(torch.tanh(self.l1(x))))
 
 
-class BNNet(TinyNet):
+class BNNet(nn.Module):
+    """BatchNorm1d after a bias-free Linear, as BatchNorm models are written: a bias right before
+    BatchNorm has a gradient that is exactly 0 in exact arithmetic and rounding noise in floating
+    point, which Adam and Adagrad normalise into lr-sized steps, so that bias's value depends on
+    the summation order of every implementation (measured: 1e-10 for Adam, 5e-8 for Adagrad
+    apart after 30 steps, every other weight within 1e-15)."""
+
     def __init__(self) -> None:
         super().__init__()
+        self.l1 = nn.Linear(40, 12, bias=False)
         self.bn = nn.BatchNorm1d(12)
+        self.l2 = nn.Linear(12, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.l2(torch.tanh(self.bn(self.l1(x))))
+
+
+class ConvBNDropNet(nn.Module):
+    """Conv2d + BatchNorm2d + Dropout2d (per channel) + Dropout (element-wise), the input seen
+    as a 5 x 8 image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop2d = nn.Dropout2d(0.25)
+        self.drop = nn.Dropout(0.2)
+        self.fc = nn.Linear(160, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop2d(torch.relu(self.bn(self.conv(x.view(-1, 1, 5, 8)))))
+        return self.fc(self.drop(h.flatten(1)))
+
+
+class InlineDropNet(TinyNet):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # random numbers from torch's global stream
+        return self.l2(F.dropout(torch.tanh(self.l1(x)), 0.2, self.training))
 
 
 class BranchNet(TinyNet):
@@ -167,7 +198,8 @@ class BranchNet(TinyNet):
 
 def tiny_task(model: str = "tiny", subset: int = 100, batch_size: int = 10, crash_after: int | None = None):
     """A user task (``package.module:function`` style) for the generic path and crash tests."""
-    classes = {"tiny": TinyNet, "drop": DropNet, "bn": BNNet, "branch": BranchNet}
+    classes = {"tiny": TinyNet, "drop": DropNet, "bn": BNNet, "convbn": ConvBNDropNet, "branch": BranchNet,
+               "inline": InlineDropNet}
     made = {"n": 0}
 
     def model_fn() -> nn.Module:
@@ -187,7 +219,123 @@ def test_generic_vmap_fleet_matches_one_at_a_time_for_every_optimizer():
     _assert_parity(task, trials, epochs=10)
 
 
-@pytest.mark.parametrize(("model", "why"), [("drop", "random numbers"), ("bn", "updates buffer"),
+@pytest.mark.parametrize("model", ["drop", "bn", "convbn"])
+def test_batchnorm_and_dropout_fleets_match_one_at_a_time_for_every_optimizer(model):
+    """BatchNorm running statistics stacked and updated per trial (compared too: ``weights``
+    holds the buffers), dropout masks from each trial's own generator: float64 parity with
+    training each trial alone, curves (val_* come from the running statistics) and weights."""
+    task = tiny_task(model)
+    trials = _trials(with_options=True)
+    assert fleet_path(task, trials[0]) == "vmap"
+    results = _assert_parity(task, trials, epochs=10)
+    if model != "drop":
+        stats = [r.weights["bn.running_var"] for r in results]  # type: ignore[index]
+        assert results[0].weights["bn.num_batches_tracked"].item() == 100  # type: ignore[index]
+        assert all(not torch.equal(stats[0], s) for s in stats[1:])  # each trial its own statistics
+
+
+def test_a_batchnorm_dropout_trial_does_not_depend_on_its_fleet_mates():
+    """Its masks come from its own generator and its statistics are its own: alone, in a fleet
+    of 6 or in another fleet of 3 (another row), the same trial trains the same (float64; the
+    generic vmap path leaves its products to torch, so agreement to rounding, not bit for bit)."""
+    task = tiny_task("convbn")
+    trials = [TrialSpec(f"t{s}", warmup(constant(1e-2), steps=10), "adam", {}, seed=s) for s in range(6)]
+    fleet = train_fleet(task, trials, epochs=3, dtype=F64, keep_weights=True)
+    assert len({round(r.final["val_loss"], 9) for r in fleet}) == 6
+    others = train_fleet(task, [trials[5], trials[1], trials[3]], epochs=3, dtype=F64, keep_weights=True)
+    alone = train_fleet(task, [trials[3]], epochs=3, dtype=F64, keep_weights=True)[0]
+    for r in (others[2], alone):
+        assert _max_weight_diff(r, fleet[3]) < 1e-12
+        assert [c.val_loss for c in r.curves] == pytest.approx([c.val_loss for c in fleet[3].curves], rel=1e-12)
+
+
+def test_dropout_comes_from_each_trials_generator_not_the_global_stream():
+    """Same command, same numbers, whatever torch's global random state; a different seed gets
+    different masks; ``_Fleet.rng`` holds one generator per trial for a checkpoint to save."""
+    from lrlab.study.fleet import _Fleet
+
+    task = tiny_task("drop")
+    trials = [TrialSpec(f"t{s}", constant(0.05), "sgd", {}, seed=s) for s in (0, 1)]
+    torch.manual_seed(123)
+    a = train_fleet(task, trials, epochs=2, keep_weights=True)
+    torch.manual_seed(456)
+    b = train_fleet(task, trials, epochs=2, keep_weights=True)
+    assert all(_same_bits(x, y) for x, y in zip(a, b))
+    # the same model and data order (seed 0) but the dropout stream of seed 1: another result
+    fl = _Fleet(task.with_validation(), trials[:1], 2, "cpu", torch.float32, None, lambda r: None, True)
+    assert [g.initial_seed() for g in fl.rng] == [(1 << 62) + 0]
+    fl.rng[0].manual_seed((1 << 62) + 1)
+    got: list[TrialResult] = []
+    fl.done = got.append
+    fl.run()
+    assert _max_weight_diff(got[0], a[0]) > 1e-3
+    no_dropout = _Fleet(tiny_task("bn").with_validation(), trials, 1, "cpu", torch.float32, None, lambda r: None, False)
+    assert no_dropout.rng == [] and len(no_dropout.buffers) == 3
+
+
+def test_trial_dropout_draws_from_its_generator_and_is_the_identity_in_eval():
+    from lrlab.study._batched import draw_mask, dropout_generator, use_trial_dropout
+
+    model = nn.Sequential(nn.Linear(6, 5), nn.Dropout(0.4), nn.Sequential(nn.Dropout1d(0.5)))
+    assert use_trial_dropout(TinyNet()) is None
+    source = use_trial_dropout(model, dropout_generator(7))
+    assert source is not None and "TrialDropout" in repr(model)
+    x = torch.randn(3, 6)
+    g = dropout_generator(7)
+    h = model[0](x) * draw_mask(g, (3, 5), 0.4, torch.float32, "cpu")
+    want = h * draw_mask(g, (3, 1), 0.5, torch.float32, "cpu")  # Dropout1d on (C, L): one mask per channel
+    rng = torch.get_rng_state()
+    got = model(x)
+    assert torch.equal(got, want) and torch.equal(rng, torch.get_rng_state())  # the global stream untouched
+    assert set(torch.unique(draw_mask(g, (1000,), 0.4, torch.float64, "cpu")).tolist()) == {0.0, 1 / 0.6}
+    assert torch.equal(model.eval()(x), model[0](x))
+
+
+def test_a_diverging_trial_leaves_its_batchnorm_dropout_fleet_mates_unaffected():
+    """The step a trial diverges in is redone by the others from their statistics and masks
+    before it (not updating the running statistics twice, not drawing new masks)."""
+    task = tiny_task("convbn")
+    trials = [TrialSpec("ok/0", constant(0.05), "sgd", {}, seed=0),
+              TrialSpec("boom", constant(0.05, steps=15) >> constant(1e300), "sgd", {}, seed=1),
+              TrialSpec("ok/2", constant(0.05), "sgd", {}, seed=2)]
+    fleet = train_fleet(task, trials, epochs=4, dtype=F64, keep_weights=True)
+    assert fleet[1].diverged and fleet[1].diverged_epoch == 1 and fleet[1].final["steps"] == 16  # mid-epoch
+    assert train_one(task, trials[1], epochs=4, dtype=F64).final["steps"] == 16
+    for i in (0, 2):
+        one = train_one(task, trials[i], epochs=4, dtype=F64, keep_weights=True)
+        assert not fleet[i].diverged and _max_weight_diff(fleet[i], one) < 1e-10
+
+
+@pytest.mark.filterwarnings("ignore:dropout2d. Received a 3D input:UserWarning")
+def test_dropout_modules_on_an_input_rank_they_treat_specially_fall_back():
+    class Odd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(1, 2, 3, padding=1)
+            self.drop = nn.Dropout2d(0.2)  # on a 3-d input torch does 1-d channel dropout (with a warning)
+            self.fc = nn.Linear(80, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.drop(self.conv(x.unsqueeze(1))).flatten(1))
+
+    task = tiny_task().replace(model_fn=Odd)
+    path = fleet_path(task, _trials(("sgd",))[0])
+    assert path == ("one-at-a-time: its nn.Dropout2d on a 3-d input draws from torch's global random stream "
+                    "(an input rank lrlab's per-trial dropout does not handle)")
+    from lrlab.study._batched import dropout_generator, use_trial_dropout
+
+    model = Odd()
+    source = use_trial_dropout(model, dropout_generator(0))
+    x = torch.randn(4, 40)
+    torch.manual_seed(5)
+    first = model(x)
+    torch.manual_seed(5)
+    assert torch.equal(model(x), first)  # torch's own dropout2d: the global stream decides
+    model(x)
+    assert source is not None and source.fallbacks == ["nn.Dropout2d on a 3-d input"]  # said once, not per step
+
+
+@pytest.mark.parametrize(("model", "why"), [("inline", "random numbers outside nn.Dropout"),
                                             ("branch", "vmap cannot batch")])
 def test_models_vmap_cannot_batch_fall_back_to_one_at_a_time(model, why):
     task = tiny_task(model)
@@ -528,3 +676,16 @@ def test_phase_timer_sees_every_phase_and_changes_nothing(cnn_task, monkeypatch)
         assert timer.wall[phase] > 0 and timer.cpu[phase] >= 0, phase
     assert set(timer.wall) == set(timer.cpu)
     assert 0.5 * elapsed < sum(timer.wall.values()) <= elapsed  # the phases tile the run, nothing counted twice
+
+
+def test_path_description_says_which_path_and_why():
+    from lrlab.study.fleet import path_description
+
+    sgd = _trials(("sgd",))[0]
+    assert path_description(tiny_task("convbn"), sgd) == (
+        "vmap", "fleet: vmap (per-trial BatchNorm statistics, per-trial dropout streams), up to 24 trials per fleet")
+    assert path_description(tiny_task(), sgd, max_fleet=7) == ("vmap", "fleet: vmap, up to 7 trials per fleet")
+    assert path_description(load_task("mnist1d_mlp", subset=50), sgd, device="cuda") == (
+        "mnist1d_mlp", "fleet: mnist1d_mlp (hand-batched), up to 512 trials per fleet")
+    path, text = path_description(tiny_task("inline"), sgd)
+    assert path == "one at a time" and text.startswith("one at a time: its forward draws random numbers outside")

@@ -45,6 +45,26 @@ class BNDropNet(nn.Module):
         return self.l2(self.drop(torch.relu(self.bn(self.l1(x)))))
 
 
+class HandDropout(nn.Module):
+    """Dropout as the study draws it (README, "Fleets"): masks from the trial's own generator,
+    seeded ``2**62 + seed``, drawn with ``bernoulli_(1 - p)`` and scaled by ``1 / (1 - p)``."""
+
+    def __init__(self, p: float, seed: int) -> None:
+        super().__init__()
+        self.p, self.generator = p, torch.Generator().manual_seed((1 << 62) + seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        return x * torch.empty_like(x).bernoulli_(1 - self.p, generator=self.generator).div_(1 - self.p)
+
+
+def _with_hand_dropout(model: nn.Module, seed: int) -> nn.Module:
+    if isinstance(model, BNDropNet):
+        model.drop = HandDropout(model.drop.p, seed)
+    return model
+
+
 def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     model.eval()
     with torch.no_grad():
@@ -58,7 +78,7 @@ def _by_hand(task, name: str, lr: float, epochs: int, seed: int = 0, precise_bn:
     epoch end ``optimizer.eval()`` (+ the README's BatchNorm recompute), evaluate, ``optimizer.train()``.
     Returns (test metrics at the evaluation point, test metrics at the training point y)."""
     torch.manual_seed(seed)
-    model = task.model_fn()
+    model = _with_hand_dropout(task.model_fn(), seed)
     opt = OPTIMIZERS[name].cls(model.parameters(), lr=lr, **OPTIMIZERS[name].defaults)
     sf = hasattr(opt, "eval")  # schedule-free
     if sf:
@@ -133,9 +153,11 @@ def test_lr_free_arms_train_one_at_a_time_and_the_study_says_why(tmp_path):
                      "seeds": 1, "epochs": 1, "workers": 0, "task_kwargs": {"subset": 100}, "tune": "none",
                      "out": str(tmp_path)}, progress=False, console=con, report=False)
     text = con.export_text()
-    assert "sgd_schedulefree: one trial at a time, not in a fleet: schedule-free's state" in text
-    assert "prodigy: one trial at a time, not in a fleet: Prodigy estimates its step size d" in text
-    assert "sgd: one trial" not in text
+    assert "sgd_schedulefree: one at a time: schedule-free's state" in text
+    assert "prodigy: one at a time: Prodigy estimates its step size d" in text
+    assert "sgd: fleet: mnist1d_cnn (hand-batched), up to 24 trials per fleet" in text
+    assert [(p["optimizer"], p["path"]) for p in res.info["training_paths"]] == [
+        ("sgd", "mnist1d_cnn"), ("sgd_schedulefree", "one at a time"), ("prodigy", "one at a time")]
     assert {r.optimizer: r.peak_lr for r in res.records} == {"sgd": 0.1, "sgd_schedulefree": 1.0, "prodigy": 1.0}
 
 
@@ -168,7 +190,7 @@ def test_batchnorm_statistics_are_recomputed_at_the_schedule_free_average():
     assert abs(stale - loss) > 1e-5 * loss  # without the recompute: other numbers (float32 rounding ~1e-7)
     # the weights returned are the evaluated ones (x), as the authors ask for checkpoints
     torch.manual_seed(0)
-    model = BNDropNet()
+    model = _with_hand_dropout(BNDropNet(), 0)
     opt = make_optimizer("sgd_schedulefree", model.parameters(), lr=0.5)
     n = task.x_train.shape[0]
     for epoch in range(3):

@@ -259,6 +259,7 @@ def test_workers_give_the_numbers_of_in_process_training(tfmod):
 def test_run_study_takes_a_function_object_and_a_task_object(tfmod):
     res = run_study(_base(tfmod, task=import_ref("tfmod:train_quad")), quiet=True)
     assert res.records[0].status == "done" and res.info["config"]["task"] == "tfmod:train_quad"
+    assert {p["path"] for p in res.info["training_paths"]} == {"training function"}
     task = import_ref("tfmod:make_task")(48)
     out = run_study({"task": task, "schedules": ["constant"], "optimizers": {"adam": 0.01}, "tune": "none",
                      "seeds": 1, "out": str(tfmod / "t")}, quiet=True)

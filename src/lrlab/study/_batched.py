@@ -22,9 +22,15 @@ Three formulations:
     The MNIST-1D ``MLPBase`` (40-100-100-10 with a residual) as three ``baddbmm``.
 generic
     Any module through ``torch.func.stack_module_state``-style stacking, ``functional_call``
-    and ``torch.vmap``. :func:`vmap_support` says why a model cannot use it (random numbers or
-    buffer updates in ``forward``, e.g. dropout or BatchNorm running statistics, or an operation
-    vmap rejects); the fleet engine then trains those trials one at a time.
+    and ``torch.vmap``. Buffers are stacked per trial too and a training forward updates each
+    trial's in place (BatchNorm running statistics and ``num_batches_tracked``, then used by that
+    trial's evaluation). ``nn.Dropout``/``Dropout1d/2d/3d`` modules are replaced by
+    :class:`TrialDropout`, whose masks are drawn before the step from each trial's own
+    generator (:func:`dropout_generator`) and handed to vmap as batched inputs; one trial trained
+    alone (:func:`lrlab.study.fleet.train_one`) draws the same masks from the same generator, so
+    the two agree. :func:`vmap_support` says why a model cannot use it (random numbers drawn
+    outside dropout modules, or an operation vmap rejects); the fleet engine then trains those
+    trials one at a time.
 
 *Composition independence.* A trial's float32 numbers in the hand-batched formulations do not
 depend on which other trials share its fleet or on its row: every matrix product is a batched
@@ -65,12 +71,18 @@ from torch import Tensor, nn
 
 __all__ = [
     "Formulation",
+    "MaskSource",
+    "TrialDropout",
     "aligned",
     "aligned_empty",
     "check_formulation",
+    "draw_mask",
+    "dropout_generator",
     "formulation",
     "stack_buffers",
     "stack_params",
+    "use_trial_dropout",
+    "vmap_features",
     "vmap_support",
 ]
 
@@ -82,9 +94,15 @@ class Formulation:
     Attributes:
         kind: ``"mnist1d_cnn"``, ``"mnist1d_mlp"`` or ``"vmap"``.
         names: parameter names, in the order of the stacked ``params`` lists.
-        buffer_names: names of the (constant) buffers passed to the generic formulation.
-        forward: ``(params, buffers, x (K, b, *in)) -> (K, b, classes)``.
-        forward_shared: ``(params, buffers, x (n, *in)) -> (K, n, classes)``.
+        buffer_names: names of the buffers passed to the generic formulation (stacked per trial;
+            a training forward updates them in place, e.g. BatchNorm running statistics).
+        forward: ``(params, x (K, b, *in), buffers, masks) -> (K, b, classes)`` in training mode;
+            ``masks``: one ``(K, *shape)`` tensor per dropout mask the forward draws (see
+            ``mask_sites``), each trial's row drawn from that trial's generator.
+        forward_shared: ``(params, x (n, *in), buffers) -> (K, n, classes)`` in eval mode.
+        mask_sites: ``None`` if the model has no dropout modules, else ``(params, buffers,
+            x (b, *in)) -> [(shape, p), ...]``: the masks one trial's training forward on a batch
+            shaped like ``x`` draws, in the order it draws them.
     """
 
     kind: str
@@ -92,9 +110,11 @@ class Formulation:
     buffer_names: list[str]
     _forward: Callable[..., Tensor]
     _forward_shared: Callable[..., Tensor]
+    mask_sites: Callable[[list[Tensor], list[Tensor], Tensor], list[tuple[tuple[int, ...], float]]] | None = None
 
-    def forward(self, params: list[Tensor], x: Tensor, buffers: list[Tensor] | None = None) -> Tensor:
-        return self._forward(params, buffers or [], x)
+    def forward(self, params: list[Tensor], x: Tensor, buffers: list[Tensor] | None = None,
+                masks: list[Tensor] | None = None) -> Tensor:
+        return self._forward(params, buffers or [], x, masks or [])
 
     def forward_shared(self, params: list[Tensor], x: Tensor, buffers: list[Tensor] | None = None) -> Tensor:
         return self._forward_shared(params, buffers or [], x)
@@ -294,7 +314,7 @@ def _cnn(model: nn.Module) -> Formulation:
         h = h.permute(0, 3, 1, 2).reshape(k_, bsz, -1)  # torch's flatten(1) order: channel, position
         return linear(h, params[6], params[7])
 
-    def train(params: list[Tensor], buffers: list[Tensor], x: Tensor) -> Tensor:  # x: (K, B, ...)
+    def train(params: list[Tensor], buffers: list[Tensor], x: Tensor, masks: list[Tensor]) -> Tensor:  # x: (K, B, ...)
         k_, bsz = x.shape[0], x.shape[1]
         return run(params, x.reshape(k_, bsz, -1).transpose(1, 2).contiguous().unsqueeze(1))
 
@@ -325,7 +345,138 @@ def _mlp(model: nn.Module) -> Formulation:
     def shared(p: list[Tensor], buffers: list[Tensor], x: Tensor) -> Tensor:
         return run(p, x.unsqueeze(0).expand(p[0].shape[0], -1, -1))
 
-    return Formulation("mnist1d_mlp", names, [], lambda p, b, x: run(p, x), shared)
+    return Formulation("mnist1d_mlp", names, [], lambda p, b, x, m: run(p, x), shared)
+
+
+# ---- dropout from each trial's own random stream --------------------------------------------------
+
+_DROPOUT_SEED_OFFSET = 1 << 62  # a trial's dropout seed: far from its data-order seeds (seed * 100003 + epoch)
+
+# the dropout modules replaced by :class:`TrialDropout`: the number of trailing dimensions a mask
+# is broadcast over (0: element-wise) and the input ranks that shape applies to
+_DROPOUT_KINDS: dict[type, tuple[int, tuple[int, ...]]] = {
+    nn.Dropout: (0, ()), nn.Dropout1d: (1, (2, 3)), nn.Dropout2d: (2, (4,)), nn.Dropout3d: (3, (4, 5)),
+}
+
+
+def dropout_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """The ``torch.Generator`` trial ``seed`` draws its dropout masks from (in every training path).
+
+    >>> a, b = dropout_generator(3), dropout_generator(3)
+    >>> bool(torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b)))
+    True
+    """
+    return torch.Generator(device=device).manual_seed(_DROPOUT_SEED_OFFSET + seed)
+
+
+def draw_mask(generator: torch.Generator, shape: tuple[int, ...], p: float, dtype: torch.dtype,
+              device: str | torch.device) -> Tensor:
+    """A scaled dropout mask: each entry ``1 / (1 - p)`` with probability ``1 - p``, else 0
+    (``p >= 1``: all zeros, nothing drawn)."""
+    if p >= 1:
+        return torch.zeros(shape, dtype=dtype, device=device)
+    return torch.empty(shape, dtype=dtype, device=device).bernoulli_(1 - p, generator=generator).div_(1 - p)
+
+
+class MaskSource:
+    """Where the :class:`TrialDropout` modules of one model get their masks, in call order.
+
+    ``mode``: ``"generator"`` draws each mask from ``generator`` (one trial trained alone);
+    ``"feed"`` takes the next of ``masks`` (the fleet, where vmap hands each trial its slice of
+    masks drawn beforehand from that trial's generator); ``"record"`` draws nothing, appends
+    ``(shape, p)`` to ``sites`` and leaves the input as it is (to learn which masks a forward
+    pass needs).
+    """
+
+    def __init__(self, generator: torch.Generator | None = None) -> None:
+        self.mode = "generator" if generator is not None else "record"
+        self.generator = generator
+        self.masks: list[Tensor] = []
+        self.sites: list[tuple[tuple[int, ...], float]] = []
+        self.fallbacks: list[str] = []  # calls that went to torch's own dropout (global random numbers)
+        self._next = 0
+
+    def feed(self, masks: list[Tensor]) -> None:
+        self.mode, self.masks, self._next = "feed", list(masks), 0
+
+    def used(self) -> int:
+        """How many masks the forward pass took since :meth:`feed`."""
+        return self._next
+
+    def record(self) -> None:
+        self.mode, self.sites = "record", []
+
+    def apply(self, x: Tensor, shape: tuple[int, ...], p: float) -> Tensor:
+        if self.mode == "record":
+            self.sites.append((shape, p))
+            return x
+        if self.mode == "feed":
+            if self._next >= len(self.masks):
+                raise RuntimeError("the forward pass used more dropout masks than its probe pass did")
+            mask = self.masks[self._next]
+            self._next += 1
+            return x * mask
+        assert self.generator is not None
+        return x * draw_mask(self.generator, shape, p, x.dtype, x.device)
+
+
+class TrialDropout(nn.Module):
+    """``nn.Dropout`` (or ``Dropout1d/2d/3d``) whose masks come from a :class:`MaskSource`
+    instead of torch's global random stream, so each trial of a fleet draws from its own generator
+    and the same numbers as when it is trained alone. In eval mode, or with ``p = 0``, the
+    identity; an input rank the original module treats specially (e.g. ``Dropout2d`` on 3-d
+    input) goes to torch's own function (global random numbers: a fleet then refuses the model).
+    """
+
+    def __init__(self, original: nn.Module, source: MaskSource) -> None:
+        super().__init__()
+        self.p = float(original.p)  # type: ignore[arg-type]
+        self.trailing, self.ranks = _DROPOUT_KINDS[type(original)]
+        self.fallback = {0: F.dropout, 1: F.dropout1d, 2: F.dropout2d, 3: F.dropout3d}[self.trailing]
+        self.kind = type(original).__name__
+        self.source = source
+        self.train(original.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mask={'element-wise' if not self.trailing else f'per channel ({self.trailing}-d)'}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if not self.trailing:
+            return self.source.apply(x, tuple(x.shape), self.p)
+        if x.dim() not in self.ranks:
+            what = f"nn.{self.kind} on a {x.dim()}-d input"
+            if what not in self.source.fallbacks:  # once: this runs at every training step
+                self.source.fallbacks.append(what)
+            return self.fallback(x, self.p, True)
+        lead = 2 if x.dim() == self.ranks[-1] else 1
+        return self.source.apply(x, tuple(x.shape[:lead]) + (1,) * self.trailing, self.p)
+
+
+def vmap_features(model: nn.Module) -> list[str]:
+    """What the generic formulation does beyond stacking weights for ``model``, in words (for the
+    study's "how each group trains" line)."""
+    out = []
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in model.modules()):
+        out.append("per-trial BatchNorm statistics")
+    if any(type(m) in _DROPOUT_KINDS for m in model.modules()):
+        out.append("per-trial dropout streams")
+    return out
+
+
+def use_trial_dropout(model: nn.Module, generator: torch.Generator | None = None) -> MaskSource | None:
+    """Replace ``model``'s ``nn.Dropout``/``Dropout1d/2d/3d`` modules (exactly those types) in place
+    by :class:`TrialDropout` modules sharing one :class:`MaskSource` (drawing from ``generator``,
+    or recording when it is ``None``); ``None`` (and nothing changed) if it has none."""
+    found = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+             if type(child) in _DROPOUT_KINDS]
+    if not found:
+        return None
+    source = MaskSource(generator)
+    for parent, name, child in found:
+        setattr(parent, name, TrialDropout(child, source))
+    return source
 
 
 # ---- generic: torch.func.vmap -----------------------------------------------------------------
@@ -334,37 +485,54 @@ def _mlp(model: nn.Module) -> Formulation:
 def vmap_support(model: nn.Module, probe: Tensor) -> str | None:
     """``None`` if K copies of ``model`` can be trained with ``vmap``; else the reason why not.
 
-    Refused: a ``forward`` that draws random numbers (dropout: the batched run could not
-    reproduce each trial's random stream), one that changes buffers (BatchNorm running
-    statistics), or one that ``torch.vmap`` rejects (data-dependent control flow,
-    ``.item()``, unsupported in-place operations).
+    Supported: buffers that ``forward`` updates (BatchNorm running statistics: each trial's are
+    stacked and updated in place by its own batch statistics, as when it trains alone) and
+    ``nn.Dropout``/``Dropout1d/2d/3d`` modules (replaced by :class:`TrialDropout`: each trial's
+    masks come from its own generator, :func:`dropout_generator`). Refused: a ``forward`` that
+    draws other random numbers (``F.dropout`` or ``torch.rand`` called inline: they come from
+    torch's one global stream, which the trials of a fleet cannot each have), one that
+    ``torch.vmap`` rejects (data-dependent control flow, ``.item()``, BatchNorm with
+    ``momentum=None``, unsupported in-place operations), or one whose vmapped output or buffer
+    updates differ from the model's own on a probe batch.
     """
     m = copy.deepcopy(model).train()
-    before = {n: b.clone() for n, b in m.named_buffers()}
+    source = use_trial_dropout(m)
     rng = torch.get_rng_state()
     try:
         with torch.no_grad():
             m(probe)
     except Exception as e:  # the model itself cannot run the probe
+        torch.set_rng_state(rng)
         return f"the model failed on a probe batch ({type(e).__name__}: {e})"
     if not torch.equal(rng, torch.get_rng_state()):
         torch.set_rng_state(rng)
-        return "its forward draws random numbers (e.g. dropout)"
-    for n, b in m.named_buffers():
-        if not torch.equal(before[n], b):
-            return f"its forward updates buffer {n!r} (e.g. BatchNorm running statistics)"
+        if source is not None and source.fallbacks:
+            return (f"its {source.fallbacks[0]} draws from torch's global random stream (an input rank "
+                    "lrlab's per-trial dropout does not handle)")
+        return ("its forward draws random numbers outside nn.Dropout modules (e.g. F.dropout or torch.rand "
+                "called inline), from torch's global stream that the trials of a fleet cannot each have")
+    g = torch.Generator(device=probe.device).manual_seed(0)
+    masks = [draw_mask(g, shape, p, probe.dtype, probe.device) for shape, p in (source.sites if source else [])]
+    ref_model = copy.deepcopy(model).train()
+    ref_source = use_trial_dropout(ref_model)
+    if ref_source is not None:
+        ref_source.feed(masks)
+    with torch.no_grad():
+        ref = ref_model(probe)
     f = _vmap(model)
     params = stack_params([model, model])
     buffers = stack_buffers([model, model])
     try:
         with torch.no_grad():
-            out = f.forward(params, probe.unsqueeze(0).expand(2, *probe.shape), buffers)
+            out = f.forward(params, probe.unsqueeze(0).expand(2, *probe.shape), buffers,
+                            [torch.stack([mk, mk]) for mk in masks])
     except Exception as e:
         return f"torch.vmap cannot batch it ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-    with torch.no_grad():
-        ref = m(probe)
     if out.shape[1:] != ref.shape or not torch.allclose(out[0], ref, rtol=1e-4, atol=1e-5):
         return "the vmapped forward does not reproduce the model's output"
+    for (name, b), stacked in zip(ref_model.named_buffers(), buffers):
+        if not torch.allclose(stacked[0].double(), b.double(), rtol=1e-4, atol=1e-5):
+            return f"the vmapped forward does not update buffer {name!r} as the model does"
     return None
 
 
@@ -374,23 +542,46 @@ def _vmap(model: nn.Module) -> Formulation:
     base = copy.deepcopy(model)
     names = [n for n, _ in base.named_parameters()]
     bnames = [n for n, _ in base.named_buffers()]
+    source = use_trial_dropout(base)
+
+    def state(params: Any, buffers: Any) -> dict[str, Tensor]:
+        return {**dict(zip(names, params)), **dict(zip(bnames, buffers))}
 
     def call(train: bool) -> Callable[..., Tensor]:
-        def f(params: tuple[Tensor, ...], buffers: tuple[Tensor, ...], x: Tensor) -> Tensor:
-            state = {**dict(zip(names, params)), **dict(zip(bnames, buffers))}
-            return functional_call(base, state, (x,))
+        def f(params: tuple[Tensor, ...], buffers: tuple[Tensor, ...], masks: tuple[Tensor, ...], x: Tensor) -> Tensor:
+            if source is None:
+                return functional_call(base, state(params, buffers), (x,))
+            source.feed(list(masks))
+            out = functional_call(base, state(params, buffers), (x,))
+            used = source.used()
+            source.feed([])  # hold no batched tensors past the call
+            if used != len(masks):
+                raise RuntimeError(f"the forward pass used {used} dropout masks, its probe pass {len(masks)}")
+            return out
 
-        def run(params: list[Tensor], buffers: list[Tensor], x: Tensor, shared: bool) -> Tensor:
+        def run(params: list[Tensor], buffers: list[Tensor], x: Tensor, masks: list[Tensor], shared: bool) -> Tensor:
             base.train(train)
-            return torch.vmap(f, in_dims=(0, 0, None if shared else 0))(tuple(params), tuple(buffers), x)
+            return torch.vmap(f, in_dims=(0, 0, 0, None if shared else 0))(tuple(params), tuple(buffers),
+                                                                           tuple(masks), x)
 
         return run
+
+    def mask_sites(params: list[Tensor], buffers: list[Tensor], x: Tensor) -> list[tuple[tuple[int, ...], float]]:
+        """The dropout masks (shape, p) one trial's training forward on ``x`` (b, *in) draws, in order."""
+        if source is None:
+            return []
+        source.record()
+        base.train(True)
+        with torch.no_grad():  # row 0's weights, copies of its buffers (BatchNorm would update them)
+            functional_call(base, state([p[0] for p in params], [b[0].clone() for b in buffers]), (x,))
+        return list(source.sites)
 
     train_call, eval_call = call(True), call(False)
     return Formulation(
         "vmap", names, bnames,
-        lambda p, b, x: train_call(p, b, x, False),
-        lambda p, b, x: eval_call(p, b, x, True),
+        lambda p, b, x, m: train_call(p, b, x, m, False),
+        lambda p, b, x: eval_call(p, b, x, [], True),
+        mask_sites if source is not None else None,
     )
 
 

@@ -24,6 +24,10 @@ ways to train trials, all with the same results:
 Both training paths share one recipe, so they agree to rounding (tested in float64 to 1e-10):
 
 * the model is ``task.model_fn()`` after ``torch.manual_seed(seed)``;
+* its ``nn.Dropout``/``Dropout1d/2d/3d`` modules draw their masks, in call order, from the
+  trial's own generator :func:`lrlab.study._batched.dropout_generator` (``seed``), not from
+  torch's global stream, so a trial's dropout does not depend on the trials trained with it;
+  BatchNorm layers keep and update each trial's own running statistics;
 * epoch ``e`` visits the training set in the order ``torch.randperm(N, generator=
   torch.Generator().manual_seed(seed * 100003 + e))`` in batches of ``task.batch_size`` (the
   last partial batch is kept); the loss is the mean cross-entropy of the batch;
@@ -216,8 +220,8 @@ class TrialResult:
             ``best_epoch`` (the first epoch with the highest validation accuracy; NaN and -1 if
             no epoch completed), ``epochs`` (completed) and ``steps`` (updates applied).
         seconds: wall time; trials trained together share their fleet's time equally.
-        weights: the final parameters (CPU tensors by name) when asked for with
-            ``keep_weights=True``, else ``None``.
+        weights: the final parameters and buffers (CPU tensors by name, e.g. BatchNorm running
+            statistics) when asked for with ``keep_weights=True``, else ``None``.
         started, finished: Unix times at which the trial began training (its fleet's start) and
             ended (NaN when unknown); the study stores them as the Optuna trial's start and
             completion times.
@@ -352,6 +356,9 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
     task = _with_validation(task)
     x, y, xv, yv, xt, yt = _data(task, device, dtype)
     model = _make_model(task, trial.seed, device, dtype)
+    # dropout masks from the trial's own generator, as in a fleet (a checkpoint must save its state)
+    dropout_rng = _batched.dropout_generator(trial.seed, device)
+    _batched.use_trial_dropout(model, dropout_rng)
     opt = make_optimizer(trial.optimizer, model.parameters(), lr=0.0, **trial.optimizer_kwargs)
     sched = LRLabScheduler(opt, trial.schedule)
     plateau = _has_plateau(trial.schedule)
@@ -400,7 +407,8 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
     sched.close()
     if keep_weights:
         eval_begin(trial.optimizer, opt, model, x, bsz)  # the weights the optimizer evaluates
-    weights = {k: v.detach().cpu().clone() for k, v in model.named_parameters()} if keep_weights else None
+    weights = ({k: v.detach().cpu().clone() for k, v in (*model.named_parameters(), *model.named_buffers())}
+               if keep_weights else None)
     diverged = diverged_epoch is not None
     return TrialResult(trial.trial_id, curves, diverged, diverged_epoch, _final(curves, diverged, steps),
                        time.perf_counter() - t0, weights, wall0, time.time())
@@ -490,6 +498,38 @@ def fleet_path(task: Any, trial: TrialSpec, *, device: str | torch.device = "cpu
     return task.fleet_model or "vmap"
 
 
+def default_max_fleet(device: str | torch.device) -> int:
+    """Most trials in one fleet unless told otherwise: 24 on CPU (per-trial cost is flat from ~8
+    trials on, and smaller fleets let idle workers take the remaining ones), 512 on CUDA (bigger
+    fleets fill the GPU)."""
+    return 512 if str(device).startswith("cuda") else 24
+
+
+def path_description(task: Any, trial: TrialSpec, *, device: str | torch.device = "cpu",
+                     max_fleet: int | None = None) -> tuple[str, str]:
+    """How :func:`train_fleet` trains ``trial``'s optimizer group, in words: ``(path, text)`` with
+    ``path`` one of ``"mnist1d_cnn"``, ``"mnist1d_mlp"``, ``"vmap"``, ``"one at a time"`` and
+    ``text`` the line the study prints, e.g. ``"fleet: vmap (per-trial BatchNorm statistics),
+    up to 24 trials per fleet"`` or ``"one at a time: <reason>"``.
+
+    >>> from lrlab.schedules import constant
+    >>> from lrlab.study.tasks import load_task
+    >>> path_description(load_task("mnist1d", subset=50), TrialSpec("t", constant(0.1), "sgd"))[1]
+    'fleet: mnist1d_cnn (hand-batched), up to 24 trials per fleet'
+    """
+    path = fleet_path(task, trial, device=device)
+    if path.startswith("one-at-a-time: "):
+        return "one at a time", f"one at a time: {path.removeprefix('one-at-a-time: ')}"
+    size = f"up to {max_fleet or default_max_fleet(device)} trials per fleet"
+    if path != "vmap":
+        return path, f"fleet: {path} (hand-batched), {size}"
+    rng = torch.get_rng_state()
+    features = _batched.vmap_features(_make_model(task, 0, device, torch.float32))
+    torch.set_rng_state(rng)
+    what = f" ({', '.join(features)})" if features else ""
+    return path, f"fleet: vmap{what}, {size}"
+
+
 def _fleet_refusal(task: Any, trial: TrialSpec, device: Any, dtype: torch.dtype) -> str | None:
     reason = update_is_linear_in_lr(trial.optimizer, optimizer_kwargs(trial.optimizer, trial.optimizer_kwargs))
     if reason is not None:
@@ -504,7 +544,19 @@ def _fleet_refusal(task: Any, trial: TrialSpec, device: Any, dtype: torch.dtype)
 
 
 class _Fleet:
-    """K trials of one optimizer group, stacked; rows of the stacked tensors are the active trials."""
+    """K trials of one optimizer group, stacked; rows of the stacked tensors are the active trials.
+
+    All of a fleet's mutable per-trial state (what a checkpoint must save):
+
+    * ``params``: the stacked parameters, one ``(rows, *shape)`` tensor per parameter;
+    * ``opt``: the ``torch.optim`` optimizer over them (its state stacked the same way);
+    * ``buffers``: the stacked buffers (generic formulation), updated in place by training
+      (BatchNorm ``running_mean``/``running_var``/``num_batches_tracked``);
+    * ``rng``: one ``torch.Generator`` per trial *index* (not row) from which that trial's
+      dropout masks are drawn, or ``[]`` when the model has no dropout modules; restoring each
+      generator's state makes a resumed fleet draw what an uninterrupted one would;
+    * ``states`` (schedule states), ``curves``, ``steps``, ``active`` (trial index of each row).
+    """
 
     def __init__(self, task: Any, trials: list[TrialSpec], epochs: int, device: Any, dtype: torch.dtype,
                  on_epoch: Callable[[EpochRecord], None] | None, done: Callable[[TrialResult], None],
@@ -521,6 +573,10 @@ class _Fleet:
         _batched.check_formulation(self.form, models[: min(2, len(models))], probe)
         self.params = [p.requires_grad_() for p in _batched.stack_params(models)]
         self.buffers = _batched.stack_buffers(models) if self.form.buffer_names else []
+        # one dropout generator per trial index (not row), for a model with dropout modules
+        self.rng = ([_batched.dropout_generator(t.seed, device) for t in trials]
+                    if self.form.mask_sites is not None else [])
+        self._sites: dict[int, list[tuple[tuple[int, ...], float]]] = {}  # batch size -> masks drawn
         self.opt_name = trials[0].optimizer
         self.opt_kwargs = optimizer_kwargs(self.opt_name, trials[0].optimizer_kwargs)
         self.opt = self._optimizer(self.params)
@@ -542,6 +598,7 @@ class _Fleet:
         weights = None
         if self.keep_weights and row is not None:
             weights = {n: p[row].detach().cpu().clone() for n, p in zip(self.form.names, self.params)}
+            weights.update((n, b[row].cpu().clone()) for n, b in zip(self.form.buffer_names, self.buffers))
         k = len(self.trials)
         seconds = (time.perf_counter() - self.t0) / k
         diverged = diverged_epoch is not None
@@ -575,6 +632,20 @@ class _Fleet:
         self.run_loss, self.run_correct = self.run_loss[idx], self.run_correct[idx]
 
     # -- the loop -----------------------------------------------------------------------------
+    def _masks(self, x: Tensor) -> list[Tensor]:
+        """The dropout masks of one training step on batches shaped like ``x`` (rows, b, *in):
+        per mask site ``(rows, *shape)``, each row drawn from its trial's generator in the order
+        :func:`train_one` draws them."""
+        if not self.rng or self.form.mask_sites is None:
+            return []
+        b = x.shape[1]
+        if b not in self._sites:
+            self._sites[b] = self.form.mask_sites(self.params, self.buffers, x[0])
+        sites = self._sites[b]
+        per_row = [[_batched.draw_mask(self.rng[i], shape, p, self.dtype, self.device) for shape, p in sites]
+                   for i in self.active]
+        return [torch.stack([row[j] for row in per_row]) for j in range(len(sites))]
+
     def _epoch_lrs(self, spe: int) -> np.ndarray:
         rows = []
         for i in self.active:
@@ -631,8 +702,10 @@ class _Fleet:
                 rows_before = list(self.active)
                 idx = orders[:, step * bsz:(step + 1) * bsz]
                 yb, xb = y[idx], x[idx]
+                masks = self._masks(xb)
+                snapshot = [b.clone() for b in self.buffers]  # before the forward updates them
                 mark("data gathering")
-                logits = self.form.forward(self.params, xb, self.buffers)
+                logits = self.form.forward(self.params, xb, self.buffers, masks)
                 mark("forward")
                 losses = _batched.cross_entropy_per_trial(logits, yb)
                 bad = (~torch.isfinite(losses)).nonzero().flatten().tolist()
@@ -644,7 +717,10 @@ class _Fleet:
                     orders, lrs = orders[keep], lrs[keep]
                     idx = orders[:, step * bsz:(step + 1) * bsz]
                     yb = y[idx]
-                    logits = self.form.forward(self.params, x[idx], self.buffers)
+                    # the survivors redo this step's forward from their buffers and masks before it
+                    self.buffers = [b[keep] for b in snapshot]
+                    masks = [m[keep] for m in masks]
+                    logits = self.form.forward(self.params, x[idx], self.buffers, masks)
                     losses = _batched.cross_entropy_per_trial(logits, yb)
                 with torch.no_grad():
                     self.run_loss.add_(losses.detach().to(torch.float64), alpha=idx.shape[1])
@@ -843,7 +919,7 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got epochs={epochs!r}")
     if max_fleet is None:
-        max_fleet = 512 if str(device).startswith("cuda") else 24
+        max_fleet = default_max_fleet(device)
     if isinstance(max_fleet, bool) or not isinstance(max_fleet, int) or max_fleet < 1:
         raise ValueError(f"max_fleet must be an int >= 1, got max_fleet={max_fleet!r}")
     if str(device).startswith("cuda") and not torch.cuda.is_available():

@@ -552,7 +552,8 @@ def cell_dict(c: CellSummary, scale: float = 100.0) -> dict[str, Any]:
 
 def results_document(summaries: Sequence[CellSummary], effects: Sequence[OptimizerEffect],
                      info: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``lrlab study --format json`` prints: the cells, the claim, versions, config, command."""
+    """What ``lrlab study --format json`` prints: the cells, the claim, how each optimizer's
+    trials trained (fleet or one at a time, and why), versions, config, command."""
     lines = effect_lines(effects)
     scale = _scale(info)
     return {
@@ -571,6 +572,7 @@ def results_document(summaries: Sequence[CellSummary], effects: Sequence[Optimiz
         ],
         "claim": claim_verdict(effects),
         "lines": lines,
+        "training_paths": [dict(p) for p in info.get("training_paths") or []],
         "versions": dict(info.get("versions") or {}),
         "command": info.get("command"),
         "config": dict(info.get("config") or {}),

@@ -369,8 +369,10 @@ def run_study(
                              grid=grid) if cfg.tune is not None else []
     # with tuning, planned at the base lr only to check the schedules and count; replanned after selection
     final_plans = plan_trials(cfg, epochs=epochs, steps_per_epoch=spe, peak_lrs=base_lrs)
+    how = training_paths(task, [*tune_plans, *final_plans], cfg.device)
     info: dict[str, Any] = {
         "config": cfg.to_dict(), "task": task.name, "epochs": epochs, "steps_per_epoch": spe,
+        "training_paths": how,
         **sizes, "metric": cfg.metric, "direction": cfg.direction, "peak_lrs": base_lrs, "lr_grid": {k: list(v) for k, v in grid.items()},
         "tune_keys": [p.key for p in tune_plans], "keys": [],
         "schedules": list(cfg.schedules), "optimizers": list(cfg.optimizers),
@@ -397,9 +399,8 @@ def run_study(
     selections: dict[tuple[str, str], LrSelection] = {}
     tune_records: list[TrialRecord] = []
     show = progress and not quiet
-    for line in ([] if isinstance(task, TrainingFunction) else
-                 _one_at_a_time_notes(task, [*tune_plans, *final_plans], cfg.device)):
-        say(escape(line))
+    for entry in how:
+        say(escape(entry["line"]), highlight=False)
     if tune_plans:
         pending = _not_stored(tune_plans, done, "tuning trials", storage.url, say)
         reused += len(tune_plans) - len(pending)
@@ -468,17 +469,27 @@ def _stored(storage: StudyStorage, keys: Sequence[str]) -> list[TrialRecord]:
     return [by_key[k] for k in keys]
 
 
-def _one_at_a_time_notes(task: Any, pending: list[PlannedTrial], device: str) -> list[str]:
-    """One line per optimizer whose trials cannot share a fleet, with the reason
-    (:func:`lrlab.study.fleet.fleet_path`)."""
-    from lrlab.study.fleet import fleet_path
+def training_paths(task: Any, plans: Sequence[PlannedTrial], device: str) -> list[dict[str, str]]:
+    """How each optimizer's trials train, one entry per optimizer in plan order:
+    ``{"optimizer", "path", "line"}`` with ``path`` ``"mnist1d_cnn"``/``"mnist1d_mlp"``
+    (hand-batched fleets), ``"vmap"`` (generic fleets), ``"one at a time"`` (with the reason in
+    ``line``) or ``"training function"`` (the user's loop trains each trial itself); see
+    :func:`lrlab.study.fleet.path_description`. The study prints the lines before training and
+    keeps them in its info for the reports."""
+    from lrlab.study.fleet import path_description
+    from lrlab.study.trainfn import TrainingFunction
 
     first: dict[str, Any] = {}
-    for p in pending:
+    for p in plans:
         first.setdefault(p.spec.optimizer, p.spec)
-    paths = {name: fleet_path(task, spec, device=device) for name, spec in first.items()}
-    return [f"{name}: one trial at a time, not in a fleet: {path.removeprefix('one-at-a-time: ')}"
-            for name, path in paths.items() if path.startswith("one-at-a-time")]
+    out = []
+    for name, spec in first.items():
+        if isinstance(task, TrainingFunction):
+            path, text = "training function", "one at a time: a training function trains each trial in its own loop"
+        else:
+            path, text = path_description(task, spec, device=device)
+        out.append({"optimizer": name, "path": path, "line": f"{name}: {text}"})
+    return out
 
 
 def _dispatch(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: StudyStorage,
@@ -651,6 +662,8 @@ def _report(out: str | Path, records: list[TrialRecord], tune_records: list[Tria
         "platform": vers.get("platform", "?"),
         "command": info.get("command") or "?",
     }
+    if info.get("training_paths"):
+        meta["how the trials trained"] = "; ".join(p["line"] for p in info["training_paths"])
     if seconds is not None:
         meta["wall time of this run"] = f"{seconds:.0f} s"
     paths: dict[str, Path] = {}
