@@ -200,3 +200,172 @@ def test_schema_creation_on_a_new_postgres_database_never_races(postgres_url: An
 
     names = sorted(optuna.study.get_all_study_names(storage=url))
     assert names == ["lrlab", "lrlab.queue"]
+
+
+# ---- training functions through the queue ----------------------------------------------------
+
+# Training functions for the queue tests, written to a fresh directory that the driver and the
+# workers run in (imported as ``fnmod:...`` with the current directory on the path). Their
+# numbers are a function of the trial's seed and peak lr, so a stored result can be checked.
+FN_MODULE = '''
+import math, os, time
+
+
+def expected(seed, peak_lr, epoch):
+    return round(0.5 + 0.01 * seed + 0.1 * peak_lr + 0.001 * epoch, 6)
+
+
+def train_sleepy(trial):
+    pause = float(os.environ.get("FNMOD_EPOCH_S", "0.2"))
+    for e in range(trial.epochs):
+        time.sleep(pause)
+        v = expected(trial.seed, trial.peak_lr, e)
+        trial.report(e, val_acc=v, **({"test_acc": v - 0.1} if e == trial.epochs - 1 else {}))
+
+
+def train_bad(trial):
+    if trial.seed == 1000:
+        raise RuntimeError("boom in the model\\nsecond line")
+    if trial.seed == 1001:
+        trial.report(0, val_acc=float("nan"))
+    if trial.seed == 1002:
+        return
+    if trial.seed == 1003:
+        for e in range(trial.epochs):
+            trial.report(e, val_bleu=0.3)
+        return
+    if trial.seed == 1005:
+        os._exit(3)  # the process training it dies
+    for e in range(trial.epochs):
+        trial.report(e, val_acc=0.8 + 0.01 * e, **({"test_acc": 0.75} if e == trial.epochs - 1 else {}))
+'''
+FN_STUDY = ("epochs: 3\nsteps_per_epoch: 2\nschedules: [constant, linear]\noptimizers: {sgd: 0.1, adam: 0.01}\n"
+            "tune: {grid: [0.5, 1], seeds: [0]}\nseeds: 2\nworkers: 0\n")
+
+
+def _fn_dir(tmp_path: Path, study: str = FN_STUDY, task: str = "fnmod:train_sleepy") -> Path:
+    d = tmp_path / "proj"
+    d.mkdir()
+    (d / "fnmod.py").write_text(FN_MODULE)
+    (d / "study.yaml").write_text(f"task: {task}\n{study}")
+    return d
+
+
+def _in(cwd: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    """``lrlab ARGS`` run in ``cwd`` (where the training function's module is)."""
+    return subprocess.Popen([sys.executable, "-c", "from lrlab.cli import main; main()", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(**env))
+
+
+def _function_study_with_two_workers(url: str, tmp_path: Path) -> dict[str, int]:
+    d = _fn_dir(tmp_path)
+    workers = [_in(d, "study", "worker", "--storage", url, "--idle", "120", FNMOD_EPOCH_S="0.3") for _ in range(2)]
+    time.sleep(2)  # the workers are polling before the driver enqueues
+    driver = _in(d, "study", "--config", "study.yaml", "--out", "out", "--storage", url, "--no-progress",
+                 FNMOD_EPOCH_S="0.3")
+    rc, out, err = _finish(driver)
+    assert rc == 0, err[-2000:]
+    assert "not importable" not in out  # fnmod:train_sleepy is queued, not trained in the driver
+    for w in workers:
+        wrc, _, werr = _finish(w)
+        assert wrc == 0, werr[-2000:]
+    results, per_worker = _counts(url)
+    planned = _planned(url)
+    assert len(planned) == N_TRIALS
+    assert set(results) == planned and set(results.values()) == {1}  # each trained exactly once, none lost
+    pids = {str(p.pid) for p in (driver, *workers)}
+    assert {w.rsplit(":", 1)[1] for w in per_worker} <= pids and sum(per_worker.values()) == N_TRIALS
+    assert len(per_worker) == 3, per_worker  # the driver and both workers trained a share
+    sys.path.insert(0, str(d))
+    try:
+        import fnmod  # the same numbers wherever a trial ran
+    finally:
+        sys.path.remove(str(d))
+        sys.modules.pop("fnmod", None)
+    for t in _trials(url):
+        a = t.user_attrs
+        assert t.state.name == "COMPLETE" and a["lrlab_status"] == "done", a.get("x_failed")
+        assert a["curves"]["val_acc"] == [fnmod.expected(a["seed"], a["peak_lr"], e) for e in range(3)]
+    return dict(per_worker)
+
+
+@pytest.mark.slow
+def test_training_function_trials_are_queued_to_workers_on_sqlite(tmp_path: Path) -> None:
+    _function_study_with_two_workers(f"sqlite:///{tmp_path / 'fn.db'}", tmp_path)
+
+
+@pytest.mark.slow
+def test_training_function_trials_are_queued_to_workers_on_postgres(tmp_path: Path, postgres_url: Any) -> None:
+    got = _function_study_with_two_workers(_fresh_pg(postgres_url), tmp_path)
+    print(f"\npostgres, training function, driver + 2 workers: trained per process {got}, 0 duplicates, 0 lost")
+
+
+def _enqueue_function_study(url: str, d: Path, seeds: list[int]) -> set[str]:
+    """Tickets for ``fnmod:train_bad`` on ``seeds`` as a driver enqueues them (no driver trains them)."""
+    from lrlab.study.config import StudyConfig
+    from lrlab.study.queue import WorkQueue, ticket_entry
+    from lrlab.study.runner import function_plan, plan_trials
+    from lrlab.study.storage import StudyStorage
+
+    cfg = StudyConfig.from_mapping({"task": "fnmod:train_bad", "schedules": ["constant"], "optimizers": {"sgd": 0.1},
+                                    "epochs": 2, "steps_per_epoch": 3, "tune": "none", "seeds": seeds,
+                                    "workers": 0, "out": str(d / "out")})
+    plans = plan_trials(cfg, epochs=2, steps_per_epoch=3, peak_lrs={"sgd": 0.1})
+    q = WorkQueue(StudyStorage(url))
+    assert q.enqueue(ticket_entry(p, "fnmod:train_bad", {}, 2, function_plan(cfg)) for p in plans) == len(seeds)
+    return {p.key for p in plans}
+
+
+def test_a_worker_that_cannot_import_the_function_leaves_its_trials_queued(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fn.db'}"
+    d = _fn_dir(tmp_path)
+    keys = _enqueue_function_study(url, d, [1004, 1004 + 100])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    rc, _out, err = _finish(_in(elsewhere, "study", "worker", "--storage", url, "--idle", "2"))
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "cannot import module 'fnmod'" in err and "stay queued for other workers" in err, err
+    assert str(elsewhere) in err  # says which directory it searched
+    tickets = _trials(url, "lrlab.queue")
+    assert sorted(t.state.name for t in tickets) == ["WAITING", "WAITING"] and not _trials(url)
+    rc, _out, err = _finish(_in(d, "study", "worker", "--storage", url, "--idle", "2"))
+    assert rc == 0 and "worker done: trained 2 trials" in err, err
+    results, _ = _counts(url)
+    assert set(results) == keys and set(results.values()) == {1}
+
+
+@pytest.mark.slow
+def test_a_failing_training_function_fails_its_trial_in_a_worker_as_in_the_driver(tmp_path: Path) -> None:
+    """Raises, reports NaN, never reports, reports only an unknown metric, kills its process: a
+    worker stores the same statuses and one-line reasons as a driver that trains them itself."""
+    from lrlab.study.storage import StudyStorage
+
+    seeds = [1000, 1001, 1002, 1003, 1004, 1005]
+    url = f"sqlite:///{tmp_path / 'worker.db'}"
+    d = _fn_dir(tmp_path, study=f"epochs: 2\nsteps_per_epoch: 3\nschedules: [constant]\noptimizers: {{sgd: 0.1}}\n"
+                                f"tune: none\nseeds: {seeds}\nworkers: 1\n", task="fnmod:train_bad")
+    keys = _enqueue_function_study(url, d, seeds)
+    worker = _in(d, "study", "worker", "--storage", url, "--idle", "2", "--workers", "1")
+    rc, _out, err = _finish(worker)
+    assert rc == 0, err[-2000:]
+    driver_url = f"sqlite:///{tmp_path / 'driver.db'}"
+    rc, _out, err = _finish(_in(d, "study", "--config", "study.yaml", "--out", "out", "--storage", driver_url,
+                                "--no-progress"))
+    assert rc == 0, err[-2000:]
+
+    def outcome(url: str) -> dict[int, tuple[str, str]]:
+        return {r.seed: (r.status, str(r.extra.get("failed") or r.extra.get("reason") or ""))
+                for r in StudyStorage(url).records().values()}
+
+    in_worker, in_driver = outcome(url), outcome(driver_url)
+    assert set(StudyStorage(url).records()) == keys
+    assert in_worker == in_driver
+    assert {s: st for s, (st, _) in in_worker.items()} == {
+        1000: "failed", 1001: "diverged", 1002: "failed", 1003: "failed", 1004: "done", 1005: "failed"}
+    assert in_worker[1000][1].startswith("RuntimeError: boom in the model")
+    assert in_worker[1001][1] == "reported val_acc=nan at epoch 0"
+    assert "returned after reporting 0 of 2 epochs" in in_worker[1002][1]
+    assert "never reported the selection metric val_acc in its last epoch (reported: val_bleu)" in in_worker[1003][1]
+    assert "its worker process died" in in_worker[1005][1]
+    assert not any("\n" in why for _, why in in_worker.values())
+    assert {t.user_attrs["x_worker"] for t in _trials(url)} == {f"{__import__('socket').gethostname()}:{worker.pid}"}
