@@ -369,3 +369,132 @@ def test_a_failing_training_function_fails_its_trial_in_a_worker_as_in_the_drive
     assert "its worker process died" in in_worker[1005][1]
     assert not any("\n" in why for _, why in in_worker.values())
     assert {t.user_attrs["x_worker"] for t in _trials(url)} == {f"{__import__('socket').gethostname()}:{worker.pid}"}
+
+
+# ---- storing is first-wins -------------------------------------------------------------------
+
+# One process storing a result for key "k@x" whose numbers name the process, at wall-clock time
+# argv[2] (so several start their check-and-store at the same instant); prints True if it stored.
+_STORE = '''
+import math, sys, time
+import numpy as np
+from lrlab.study.storage import CURVE_FIELDS, StudyStorage, TrialRecord
+url, at, me = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+st = StudyStorage(url, "lrlab")
+st.done_keys()  # warm the cache: the race is the check and the insert
+curves = {k: np.array([float(me)]) for k in CURVE_FIELDS}
+rec = TrialRecord(key="k@x", trial_id="k", schedule_name="constant", schedule_text="constant(1.0)",
+                  schedule_config={}, optimizer="sgd", optimizer_kwargs={}, seed=0, peak_lr=0.1, epochs=1,
+                  curves=curves, final={"val_acc": float(me)})
+time.sleep(max(0.0, at - time.time()))
+print(st.save_once(rec))
+'''
+
+
+def _racing_stores(url: str, n: int = 4) -> list[bool]:
+    from lrlab.study.storage import StudyStorage
+
+    StudyStorage(url, "lrlab")  # the schema exists before they race
+    at = time.time() + 6
+    procs = [subprocess.Popen([sys.executable, "-c", _STORE, url, str(at), str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=_env()) for i in range(n)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-500:] for _, e in outs]
+    return [o.strip() == "True" for o, _ in outs]
+
+
+def _check_first_wins(url: str) -> None:
+    stored = _racing_stores(url)
+    assert stored.count(True) == 1, stored  # one process stored, the others were told it was stored
+    (t,) = [t for t in _trials(url) if t.user_attrs.get("lrlab_key") == "k@x"]  # no duplicate
+    assert t.value == float(stored.index(True))  # the winner's numbers
+    from lrlab.study.storage import StudyStorage
+
+    late = StudyStorage(url, "lrlab")
+    rec = late.records()["k@x"]
+    rec.final = {"val_acc": 99.0}
+    assert late.save_once(rec) is False  # a later result (another process, long after) is dropped too
+    assert late.records()["k@x"].final["val_acc"] == t.value and len(_trials(url)) == 1
+
+
+@pytest.mark.slow
+def test_storing_a_trial_twice_keeps_the_first_result_on_sqlite(tmp_path: Path) -> None:
+    _check_first_wins(f"sqlite:///{tmp_path / 'race.db'}")
+
+
+@pytest.mark.slow
+def test_storing_a_trial_twice_keeps_the_first_result_on_postgres(postgres_url: Any) -> None:
+    _check_first_wins(_fresh_pg(postgres_url))
+
+
+def _sqlite_unlocked(path: Path) -> bool:
+    """Whether nobody holds the SQLite file's write lock (a process stopped inside a transaction
+    would block everyone until it is continued)."""
+    import sqlite3
+
+    con = sqlite3.connect(path, timeout=0.2)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_a_stalled_worker_and_its_requeued_copy_store_the_trial_once(tmp_path: Path) -> None:
+    """A live worker whose heartbeat stalls (SIGSTOP past the grace period) has its claim failed and
+    re-queued; the driver trains the copy; the worker, continued, finishes its trial too. Whichever
+    stores second drops its result with a log line: one stored result per trial, none lost."""
+    db = tmp_path / "stall.db"
+    url = f"sqlite:///{db}"
+    d = _fn_dir(tmp_path, study="epochs: 4\nsteps_per_epoch: 2\nschedules: [constant]\noptimizers: {sgd: 0.1}\n"
+                                "tune: none\nseeds: 2\nworkers: 0\n")
+    env = {"FNMOD_EPOCH_S": "0.5", "LRLAB_HEARTBEAT": "1", "LRLAB_GRACE": "2"}
+    victim = _in(d, "study", "worker", "--storage", url, "--idle", "60", **env)
+    time.sleep(2)
+    driver = _in(d, "study", "--config", "study.yaml", "--out", "out", "--storage", url, "--no-progress", **env)
+
+    def tickets(state: str, pid: int) -> list[Any]:
+        try:
+            ts = _trials(url, "lrlab.queue")
+        except Exception:  # not created yet
+            return []
+        return [t for t in ts if t.state.name == state and str(t.user_attrs.get("lrlab_worker", "")).endswith(f":{pid}")]
+
+    deadline = time.monotonic() + 120
+    while not tickets("RUNNING", victim.pid):
+        assert time.monotonic() < deadline, "the worker never claimed a trial"
+        time.sleep(0.05)
+    (held,) = tickets("RUNNING", victim.pid)
+    while True:  # stopped outside a SQLite transaction, or the driver would wait for it
+        victim.send_signal(signal.SIGSTOP)
+        time.sleep(0.05)
+        if _sqlite_unlocked(db):
+            break
+        victim.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    try:
+        copy = None
+        while copy is None:  # the driver fails the stale claim, re-queues it and trains the copy
+            assert time.monotonic() < deadline, "the stalled claim was never re-queued"
+            time.sleep(0.05)
+            copy = next((t for t in tickets("RUNNING", driver.pid) if t.user_attrs["lrlab_ticket"] ==
+                         held.user_attrs["lrlab_ticket"]), None)
+    finally:
+        victim.send_signal(signal.SIGCONT)
+    rc, out, err = _finish(driver)
+    assert rc == 0, err[-2000:]
+    wrc, _wout, werr = _finish(victim)
+    assert wrc == 0, werr[-2000:]
+    key = held.user_attrs["lrlab_ticket"]
+    results, per_worker = _counts(url)
+    assert set(results) == _planned(url) and set(results.values()) == {1}  # no duplicate, none lost
+    drops = [ln for ln in (out + werr).splitlines() if "was stored meanwhile by another process" in ln]
+    assert len(drops) == 1 and key.split("@")[0] in drops[0], out + werr  # the second result, dropped
+    (stored,) = [t for t in _trials(url) if t.user_attrs["lrlab_key"] == key]
+    assert stored.user_attrs["x_worker"].endswith(f":{victim.pid}" if drops[0] in out else f":{driver.pid}")
+    assert stored.state.name == "COMPLETE" and stored.user_attrs["lrlab_status"] == "done"
+    assert sum(per_worker.values()) == 2
