@@ -316,6 +316,7 @@ def _enqueue_function_study(url: str, d: Path, seeds: list[int]) -> set[str]:
     return {p.key for p in plans}
 
 
+@pytest.mark.slow
 def test_a_worker_that_cannot_import_the_function_leaves_its_trials_queued(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fn.db'}"
     d = _fn_dir(tmp_path)
@@ -498,3 +499,42 @@ def test_a_stalled_worker_and_its_requeued_copy_store_the_trial_once(tmp_path: P
     assert stored.user_attrs["x_worker"].endswith(f":{victim.pid}" if drops[0] in out else f":{driver.pid}")
     assert stored.state.name == "COMPLETE" and stored.user_attrs["lrlab_status"] == "done"
     assert sum(per_worker.values()) == 2
+
+
+# A worker that dies right after its claim's WAITING -> RUNNING transition (os._exit: no cleanup),
+# the worst moment for the claim's heartbeat.
+_DIE_ON_TAKE = '''
+import os, sys
+from lrlab.study.queue import WorkQueue
+from lrlab.study.storage import StudyStorage
+q = WorkQueue(StudyStorage(sys.argv[1], "lrlab"))
+take = q._s.set_trial_state_values
+def take_and_die(*args, **kwargs):
+    take(*args, **kwargs)
+    os._exit(9)
+q._s.set_trial_state_values = take_and_die
+q.claim(1)
+'''
+
+
+def test_a_worker_killed_right_after_taking_a_ticket_has_it_requeued(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optuna never judges a RUNNING trial without a heartbeat stale: the claim's heartbeat is
+    recorded before the ticket is taken, so a kill right after the take still re-queues it."""
+    from lrlab.study.queue import WorkQueue
+    from lrlab.study.storage import StudyStorage
+
+    url = f"sqlite:///{tmp_path / 'take.db'}"
+    (key,) = _enqueue_function_study(url, _fn_dir(tmp_path), [7])
+    p = subprocess.run([sys.executable, "-c", _DIE_ON_TAKE, url], capture_output=True, text=True, env=_env(),
+                       timeout=120)
+    assert p.returncode == 9, p.stderr[-1000:]
+    (t,) = _trials(url, "lrlab.queue")
+    assert t.state.name == "RUNNING"
+    monkeypatch.setenv("LRLAB_HEARTBEAT", "1")
+    monkeypatch.setenv("LRLAB_GRACE", "1")
+    q = WorkQueue(StudyStorage(url, "lrlab"))
+    time.sleep(2.5)
+    q.fail_stale()
+    states = sorted((t.state.name, t.user_attrs["lrlab_ticket"]) for t in _trials(url, "lrlab.queue"))
+    assert states == [("FAIL", key), ("WAITING", key)]  # failed and re-queued

@@ -12,12 +12,22 @@ How (Optuna's machinery, no scheduler of our own):
 * **Claim.** A process takes the oldest waiting ticket and then up to ``claim`` - 1 more of the same
   group, each with the storage's atomic ``WAITING -> RUNNING`` transition
   (``set_trial_state_values`` refuses a ticket another process took first), and records an Optuna
-  heartbeat for each at once and every :data:`~lrlab.study.storage.HEARTBEAT_S` seconds while it
-  trains them (a thread).
+  heartbeat for each just before taking it (Optuna never judges a running trial without one
+  stale) and every :data:`~lrlab.study.storage.HEARTBEAT_S` seconds while it trains them (a
+  thread).
 * **Store.** Each finished trial is stored as before (one result trial, ``lrlab_key``), then its
   ticket is closed (state ``PRUNED``). A result stored first and the ticket closed after means a
   kill between the two re-queues a ticket whose key is already stored: the next claimer closes it
-  without training.
+  without training. Storing is first-wins (:meth:`~lrlab.study.storage.StudyStorage.save_once`:
+  check and insert under a lock all processes share): a worker that is alive but whose heartbeat
+  stalled past the grace period (a paused process, a long step holding the GIL, a database hiccup)
+  has its claim re-queued while it still trains, so two processes can finish one trial; the second
+  result is dropped with a log line, never stored twice nor over the first.
+* **Training functions** (:mod:`lrlab.study.trainfn`) are queued the same way: the ticket carries
+  the ``module:function`` reference, the task kwargs and the :class:`~lrlab.study.trainfn.Trial`
+  settings (``kind: function``); a worker imports the function with its current directory on
+  ``sys.path``, or, when it cannot, exits with a one-line error before taking a ticket (they stay
+  queued for processes that can). A claim is one trial per local process.
 * **Dead workers.** Every process calls ``optuna.storages.fail_stale_trials`` while it polls:
   a claim whose heartbeat is older than the grace period is failed and
   ``RetryHeartbeatStaleTrialCallback`` adds a fresh ``WAITING`` copy (at most 3 times per trial).
@@ -168,12 +178,15 @@ class WorkQueue:
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
+        # The heartbeat first: Optuna never judges a RUNNING trial without a heartbeat stale, so a
+        # worker killed between the two calls the other way round would hold its claim forever. A
+        # heartbeat on a ticket another process takes first is overwritten by that one's.
+        _retry(lambda: self._s.record_heartbeat(trial_id))
         try:
             ok = bool(_retry(lambda: self._s.set_trial_state_values(trial_id, TrialState.RUNNING)))
         except UpdateFinishedTrialError:
             return False
         if ok:
-            _retry(lambda: self._s.record_heartbeat(trial_id))
             with self._lock:
                 self._beating.add(trial_id)
             _retry(lambda: self._s.set_trial_user_attr(trial_id, "lrlab_worker", self.worker))
