@@ -10,6 +10,7 @@ excluded), from the stored results' completion times.
 
     python benchmarks/bench_queue.py                   # 1, 2, 3 workers, 24 trials of 3 epochs each
     python benchmarks/bench_queue.py --epochs 5 --counts 1,2
+    python benchmarks/bench_queue.py --url 'sqlite:////tmp/bq/bench_{n}.db'   # SQLite: one new file per count
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def run(url: str, n: int, epochs: int, claim: int) -> tuple[float, int, dict[str
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--url", help="a PostgreSQL URL whose database name ends in {n} (one per worker count)")
+    ap.add_argument("--url", help="a storage URL holding {n}, one new database per worker count (a PostgreSQL "
+                    "database name or a SQLite file path; default: an embedded PostgreSQL server)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--counts", default="1,2,3")
     ap.add_argument("--claim", type=int, default=2)
