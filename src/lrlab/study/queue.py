@@ -406,30 +406,30 @@ def run_worker(storage: str, study_name: str = "lrlab", *, workers: int | None =
         keys = [*info.get("tune_keys", []), *info.get("keys", [])]
         return bool(info.get("keys")) and not set(keys) - q.done_keys()
 
-    functions: dict[str, Any] = {}
+    imported: dict[str, Callable[..., Any]] = {}
 
     def function_of(plan: dict[str, Any]) -> Any:
-        """The training function a ticket names (imported once), ``None`` for a built-in task."""
+        """The :class:`~lrlab.study.trainfn.TrainingFunction` a ticket names (imported once), or
+        ``None`` for a built-in task."""
         if plan.get("kind") != "function":
             return None
+        from lrlab.study.trainfn import TrainingFunction
+
         ref = str(plan["task"])
-        if ref not in functions:
+        if ref not in imported:
             from lrlab.study.tasks import import_ref
-            from lrlab.study.trainfn import TrainingFunction
 
             try:
-                fn = import_ref(ref, what="training function")
+                imported[ref] = import_ref(ref, what="training function")
             except ValueError as e:
                 raise ValueError(f"{e}; run `lrlab study worker` where it imports (the current directory "
                                  f"{os.getcwd()} is on the path); its trials stay queued for other workers") from e
-            functions[ref] = TrainingFunction(fn, ref, dict(plan.get("task_kwargs") or {}))
-        return functions[ref]
+        return TrainingFunction(imported[ref], ref, dict(plan.get("task_kwargs") or {}))
 
     def train(tickets: list[Ticket], stored: Callable[[str], None]) -> None:
         plan = tickets[0].plan
         cfg, fn = settings(), function_of(plan)
         if fn is not None:  # the driver's settings for its trials, carried by the ticket
-            fn = type(fn)(fn.fn, fn.ref, dict(plan.get("task_kwargs") or {}))
             cfg = cfg.replace(task=fn.ref, task_kwargs=fn.kwargs, **{k: plan[k] for k in FUNCTION_FIELDS})
         _train(cfg, [ticket_plan(t) for t in tickets], int(plan["epochs"]), st, con, False,
                f"worker {q.worker}", fn, on_stored=stored, executor=executor)

@@ -400,7 +400,7 @@ class StudyStorage:
                 import fcntl
             except ImportError:  # pragma: no cover - Windows: no flock
                 fcntl = None  # type: ignore[assignment]
-            if fcntl is None or not db or db == ":memory:":  # pragma: no cover - one process anyway
+            if fcntl is None or not db or db == ":memory:":  # pragma: no cover - the check alone
                 yield
                 return
             with open(db + ".lrlab-store-lock", "a") as f:
