@@ -223,6 +223,12 @@ def train_sleepy(trial):
         trial.report(e, val_acc=v, **({"test_acc": v - 0.1} if e == trial.epochs - 1 else {}))
 
 
+def train_pid(trial):
+    """Reports the id of the process that ran it."""
+    for e in range(trial.epochs):
+        trial.report(e, val_acc=0.5, pid=os.getpid(), **({"test_acc": 0.5} if e == trial.epochs - 1 else {}))
+
+
 def train_bad(trial):
     if trial.seed == 1000:
         raise RuntimeError("boom in the model\\nsecond line")
@@ -541,3 +547,35 @@ def test_a_worker_killed_right_after_taking_a_ticket_has_it_requeued(tmp_path: P
     q.fail_stale()
     states = sorted((t.state.name, t.user_attrs["lrlab_ticket"]) for t in _trials(url, "lrlab.queue"))
     assert states == [("FAIL", key), ("WAITING", key)]  # failed and re-queued
+
+
+def test_a_training_function_claim_is_one_trial_per_local_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lrlab.study.config import StudyConfig
+    from lrlab.study.runner import _claim_size
+
+    monkeypatch.delenv("LRLAB_CLAIM", raising=False)
+    cfg = StudyConfig.from_mapping({"workers": 3})
+    assert (_claim_size(cfg, function=True), _claim_size(cfg)) == (3, 72)  # a fleet of 24 per process
+    assert _claim_size(cfg.replace(workers=0), function=True) == 1  # in this process: one at a time
+    monkeypatch.setenv("LRLAB_CLAIM", "5")
+    assert _claim_size(cfg, function=True) == 5
+
+
+@pytest.mark.slow
+def test_one_process_pool_serves_every_claim_of_a_run_and_ends_with_it(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claims of one trial each (one local process) share the run's worker process; the next run
+    starts a new one (so it imports the function afresh)."""
+    from lrlab.study import run_study
+
+    d = _fn_dir(tmp_path)
+    monkeypatch.chdir(d)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    cfg = {"task": "fnmod:train_pid", "schedules": ["constant"], "optimizers": {"sgd": 0.1}, "epochs": 1,
+           "steps_per_epoch": 1, "tune": "none", "seeds": 3, "workers": 1}
+    runs = [run_study({**cfg, "out": str(d / name)}, quiet=True) for name in ("a", "b")]
+    pids = [{int(r.curves["pid"][0]) for r in res.records} for res in runs]
+    assert [len(p) for p in pids] == [1, 1] and os.getpid() not in pids[0] | pids[1]
+    assert pids[0] != pids[1]
+    tickets = _trials(f"sqlite:///{d / 'a' / 'study.db'}", "lrlab.queue")
+    assert len(tickets) == 3 and {t.state.name for t in tickets} == {"PRUNED"}  # claims of one trial each
