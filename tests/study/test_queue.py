@@ -200,3 +200,382 @@ def test_schema_creation_on_a_new_postgres_database_never_races(postgres_url: An
 
     names = sorted(optuna.study.get_all_study_names(storage=url))
     assert names == ["lrlab", "lrlab.queue"]
+
+
+# ---- training functions through the queue ----------------------------------------------------
+
+# Training functions for the queue tests, written to a fresh directory that the driver and the
+# workers run in (imported as ``fnmod:...`` with the current directory on the path). Their
+# numbers are a function of the trial's seed and peak lr, so a stored result can be checked.
+FN_MODULE = '''
+import math, os, time
+
+
+def expected(seed, peak_lr, epoch):
+    return round(0.5 + 0.01 * seed + 0.1 * peak_lr + 0.001 * epoch, 6)
+
+
+def train_sleepy(trial):
+    pause = float(os.environ.get("FNMOD_EPOCH_S", "0.2"))
+    for e in range(trial.epochs):
+        time.sleep(pause)
+        v = expected(trial.seed, trial.peak_lr, e)
+        trial.report(e, val_acc=v, **({"test_acc": v - 0.1} if e == trial.epochs - 1 else {}))
+
+
+def train_pid(trial):
+    """Reports the id of the process that ran it."""
+    for e in range(trial.epochs):
+        trial.report(e, val_acc=0.5, pid=os.getpid(), **({"test_acc": 0.5} if e == trial.epochs - 1 else {}))
+
+
+def train_bad(trial):
+    if trial.seed == 1000:
+        raise RuntimeError("boom in the model\\nsecond line")
+    if trial.seed == 1001:
+        trial.report(0, val_acc=float("nan"))
+    if trial.seed == 1002:
+        return
+    if trial.seed == 1003:
+        for e in range(trial.epochs):
+            trial.report(e, val_bleu=0.3)
+        return
+    if trial.seed == 1005:
+        os._exit(3)  # the process training it dies
+    for e in range(trial.epochs):
+        trial.report(e, val_acc=0.8 + 0.01 * e, **({"test_acc": 0.75} if e == trial.epochs - 1 else {}))
+'''
+FN_STUDY = ("epochs: 3\nsteps_per_epoch: 2\nschedules: [constant, linear]\noptimizers: {sgd: 0.1, adam: 0.01}\n"
+            "tune: {grid: [0.5, 1], seeds: [0]}\nseeds: 2\nworkers: 0\n")
+
+
+def _fn_dir(tmp_path: Path, study: str = FN_STUDY, task: str = "fnmod:train_sleepy") -> Path:
+    d = tmp_path / "proj"
+    d.mkdir()
+    (d / "fnmod.py").write_text(FN_MODULE)
+    (d / "study.yaml").write_text(f"task: {task}\n{study}")
+    return d
+
+
+def _in(cwd: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    """``lrlab ARGS`` run in ``cwd`` (where the training function's module is)."""
+    return subprocess.Popen([sys.executable, "-c", "from lrlab.cli import main; main()", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(**env))
+
+
+def _function_study_with_two_workers(url: str, tmp_path: Path) -> dict[str, int]:
+    d = _fn_dir(tmp_path)
+    workers = [_in(d, "study", "worker", "--storage", url, "--idle", "120", FNMOD_EPOCH_S="0.3") for _ in range(2)]
+    time.sleep(2)  # the workers are polling before the driver enqueues
+    driver = _in(d, "study", "--config", "study.yaml", "--out", "out", "--storage", url, "--no-progress",
+                 FNMOD_EPOCH_S="0.3")
+    rc, out, err = _finish(driver)
+    assert rc == 0, err[-2000:]
+    assert "not importable" not in out  # fnmod:train_sleepy is queued, not trained in the driver
+    for w in workers:
+        wrc, _, werr = _finish(w)
+        assert wrc == 0, werr[-2000:]
+    results, per_worker = _counts(url)
+    planned = _planned(url)
+    assert len(planned) == N_TRIALS
+    assert set(results) == planned and set(results.values()) == {1}  # each trained exactly once, none lost
+    pids = {str(p.pid) for p in (driver, *workers)}
+    assert {w.rsplit(":", 1)[1] for w in per_worker} <= pids and sum(per_worker.values()) == N_TRIALS
+    assert len(per_worker) == 3, per_worker  # the driver and both workers trained a share
+    sys.path.insert(0, str(d))
+    try:
+        import fnmod  # the same numbers wherever a trial ran
+    finally:
+        sys.path.remove(str(d))
+        sys.modules.pop("fnmod", None)
+    for t in _trials(url):
+        a = t.user_attrs
+        assert t.state.name == "COMPLETE" and a["lrlab_status"] == "done", a.get("x_failed")
+        assert a["curves"]["val_acc"] == [fnmod.expected(a["seed"], a["peak_lr"], e) for e in range(3)]
+    return dict(per_worker)
+
+
+@pytest.mark.slow
+def test_training_function_trials_are_queued_to_workers_on_sqlite(tmp_path: Path) -> None:
+    _function_study_with_two_workers(f"sqlite:///{tmp_path / 'fn.db'}", tmp_path)
+
+
+@pytest.mark.slow
+def test_training_function_trials_are_queued_to_workers_on_postgres(tmp_path: Path, postgres_url: Any) -> None:
+    got = _function_study_with_two_workers(_fresh_pg(postgres_url), tmp_path)
+    print(f"\npostgres, training function, driver + 2 workers: trained per process {got}, 0 duplicates, 0 lost")
+
+
+def _enqueue_function_study(url: str, d: Path, seeds: list[int]) -> set[str]:
+    """Tickets for ``fnmod:train_bad`` on ``seeds`` as a driver enqueues them (no driver trains them)."""
+    from lrlab.study.config import StudyConfig
+    from lrlab.study.queue import WorkQueue, ticket_entry
+    from lrlab.study.runner import function_plan, plan_trials
+    from lrlab.study.storage import StudyStorage
+
+    cfg = StudyConfig.from_mapping({"task": "fnmod:train_bad", "schedules": ["constant"], "optimizers": {"sgd": 0.1},
+                                    "epochs": 2, "steps_per_epoch": 3, "tune": "none", "seeds": seeds,
+                                    "workers": 0, "out": str(d / "out")})
+    plans = plan_trials(cfg, epochs=2, steps_per_epoch=3, peak_lrs={"sgd": 0.1})
+    q = WorkQueue(StudyStorage(url))
+    assert q.enqueue(ticket_entry(p, "fnmod:train_bad", {}, 2, function_plan(cfg)) for p in plans) == len(seeds)
+    return {p.key for p in plans}
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_import_the_function_leaves_its_trials_queued(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fn.db'}"
+    d = _fn_dir(tmp_path)
+    keys = _enqueue_function_study(url, d, [1004, 1004 + 100])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    rc, _out, err = _finish(_in(elsewhere, "study", "worker", "--storage", url, "--idle", "2"))
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "cannot import module 'fnmod'" in err and "stay queued for other workers" in err, err
+    assert str(elsewhere) in err  # says which directory it searched
+    tickets = _trials(url, "lrlab.queue")
+    assert sorted(t.state.name for t in tickets) == ["WAITING", "WAITING"] and not _trials(url)
+    rc, _out, err = _finish(_in(d, "study", "worker", "--storage", url, "--idle", "2"))
+    assert rc == 0 and "worker done: trained 2 trials" in err, err
+    results, _ = _counts(url)
+    assert set(results) == keys and set(results.values()) == {1}
+
+
+@pytest.mark.slow
+def test_a_failing_training_function_fails_its_trial_in_a_worker_as_in_the_driver(tmp_path: Path) -> None:
+    """Raises, reports NaN, never reports, reports only an unknown metric, kills its process: a
+    worker stores the same statuses and one-line reasons as a driver that trains them itself."""
+    from lrlab.study.storage import StudyStorage
+
+    seeds = [1000, 1001, 1002, 1003, 1004, 1005]
+    url = f"sqlite:///{tmp_path / 'worker.db'}"
+    d = _fn_dir(tmp_path, study=f"epochs: 2\nsteps_per_epoch: 3\nschedules: [constant]\noptimizers: {{sgd: 0.1}}\n"
+                                f"tune: none\nseeds: {seeds}\nworkers: 1\n", task="fnmod:train_bad")
+    keys = _enqueue_function_study(url, d, seeds)
+    worker = _in(d, "study", "worker", "--storage", url, "--idle", "2", "--workers", "1")
+    rc, _out, err = _finish(worker)
+    assert rc == 0, err[-2000:]
+    driver_url = f"sqlite:///{tmp_path / 'driver.db'}"
+    rc, _out, err = _finish(_in(d, "study", "--config", "study.yaml", "--out", "out", "--storage", driver_url,
+                                "--no-progress"))
+    assert rc == 0, err[-2000:]
+
+    def outcome(url: str) -> dict[int, tuple[str, str]]:
+        return {r.seed: (r.status, str(r.extra.get("failed") or r.extra.get("reason") or ""))
+                for r in StudyStorage(url).records().values()}
+
+    in_worker, in_driver = outcome(url), outcome(driver_url)
+    assert set(StudyStorage(url).records()) == keys
+    assert in_worker == in_driver
+    assert {s: st for s, (st, _) in in_worker.items()} == {
+        1000: "failed", 1001: "diverged", 1002: "failed", 1003: "failed", 1004: "done", 1005: "failed"}
+    assert in_worker[1000][1].startswith("RuntimeError: boom in the model")
+    assert in_worker[1001][1] == "reported val_acc=nan at epoch 0"
+    assert "returned after reporting 0 of 2 epochs" in in_worker[1002][1]
+    assert "never reported the selection metric val_acc in its last epoch (reported: val_bleu)" in in_worker[1003][1]
+    assert "its worker process died" in in_worker[1005][1]
+    assert not any("\n" in why for _, why in in_worker.values())
+    assert {t.user_attrs["x_worker"] for t in _trials(url)} == {f"{__import__('socket').gethostname()}:{worker.pid}"}
+
+
+# ---- storing is first-wins -------------------------------------------------------------------
+
+# One process storing a result for key "k@x" whose numbers name the process, at wall-clock time
+# argv[2] (so several start their check-and-store at the same instant); prints True if it stored.
+_STORE = '''
+import math, sys, time
+import numpy as np
+from lrlab.study.storage import CURVE_FIELDS, StudyStorage, TrialRecord
+url, at, me = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+st = StudyStorage(url, "lrlab")
+st.done_keys()  # warm the cache: the race is the check and the insert
+curves = {k: np.array([float(me)]) for k in CURVE_FIELDS}
+rec = TrialRecord(key="k@x", trial_id="k", schedule_name="constant", schedule_text="constant(1.0)",
+                  schedule_config={}, optimizer="sgd", optimizer_kwargs={}, seed=0, peak_lr=0.1, epochs=1,
+                  curves=curves, final={"val_acc": float(me)})
+time.sleep(max(0.0, at - time.time()))
+print(st.save_once(rec))
+'''
+
+
+def _racing_stores(url: str, n: int = 4) -> list[bool]:
+    from lrlab.study.storage import StudyStorage
+
+    StudyStorage(url, "lrlab")  # the schema exists before they race
+    at = time.time() + 6
+    procs = [subprocess.Popen([sys.executable, "-c", _STORE, url, str(at), str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=_env()) for i in range(n)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-500:] for _, e in outs]
+    return [o.strip() == "True" for o, _ in outs]
+
+
+def _check_first_wins(url: str) -> None:
+    stored = _racing_stores(url)
+    assert stored.count(True) == 1, stored  # one process stored, the others were told it was stored
+    (t,) = [t for t in _trials(url) if t.user_attrs.get("lrlab_key") == "k@x"]  # no duplicate
+    assert t.value == float(stored.index(True))  # the winner's numbers
+    from lrlab.study.storage import StudyStorage
+
+    late = StudyStorage(url, "lrlab")
+    rec = late.records()["k@x"]
+    rec.final = {"val_acc": 99.0}
+    assert late.save_once(rec) is False  # a later result (another process, long after) is dropped too
+    assert late.records()["k@x"].final["val_acc"] == t.value and len(_trials(url)) == 1
+
+
+@pytest.mark.slow
+def test_storing_a_trial_twice_keeps_the_first_result_on_sqlite(tmp_path: Path) -> None:
+    _check_first_wins(f"sqlite:///{tmp_path / 'race.db'}")
+
+
+@pytest.mark.slow
+def test_storing_a_trial_twice_keeps_the_first_result_on_postgres(postgres_url: Any) -> None:
+    _check_first_wins(_fresh_pg(postgres_url))
+
+
+def _sqlite_unlocked(path: Path) -> bool:
+    """Whether nobody holds the SQLite file's write lock (a process stopped inside a transaction
+    would block everyone until it is continued)."""
+    import sqlite3
+
+    con = sqlite3.connect(path, timeout=0.2)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_a_stalled_worker_and_its_requeued_copy_store_the_trial_once(tmp_path: Path) -> None:
+    """A live worker whose heartbeat stalls (SIGSTOP past the grace period) has its claim failed and
+    re-queued; the driver trains the copy; the worker, continued, finishes its trial too. Whichever
+    stores second drops its result with a log line: one stored result per trial, none lost."""
+    db = tmp_path / "stall.db"
+    url = f"sqlite:///{db}"
+    d = _fn_dir(tmp_path, study="epochs: 4\nsteps_per_epoch: 2\nschedules: [constant]\noptimizers: {sgd: 0.1}\n"
+                                "tune: none\nseeds: 2\nworkers: 0\n")
+    env = {"FNMOD_EPOCH_S": "0.5", "LRLAB_HEARTBEAT": "1", "LRLAB_GRACE": "2"}
+    victim = _in(d, "study", "worker", "--storage", url, "--idle", "60", **env)
+    time.sleep(2)
+    driver = _in(d, "study", "--config", "study.yaml", "--out", "out", "--storage", url, "--no-progress", **env)
+
+    def tickets(state: str, pid: int) -> list[Any]:
+        try:
+            ts = _trials(url, "lrlab.queue")
+        except Exception:  # not created yet
+            return []
+        return [t for t in ts if t.state.name == state and str(t.user_attrs.get("lrlab_worker", "")).endswith(f":{pid}")]
+
+    deadline = time.monotonic() + 120
+    while not tickets("RUNNING", victim.pid):
+        assert time.monotonic() < deadline, "the worker never claimed a trial"
+        time.sleep(0.05)
+    (held,) = tickets("RUNNING", victim.pid)
+    while True:  # stopped outside a SQLite transaction, or the driver would wait for it
+        victim.send_signal(signal.SIGSTOP)
+        time.sleep(0.05)
+        if _sqlite_unlocked(db):
+            break
+        victim.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    try:
+        copy = None
+        while copy is None:  # the driver fails the stale claim, re-queues it and trains the copy
+            assert time.monotonic() < deadline, "the stalled claim was never re-queued"
+            time.sleep(0.05)
+            copy = next((t for t in tickets("RUNNING", driver.pid) if t.user_attrs["lrlab_ticket"] ==
+                         held.user_attrs["lrlab_ticket"]), None)
+    finally:
+        victim.send_signal(signal.SIGCONT)
+    rc, out, err = _finish(driver)
+    assert rc == 0, err[-2000:]
+    wrc, _wout, werr = _finish(victim)
+    assert wrc == 0, werr[-2000:]
+    key = held.user_attrs["lrlab_ticket"]
+    results, per_worker = _counts(url)
+    assert set(results) == _planned(url) and set(results.values()) == {1}  # no duplicate, none lost
+    # the second result of the stalled trial, dropped (on a loaded machine the driver's own claim may
+    # stall too: then that trial is finished twice and one result dropped as well)
+    drops = [ln for ln in (out + werr).splitlines() if "was stored meanwhile by another process" in ln
+             and f" {key.split('@')[0]} " in ln]
+    assert len(drops) == 1, out + werr
+    (stored,) = [t for t in _trials(url) if t.user_attrs["lrlab_key"] == key]
+    assert stored.user_attrs["x_worker"].endswith(f":{victim.pid}" if drops[0] in out else f":{driver.pid}")
+    assert stored.state.name == "COMPLETE" and stored.user_attrs["lrlab_status"] == "done"
+    assert sum(per_worker.values()) == 2
+
+
+# A worker that dies right after its claim's WAITING -> RUNNING transition (os._exit: no cleanup),
+# the worst moment for the claim's heartbeat.
+_DIE_ON_TAKE = '''
+import os, sys
+from lrlab.study.queue import WorkQueue
+from lrlab.study.storage import StudyStorage
+q = WorkQueue(StudyStorage(sys.argv[1], "lrlab"))
+take = q._s.set_trial_state_values
+def take_and_die(*args, **kwargs):
+    take(*args, **kwargs)
+    os._exit(9)
+q._s.set_trial_state_values = take_and_die
+q.claim(1)
+'''
+
+
+def test_a_worker_killed_right_after_taking_a_ticket_has_it_requeued(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optuna never judges a RUNNING trial without a heartbeat stale: the claim's heartbeat is
+    recorded before the ticket is taken, so a kill right after the take still re-queues it."""
+    from lrlab.study.queue import WorkQueue
+    from lrlab.study.storage import StudyStorage
+
+    url = f"sqlite:///{tmp_path / 'take.db'}"
+    (key,) = _enqueue_function_study(url, _fn_dir(tmp_path), [7])
+    p = subprocess.run([sys.executable, "-c", _DIE_ON_TAKE, url], capture_output=True, text=True, env=_env(),
+                       timeout=120)
+    assert p.returncode == 9, p.stderr[-1000:]
+    (t,) = _trials(url, "lrlab.queue")
+    assert t.state.name == "RUNNING"
+    monkeypatch.setenv("LRLAB_HEARTBEAT", "1")
+    monkeypatch.setenv("LRLAB_GRACE", "1")
+    q = WorkQueue(StudyStorage(url, "lrlab"))
+    time.sleep(2.5)
+    q.fail_stale()
+    states = sorted((t.state.name, t.user_attrs["lrlab_ticket"]) for t in _trials(url, "lrlab.queue"))
+    assert states == [("FAIL", key), ("WAITING", key)]  # failed and re-queued
+
+
+def test_a_training_function_claim_is_one_trial_per_local_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lrlab.study.config import StudyConfig
+    from lrlab.study.runner import _claim_size
+
+    monkeypatch.delenv("LRLAB_CLAIM", raising=False)
+    cfg = StudyConfig.from_mapping({"workers": 3})
+    assert (_claim_size(cfg, function=True), _claim_size(cfg)) == (3, 72)  # a fleet of 24 per process
+    assert _claim_size(cfg.replace(workers=0), function=True) == 1  # in this process: one at a time
+    monkeypatch.setenv("LRLAB_CLAIM", "5")
+    assert _claim_size(cfg, function=True) == 5
+
+
+@pytest.mark.slow
+def test_one_process_pool_serves_every_claim_of_a_run_and_ends_with_it(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claims of one trial each (one local process) share the run's worker process; the next run
+    starts a new one (so it imports the function afresh)."""
+    from lrlab.study import run_study
+
+    d = _fn_dir(tmp_path)
+    monkeypatch.chdir(d)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    cfg = {"task": "fnmod:train_pid", "schedules": ["constant"], "optimizers": {"sgd": 0.1}, "epochs": 1,
+           "steps_per_epoch": 1, "tune": "none", "seeds": 3, "workers": 1}
+    runs = [run_study({**cfg, "out": str(d / name)}, quiet=True) for name in ("a", "b")]
+    pids = [{int(r.curves["pid"][0]) for r in res.records} for res in runs]
+    assert [len(p) for p in pids] == [1, 1] and os.getpid() not in pids[0] | pids[1]
+    assert pids[0] != pids[1]
+    tickets = _trials(f"sqlite:///{d / 'a' / 'study.db'}", "lrlab.queue")
+    assert len(tickets) == 3 and {t.state.name for t in tickets} == {"PRUNED"}  # claims of one trial each

@@ -276,8 +276,18 @@ def test_a_function_that_cannot_be_imported_by_name_trains_in_process(tmp_path):
         for e in range(trial.epochs):
             trial.report(e, val_acc=0.5, **({"test_acc": 0.5} if e == trial.epochs - 1 else {}))
 
-    res = run_study(_base(tmp_path, task=train, workers=2, seeds=2), quiet=True)
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    res = run_study(_base(tmp_path, task=train, workers=2, seeds=2), progress=False,
+                    console=Console(file=buf, width=80, highlight=False))
     assert calls == [0, 1] and all(r.status == "done" for r in res.records)
+    (line,) = [ln for ln in buf.getvalue().splitlines() if "not importable" in ln]  # one line, however narrow
+    assert line == ("training function test_a_function_that_cannot_be_imported_by_name_trains_in_process.<locals>"
+                    ".train is not importable as module:function (defined in __main__ or inside a function): its "
+                    "trials train in this process, not shared with `lrlab study worker`")
 
 
 def test_config_file_task_and_task_kwargs_from_the_current_directory(tfmod, capsys):

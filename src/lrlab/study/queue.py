@@ -12,12 +12,22 @@ How (Optuna's machinery, no scheduler of our own):
 * **Claim.** A process takes the oldest waiting ticket and then up to ``claim`` - 1 more of the same
   group, each with the storage's atomic ``WAITING -> RUNNING`` transition
   (``set_trial_state_values`` refuses a ticket another process took first), and records an Optuna
-  heartbeat for each at once and every :data:`~lrlab.study.storage.HEARTBEAT_S` seconds while it
-  trains them (a thread).
+  heartbeat for each just before taking it (Optuna never judges a running trial without one
+  stale) and every :data:`~lrlab.study.storage.HEARTBEAT_S` seconds while it trains them (a
+  thread).
 * **Store.** Each finished trial is stored as before (one result trial, ``lrlab_key``), then its
   ticket is closed (state ``PRUNED``). A result stored first and the ticket closed after means a
   kill between the two re-queues a ticket whose key is already stored: the next claimer closes it
-  without training.
+  without training. Storing is first-wins (:meth:`~lrlab.study.storage.StudyStorage.save_once`:
+  check and insert under a lock all processes share): a worker that is alive but whose heartbeat
+  stalled past the grace period (a paused process, a long step holding the GIL, a database hiccup)
+  has its claim re-queued while it still trains, so two processes can finish one trial; the second
+  result is dropped with a log line, never stored twice nor over the first.
+* **Training functions** (:mod:`lrlab.study.trainfn`) are queued the same way: the ticket carries
+  the ``module:function`` reference, the task kwargs and the :class:`~lrlab.study.trainfn.Trial`
+  settings (``kind: function``); a worker imports the function with its current directory on
+  ``sys.path``, or, when it cannot, exits with a one-line error before taking a ticket (they stay
+  queued for processes that can). A claim is one trial per local process.
 * **Dead workers.** Every process calls ``optuna.storages.fail_stale_trials`` while it polls:
   a claim whose heartbeat is older than the grace period is failed and
   ``RetryHeartbeatStaleTrialCallback`` adds a fresh ``WAITING`` copy (at most 3 times per trial).
@@ -168,38 +178,52 @@ class WorkQueue:
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
+        # The heartbeat first: Optuna never judges a RUNNING trial without a heartbeat stale, so a
+        # worker killed between the two calls the other way round would hold its claim forever. A
+        # heartbeat on a ticket another process takes first is overwritten by that one's.
+        _retry(lambda: self._s.record_heartbeat(trial_id))
         try:
             ok = bool(_retry(lambda: self._s.set_trial_state_values(trial_id, TrialState.RUNNING)))
         except UpdateFinishedTrialError:
             return False
         if ok:
-            _retry(lambda: self._s.record_heartbeat(trial_id))
             with self._lock:
                 self._beating.add(trial_id)
             _retry(lambda: self._s.set_trial_user_attr(trial_id, "lrlab_worker", self.worker))
         return ok
 
-    def claim(self, limit: int, keys: set[str] | None = None) -> list[Ticket]:
+    def claim(self, limit: int | Callable[[dict[str, Any]], int], keys: set[str] | None = None,
+              check: Callable[[dict[str, Any]], None] | None = None) -> list[Ticket]:
         """Atomically take up to ``limit`` waiting tickets of one optimizer group (only those whose
         key is in ``keys``, when given); duplicates of a stored or lower live ticket are closed
-        untrained and not returned. ``[]`` when nothing is waiting."""
+        untrained and not returned. ``[]`` when nothing is waiting.
+
+        ``limit`` may be a function of the first ticket's plan (a training function's claims are
+        smaller than a fleet's); ``check(plan)`` runs before each ticket is taken and may raise
+        (a worker that cannot import a training function leaves its tickets waiting)."""
         from optuna.trial import TrialState
 
         waiting = [t for t in self.tickets(TrialState.WAITING)
                    if keys is None or t.user_attrs[TICKET_ATTR] in keys]
         taken: list[Ticket] = []
         group = None
+        most = limit if isinstance(limit, int) else None
         ids: set[str] = set()
         for t in waiting:
             g = t.user_attrs.get("lrlab_group", "")
-            tid = str((t.user_attrs.get("lrlab_plan") or {}).get("spec", {}).get("trial_id"))
+            plan = dict(t.user_attrs.get("lrlab_plan") or {})
+            tid = str(plan.get("spec", {}).get("trial_id"))
             if (group is not None and g != group) or tid in ids:  # one fleet: one group, unique ids
                 continue
+            if check is not None:
+                check(plan)
             if self._take(t._trial_id):
                 taken.append(Ticket(t))
                 group = g
                 ids.add(tid)
-                if len(taken) >= limit:
+                if most is None:
+                    most = limit(plan) if callable(limit) else limit
+                if len(taken) >= most:
                     break
         if not taken:
             return []
@@ -284,11 +308,13 @@ class _Heartbeat:
         self.thread.join()
 
 
-def drain(q: WorkQueue, train: Callable[[list[Ticket], Callable[[str], None]], None], *, claim: int,
-          keys: set[str] | None, say: Callable[[str], None], poll: float = 1.0,
-          stop: Callable[[], bool], idle: float | None = None) -> int:
+def drain(q: WorkQueue, train: Callable[[list[Ticket], Callable[[str], None]], None], *,
+          claim: int | Callable[[dict[str, Any]], int], keys: set[str] | None, say: Callable[[str], None],
+          poll: float = 1.0, stop: Callable[[], bool], idle: float | None = None,
+          check: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Claim and train until ``stop()`` is true (checked whenever nothing is waiting), or nothing
     was waiting for ``idle`` seconds; returns the number of tickets this process trained.
+    ``claim`` and ``check``: as :meth:`WorkQueue.claim`'s ``limit`` and ``check``.
 
     ``train(tickets, stored)`` trains the tickets and calls ``stored(key)`` after storing each
     trial's result (so its ticket is closed). Claims left unfinished by an exception are failed
@@ -302,7 +328,7 @@ def drain(q: WorkQueue, train: Callable[[list[Ticket], Callable[[str], None]], N
     with q.beating():
         while True:
             q.fail_stale()
-            batch = q.claim(claim, keys)
+            batch = q.claim(claim, keys, check)
             if batch:
                 open_ = {t.key: t for t in batch}
 
@@ -346,11 +372,18 @@ def run_worker(storage: str, study_name: str = "lrlab", *, workers: int | None =
     (its final trials are planned and all stored), or nothing was waiting for ``idle`` seconds.
     Returns the number of trials this worker trained. The task, epochs and each trial come with the
     tickets; ``workers`` and ``device`` are this machine's (default: the study's config).
+
+    A training function's tickets carry its ``module:function`` reference: the worker imports it
+    as the driver does (the current directory on ``sys.path``) and runs each trial with the same
+    :class:`~lrlab.study.trainfn.Trial` settings. A worker that cannot import it raises a one-line
+    ``ValueError`` before taking any of its tickets: they stay waiting for the driver and the
+    workers that can (recording them as failed would let one misconfigured machine fail a
+    whole study in seconds).
     """
     from rich.console import Console
 
     from lrlab.study.config import StudyConfig
-    from lrlab.study.runner import _STUDY_ATTR, _claim_size, _train
+    from lrlab.study.runner import _STUDY_ATTR, FUNCTION_FIELDS, _claim_size, _train
 
     st = StudyStorage(storage, study_name)
     if not queue_enabled(st):
@@ -373,24 +406,55 @@ def run_worker(storage: str, study_name: str = "lrlab", *, workers: int | None =
         keys = [*info.get("tune_keys", []), *info.get("keys", [])]
         return bool(info.get("keys")) and not set(keys) - q.done_keys()
 
+    imported: dict[str, Callable[..., Any]] = {}
+
+    def function_of(plan: dict[str, Any]) -> Any:
+        """The :class:`~lrlab.study.trainfn.TrainingFunction` a ticket names (imported once), or
+        ``None`` for a built-in task."""
+        if plan.get("kind") != "function":
+            return None
+        from lrlab.study.trainfn import TrainingFunction
+
+        ref = str(plan["task"])
+        if ref not in imported:
+            from lrlab.study.tasks import import_ref
+
+            try:
+                imported[ref] = import_ref(ref, what="training function")
+            except ValueError as e:
+                raise ValueError(f"{e}; run `lrlab study worker` where it imports (the current directory "
+                                 f"{os.getcwd()} is on the path); its trials stay queued for other workers") from e
+        return TrainingFunction(imported[ref], ref, dict(plan.get("task_kwargs") or {}))
+
     def train(tickets: list[Ticket], stored: Callable[[str], None]) -> None:
-        _train(settings(), [ticket_plan(t) for t in tickets], int(tickets[0].plan["epochs"]), st, con, False,
-               f"worker {q.worker}", on_stored=stored, executor=executor)
+        plan = tickets[0].plan
+        cfg, fn = settings(), function_of(plan)
+        if fn is not None:  # the driver's settings for its trials, carried by the ticket
+            cfg = cfg.replace(task=fn.ref, task_kwargs=fn.kwargs, **{k: plan[k] for k in FUNCTION_FIELDS})
+        _train(cfg, [ticket_plan(t) for t in tickets], int(plan["epochs"]), st, con, False,
+               f"worker {q.worker}", fn, on_stored=stored, executor=executor)
         say(f"worker {q.worker}: trained {len(tickets)} trials")
 
-    n = drain(q, train, claim=_claim_size(settings()) if st.get_attr(_STUDY_ATTR) else 24, keys=None,
-              say=say, poll=poll, stop=complete, idle=idle)
-    return n
+    def claim_size(plan: dict[str, Any]) -> int:
+        return _claim_size(settings(), function=plan.get("kind") == "function")
+
+    from lrlab.study.trainfn import shared_pool
+
+    with shared_pool():  # a training function's worker processes serve every claim
+        return drain(q, train, claim=claim_size, keys=None, say=say, poll=poll, stop=complete, idle=idle,
+                     check=function_of)
 
 
-def ticket_entry(plan: Any, task: str, task_kwargs: dict[str, Any], epochs: int
-                 ) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
-    """What :meth:`WorkQueue.enqueue` stores for a :class:`~lrlab.study.runner.PlannedTrial`."""
+def ticket_entry(plan: Any, task: str, task_kwargs: dict[str, Any], epochs: int,
+                 function: dict[str, Any] | None = None) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """What :meth:`WorkQueue.enqueue` stores for a :class:`~lrlab.study.runner.PlannedTrial`;
+    ``function``: a training function's settings (:func:`lrlab.study.runner.function_plan`), with
+    ``task`` its ``module:function`` reference."""
     from lrlab.study.fleet import _group_key
 
     data = {"spec": plan.spec.to_dict(), "schedule_name": plan.schedule_name,
             "schedule_text": plan.schedule_text, "peak_lr": plan.peak_lr, "role": plan.role,
-            "task": task, "task_kwargs": task_kwargs, "epochs": epochs}
+            "task": task, "task_kwargs": task_kwargs, "epochs": epochs, **(function or {})}
     return plan.key, repr(_group_key(plan.spec)), data, {"seed": plan.spec.seed, "peak_lr": plan.peak_lr}
 
 

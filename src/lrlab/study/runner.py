@@ -497,17 +497,29 @@ def _dispatch(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storag
               executor: Callable[..., Any] | None = None) -> None:
     """Train ``pending`` through the storage's work queue (:mod:`lrlab.study.queue`: other
     ``lrlab study`` and ``lrlab study worker`` processes on the same storage share the work; returns
-    when every one is stored, by whichever process), or here when the storage cannot queue or with
+    when every one is stored, by whichever process), or here when the storage cannot queue, with
     ``fresh`` (which retrains what is stored, so it is not shared), and for a training function
-    (its trials are not queued yet: they train in this study's own worker processes)."""
+    that workers cannot import by a ``module:function`` reference (said in one line)."""
+    from rich.markup import escape
+
     from lrlab.study.queue import WorkQueue, drain, queue_enabled, ticket_entry, ticket_plan
     from lrlab.study.trainfn import TrainingFunction
 
-    if cfg.fresh or not queue_enabled(storage) or isinstance(task, TrainingFunction):
+    fn = task if isinstance(task, TrainingFunction) else None
+    if cfg.fresh or not queue_enabled(storage):
+        _train(cfg, pending, epochs, storage, con, show, what, task, executor=executor)
+        return
+    if fn is not None and fn.ref is None:
+        con.print(escape(f"training function {fn.name} is not importable as module:function (defined in __main__ "
+                         "or inside a function): its trials train in this process, not shared with "
+                         "`lrlab study worker`"), soft_wrap=True)
         _train(cfg, pending, epochs, storage, con, show, what, task, executor=executor)
         return
     q = WorkQueue(storage)
-    q.enqueue(ticket_entry(p, cfg.task, cfg.task_build_kwargs(), epochs) for p in pending)
+    if fn is not None:
+        q.enqueue(ticket_entry(p, str(fn.ref), fn.kwargs, epochs, function_plan(cfg)) for p in pending)
+    else:
+        q.enqueue(ticket_entry(p, cfg.task, cfg.task_build_kwargs(), epochs) for p in pending)
     keys = {p.key for p in pending}
 
     def finished() -> bool:
@@ -518,15 +530,32 @@ def _dispatch(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storag
         return not missing
 
     def train(tickets: list[Any], stored: Callable[[str], None]) -> None:
-        _train(cfg, [ticket_plan(t) for t in tickets], epochs, storage, con, show, what, on_stored=stored,
+        _train(cfg, [ticket_plan(t) for t in tickets], epochs, storage, con, show, what, fn, on_stored=stored,
                executor=executor)
 
-    drain(q, train, claim=_claim_size(cfg), keys=keys, say=con.print, stop=finished)
+    from lrlab.study.trainfn import shared_pool
+
+    with shared_pool():  # a training function's worker processes serve every claim of this run
+        drain(q, train, claim=lambda plan: _claim_size(cfg, function=plan.get("kind") == "function"), keys=keys,
+              say=con.print, stop=finished)
 
 
-def _claim_size(cfg: StudyConfig) -> int:
-    """Trials one claim takes: a fleet (24 on CPU, 512 on CUDA) per local worker process, or
-    ``LRLAB_CLAIM`` (smaller claims spread a small study over more workers)."""
+FUNCTION_FIELDS = ("steps_per_epoch", "metric", "direction", "plateau_metric", "batch_size")
+"""The study settings a training-function trial's ticket carries: what :func:`run_planned
+<lrlab.study.trainfn.run_planned>` gives each :class:`~lrlab.study.trainfn.Trial`, so a worker
+runs it exactly as the driver would."""
+
+
+def function_plan(cfg: StudyConfig) -> dict[str, Any]:
+    """What a training-function ticket adds to :func:`lrlab.study.queue.ticket_entry`'s plan."""
+    return {"kind": "function", **{k: getattr(cfg, k) for k in FUNCTION_FIELDS}}
+
+
+def _claim_size(cfg: StudyConfig, *, function: bool = False) -> int:
+    """Trials one claim takes: a fleet (24 on CPU, 512 on CUDA) per local worker process, for a
+    training function one trial per local process (it trains one trial at a time per process;
+    small claims spread long trials over every machine), or ``LRLAB_CLAIM`` (smaller claims spread
+    a small study over more workers)."""
     import os
 
     from lrlab.study.fleet import CUDA_WORKERS, _usable_cores
@@ -539,6 +568,8 @@ def _claim_size(cfg: StudyConfig) -> int:
 
     cuda = cfg.device.startswith("cuda")
     workers = cfg.workers if cfg.workers is not None else (min(CUDA_WORKERS, _usable_cores()) if cuda else _usable_cores())
+    if function:
+        return max(1, workers)
     return (512 if cuda else 24) * max(1, workers)
 
 
@@ -575,17 +606,26 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
         seen[rec.trial_id] = seen.get(rec.trial_id, 0) + 1
         prog.advance(bar, 1)
 
+    def save(rec: TrialRecord) -> None:
+        """Store a finished trial at once (a kill loses no finished trial); from a queue claim, first
+        result wins (a claim judged stale and re-queued while it still trained finds its key stored)
+        and the claim's ticket is closed."""
+        if on_stored is None:
+            storage.save(rec)
+            return
+        from lrlab.study.queue import worker_name
+
+        rec.extra["worker"] = worker_name()  # stored as x_worker: who trained it
+        if not storage.save_once(rec):
+            con.print(escape(f"{what}: {rec.trial_id} was stored meanwhile by another process (this claim was "
+                             "judged stale and re-queued); this result is dropped, the stored one kept"),
+                      soft_wrap=True)
+        on_stored(rec.key)
+
     def on_trial_done(res: Any) -> None:
         plan = by_id[res.trial_id]
         if not isinstance(res, TrialRecord):  # a training function's trials are stored by run_planned
-            rec = _record(plan, res, epochs)
-            if on_stored is not None:
-                from lrlab.study.queue import worker_name
-
-                rec.extra["worker"] = worker_name()  # stored as x_worker: who trained it
-            storage.save(rec)  # stored at once: a kill loses no finished trial
-            if on_stored is not None:
-                on_stored(plan.key)
+            save(_record(plan, res, epochs))
         state["done"] += 1
         state["diverged"] += bool(res.diverged)
         left = epochs - seen.get(res.trial_id, 0)
@@ -604,7 +644,7 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
     with prog:
         try:
             if isinstance(task, TrainingFunction):  # one trial at a time per worker, stored as each finishes
-                run_planned(task, cfg, pending, epochs, storage.save, on_trial_done)
+                run_planned(task, cfg, pending, epochs, save, on_trial_done)
             else:
                 (executor or run_trials)(
                     cfg.task, cfg.task_build_kwargs(), [p.spec for p in pending], epochs=epochs,

@@ -45,12 +45,13 @@ set()
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -371,6 +372,61 @@ class StudyStorage:
         if math.isfinite(record.started):
             trial.datetime_start = datetime.fromtimestamp(min(record.started, end))
         self.study.add_trial(trial)
+
+    def save_once(self, record: TrialRecord) -> bool:
+        """Store ``record`` unless a result with its key is stored already: the first result of a
+        key wins, a later one is dropped (returns ``False``) and never overwrites or duplicates it.
+
+        The work queue stores through this: a worker whose heartbeat stalled (a long GIL-holding
+        step, a paused process, a database hiccup) can have its claim judged stale and re-queued
+        while it still trains, so two processes may finish the same trial. The check and the
+        insert run under a lock that every process on the storage shares (:meth:`_store_lock`),
+        so two results finishing at the same instant cannot both pass the check."""
+        with self._store_lock(record.key):
+            if record.key in self.done_keys():
+                return False
+            self.save(record)
+            return True
+
+    @contextlib.contextmanager
+    def _store_lock(self, key: str) -> Iterator[None]:
+        """Hold the storage-wide lock for storing ``key``: on SQLite an exclusive ``flock`` of a file
+        beside the database (one machine: SQLite is not shared over a network), on PostgreSQL a
+        session advisory lock on the key's hash (released by the server if the process dies);
+        other storages have none (the check-then-store window is a few milliseconds)."""
+        db = self.url[len("sqlite:///"):].split("?", 1)[0] if self.url.startswith("sqlite:///") else None
+        if db is not None:
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - Windows: no flock
+                fcntl = None  # type: ignore[assignment]
+            if fcntl is None or not db or db == ":memory:":  # pragma: no cover - the check alone
+                yield
+                return
+            with open(db + ".lrlab-store-lock", "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+            return
+        engine = getattr(getattr(self.study._storage, "_backend", None), "engine", None)
+        if engine is None or engine.dialect.name != "postgresql":
+            yield
+            return
+        import hashlib
+
+        import sqlalchemy
+
+        digest = hashlib.sha256(f"lrlab-store:{self.study_name}:{key}".encode()).digest()
+        lock_id = int.from_bytes(digest[:8], "big", signed=True)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
+                conn.commit()
 
 
 class LRLabStorageWarning(UserWarning):

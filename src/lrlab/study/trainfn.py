@@ -45,13 +45,14 @@ value: :meth:`Trial.report` then raises :class:`TrialDiverged` to end the functi
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import math
 import random
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -426,9 +427,11 @@ def run_function_trials(task: TrainingFunction, trials: Sequence[dict[str, Any]]
         return
     pending = list(trials)
     isolate = False  # after a worker died: one trial per fresh one-process pool, so a death names its trial
+    size = workers if _SHARED is None else max(workers, _SHARED.get("size", 0))
     while pending:
         batch, pending = (pending[:1], pending[1:]) if isolate else (pending, [])
-        broken = _pool_round(task, batch, 1 if isolate else workers, threads_per_worker, on_trial_done)
+        broken = _pool_round(task, batch, 1 if isolate else size, threads_per_worker, on_trial_done,
+                             shared=not isolate)
         if broken and isolate:
             on_trial_done(_failure(broken[0], "its worker process died (killed, out of memory or os._exit)"))
         elif broken:
@@ -440,33 +443,76 @@ def _failure(args: Mapping[str, Any], reason: str) -> dict[str, Any]:
             "diverged": None, "diverged_epoch": None}
 
 
-def _pool_round(task: TrainingFunction, batch: list[dict[str, Any]], workers: int, threads: int,
-                on_trial_done: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
-    """Run ``batch`` in one process pool; returns the trials whose result was lost to a broken pool."""
+_SHARED: dict[str, Any] | None = None  # the pool of the open shared_pool() block
+
+
+@contextlib.contextmanager
+def shared_pool() -> Iterator[None]:
+    """Within this block, :func:`run_function_trials` keeps its worker processes between calls
+    (a work queue's successive claims of one study run pay one pool start-up, not one each);
+    they end with the block, so edited code is imported afresh by the next study run."""
+    global _SHARED
+    outer, _SHARED = _SHARED, {}
+    try:
+        yield
+    finally:
+        mine, _SHARED = _SHARED, outer
+        if mine and mine.get("pool") is not None:
+            mine["pool"].shutdown(wait=True, cancel_futures=True)
+
+
+def _new_pool(workers: int, shared: bool) -> Any:
+    """A spawn process pool of ``workers``: inside :func:`shared_pool` (and ``shared``) the block's
+    one, started on first use and replaced when its size differs."""
     import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
+
+    if not shared or _SHARED is None:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    if _SHARED.get("pool") is None or _SHARED.get("size") != workers:
+        if _SHARED.get("pool") is not None:
+            _SHARED["pool"].shutdown(wait=True)
+        _SHARED["pool"] = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        _SHARED["size"] = workers
+    return _SHARED["pool"]
+
+
+def _pool_round(task: TrainingFunction, batch: list[dict[str, Any]], workers: int, threads: int,
+                on_trial_done: Callable[[dict[str, Any]], None], *, shared: bool = False) -> list[dict[str, Any]]:
+    """Run ``batch`` in one process pool (with ``shared``, the :func:`shared_pool` block's, kept
+    open); returns the trials whose result was lost to a broken pool."""
+    from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
     lost: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    pool = _new_pool(workers, shared)
+    keep = shared and _SHARED is not None
+    ok = False
+    try:
         futs = {pool.submit(_worker, str(task.ref), task.kwargs, a, threads): a for a in batch}
-        try:
-            left = set(futs)
-            while left:
-                done, left = wait(left, return_when=FIRST_COMPLETED)
-                for f in done:
-                    try:
-                        res = f.result()
-                    except BrokenProcessPool:
-                        lost.append(futs[f])
-                        continue
-                    except Exception as e:  # e.g. the function could not be imported in the worker
-                        res = _failure(futs[f], _one_line(e))
-                    on_trial_done(res)
-        except BaseException:
+        left = set(futs)
+        while left:
+            done, left = wait(left, return_when=FIRST_COMPLETED)
+            for f in done:
+                try:
+                    res = f.result()
+                except BrokenProcessPool:
+                    lost.append(futs[f])
+                    continue
+                except Exception as e:  # e.g. the function could not be imported in the worker
+                    res = _failure(futs[f], _one_line(e))
+                on_trial_done(res)
+        ok = True
+    except BrokenProcessPool:  # broken before a trial was submitted: all of them are lost
+        lost = list(batch)
+    finally:
+        if not ok:
             for p in list((getattr(pool, "_processes", None) or {}).values()):
                 p.terminate()
-            raise
+        if not keep or not ok or lost:  # a broken or interrupted pool is never reused
+            if keep and _SHARED is not None:
+                _SHARED["pool"] = None
+            pool.shutdown(wait=True, cancel_futures=True)
     return lost
 
 
