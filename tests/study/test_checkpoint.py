@@ -294,3 +294,99 @@ def test_ctrl_c_on_lrlab_study_saves_epochs_and_a_rerun_matches(tmp_path):
     subprocess.run(cmd(out), env=env, cwd=tmp_path, check=True, capture_output=True, timeout=600)
     assert _stored(out) == _stored(tmp_path / "whole") and len(_stored(out)) == 8
     assert list(ckdir.glob("*.safetensors")) == []
+
+
+# ---- training functions: trial.checkpoint / trial.restore ------------------------------------------
+
+EXAMPLES = REPO / "examples"
+CNN = {"task": "train_torch_cnn:train", "schedules": ["constant", "plateau"], "optimizers": {"adam": 0.01},
+       "epochs": 4, "steps_per_epoch": 8, "seeds": 1, "tune": "none", "workers": 0}
+
+
+def _function_stored(out: Path) -> dict[str, str]:
+    st = StudyStorage(str(out / "study.db"), "lrlab")
+    recs = st.records(sorted(st.done_keys()))
+    return {k: repr(({c: v.tolist() for c, v in sorted(r.curves.items())}, sorted(r.final.items()), r.status))
+            for k, r in recs.items()}
+
+
+def test_the_torch_cnn_example_resumes_from_its_checkpoint_and_matches(tmp_path, monkeypatch):
+    """examples/train_torch_cnn.py (BatchNorm, dropout, an augmenting DataLoader) interrupted after
+    epoch 1 of its second trial; the rerun restores the saved state and ends bit for bit as an
+    uninterrupted study."""
+    from rich.console import Console
+
+    from lrlab.study.trainfn import Trial
+
+    monkeypatch.chdir(EXAMPLES)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    whole = run_study({**CNN, "out": str(tmp_path / "whole")}, quiet=True, report=False)
+    assert [r.status for r in whole.records] == ["done", "done"]
+    real = Trial.checkpoint
+    restored: list[tuple[str, int]] = []
+
+    def interrupted(self, epoch, state):
+        real(self, epoch, state)
+        if self.trial_id.startswith("plateau") and epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trial, "checkpoint", interrupted)
+    con = Console(record=True, width=300)
+    with pytest.raises(KeyboardInterrupt):
+        run_study({**CNN, "out": str(tmp_path / "cut")}, console=con, report=False)
+    text = " ".join(con.export_text().split())
+    assert ("1 finished trial stored in sqlite:///" in text
+            and "2 epochs of 1 running trial saved; rerun the same command to continue" in text), text
+    monkeypatch.setattr(Trial, "checkpoint", real)
+    real_restore = Trial.restore
+
+    def spying(self):
+        state = real_restore(self)
+        restored.append((self.trial_id, self.start_epoch))
+        return state
+
+    monkeypatch.setattr(Trial, "restore", spying)
+    again = run_study({**CNN, "out": str(tmp_path / "cut")}, quiet=True, report=False)
+    assert (again.ran, again.reused) == (1, 1) and restored == [("plateau/adam/s0", 2)]
+    assert _function_stored(tmp_path / "cut") == _function_stored(tmp_path / "whole")
+    assert list((tmp_path / "cut" / "checkpoints" / "lrlab").iterdir()) == []
+
+
+def test_trial_checkpoint_and_restore_check_their_use(tmp_path):
+    from lrlab.study.trainfn import Trial, TrialFailed, run_one
+
+    def make(path=None):
+        return Trial(trial_id="t", role="final", schedule=constant(0.1), optimizer="sgd", optimizer_kwargs={},
+                     seed=0, epochs=3, steps_per_epoch=2, peak_lr=0.1, checkpoint_path=path,
+                     checkpoint_identity={"trial": "t"})
+
+    free = make()  # outside a study: nothing is saved, nothing restored
+    assert free.restore() is None and free.start_epoch == 0
+    free.report(0, val_acc=0.5)
+    free.checkpoint(0, {"w": torch.ones(1)})
+    with pytest.raises(TrialFailed, match=r"give the epoch just reported \(0\), got epoch=1"):
+        free.checkpoint(1, {})
+    with pytest.raises(TrialFailed, match="state must be a dict, got list"):
+        free.checkpoint(0, [1])
+    with pytest.raises(TrialFailed, match="call it before the first trial.report"):
+        free.restore()
+    path = tmp_path / "t.safetensors"
+    a = make(str(path))
+    a.report(0, val_acc=0.5)
+    a.checkpoint(0, {"w": np.ones(2), "step": 7})
+    b = make(str(path))
+    state = b.restore()
+    assert state["w"].tolist() == [1.0, 1.0] and state["step"] == 7 and b.start_epoch == 1
+    assert b.history == [{"val_acc": 0.5}]
+    b.report(1, val_acc=0.6)  # continues with the next epoch
+    b.checkpoint(1, {"w": np.zeros(2)})
+    b.report(2, val_acc=0.7)
+    b.checkpoint(2, {"w": 1})  # the last epoch: nothing to continue, nothing written
+    assert ck.saved_epochs(path) == 2
+
+    def bad(trial):
+        trial.report(0, val_acc=0.5)
+        trial.checkpoint(0, {"f": print})
+
+    res = run_one(bad, make(str(tmp_path / "u.safetensors")))
+    assert res["failed"].startswith("TrialFailed: checkpoint: cannot save state.state.f of type builtin_function")
