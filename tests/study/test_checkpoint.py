@@ -368,7 +368,7 @@ def test_trial_checkpoint_and_restore_check_their_use(tmp_path):
         free.checkpoint(1, {})
     with pytest.raises(TrialFailed, match="state must be a dict, got list"):
         free.checkpoint(0, [1])
-    with pytest.raises(TrialFailed, match="call it before the first trial.report"):
+    with pytest.raises(TrialFailed, match=r"call it before the first trial\.report"):
         free.restore()
     path = tmp_path / "t.safetensors"
     a = make(str(path))
