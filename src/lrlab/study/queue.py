@@ -166,10 +166,9 @@ class WorkQueue:
 
     def _take(self, trial_id: int) -> bool:
         from optuna.exceptions import UpdateFinishedTrialError
-        from optuna.trial import TrialState
 
         try:
-            ok = bool(_retry(lambda: self._s.set_trial_state_values(trial_id, TrialState.RUNNING)))
+            ok = bool(_retry(lambda: self._to_running(trial_id)))
         except UpdateFinishedTrialError:
             return False
         if ok:
@@ -178,6 +177,30 @@ class WorkQueue:
                 self._beating.add(trial_id)
             _retry(lambda: self._s.set_trial_user_attr(trial_id, "lrlab_worker", self.worker))
         return ok
+
+    def _to_running(self, trial_id: int) -> bool:
+        """``WAITING -> RUNNING`` for one ticket; ``False`` when another process took it first.
+
+        One conditional ``UPDATE ... WHERE state = 'WAITING'`` on an RDB storage: Optuna's
+        ``set_trial_state_values`` reads the state and then writes it, and on SQLite (which ignores
+        ``SELECT ... FOR UPDATE``) two processes could both read ``WAITING`` and both take the ticket
+        (seen: two drivers on one SQLite file trained the same trial). The single statement is
+        atomic on SQLite and PostgreSQL alike."""
+        from datetime import datetime
+
+        from optuna.storages import RDBStorage
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+        from sqlalchemy import update
+
+        backend = getattr(self._s, "_backend", self._s)  # Optuna wraps an RDBStorage in a cache
+        if not isinstance(backend, RDBStorage):
+            return bool(self._s.set_trial_state_values(trial_id, TrialState.RUNNING))
+        stmt = (update(models.TrialModel)
+                .where(models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.WAITING)
+                .values(state=TrialState.RUNNING, datetime_start=datetime.now()))
+        with backend.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
 
     def claim(self, limit: int, keys: set[str] | None = None) -> list[Ticket]:
         """Atomically take up to ``limit`` waiting tickets of one optimizer group (only those whose
