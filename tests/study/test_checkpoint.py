@@ -80,7 +80,7 @@ def test_pack_round_trips_nested_tensors_arrays_and_plain_values():
 
     state = {"model": {"w": torch.randn(3, 2), "n": torch.tensor(5)}, "np": np.arange(4.0), "jax": jnp.ones(2),
              "rng": torch.get_rng_state(), "tuple": (1, 2.5, "x", None, True), 7: [float("nan"), math.inf],
-             "scalar": np.float32(0.25), "$odd": 1}
+             "scalar": np.float32(0.25), "f64": np.float64(0.5), "step": torch.tensor(3.0), "$odd": 1}
     meta, tensors = ck.pack(state)
     back = ck.unpack(json.loads(json.dumps(meta)), tensors)
     assert torch.equal(back["model"]["w"], state["model"]["w"]) and back["model"]["n"].item() == 5
@@ -89,15 +89,19 @@ def test_pack_round_trips_nested_tensors_arrays_and_plain_values():
     assert torch.equal(back["rng"], state["rng"]) and back["tuple"] == (1, 2.5, "x", None, True)
     assert math.isnan(back[7][0]) and back[7][1] == math.inf and back["$odd"] == 1
     assert back["scalar"] == np.float32(0.25) and back["scalar"].dtype == np.float32
+    assert type(back["f64"]) is np.float64 and back["f64"] == 0.5
+    assert back["step"].dtype == torch.float32 and back["step"].dim() == 0 and back["step"].item() == 3.0
+    assert sorted(tensors) == ["t0", "t1", "t2", "t3"]  # w, np, jax, rng: 0-d tensors and NumPy scalars are JSON
     with pytest.raises(TypeError, match=r"cannot save state.model.f of type function"):
         ck.pack({"model": {"f": lambda: 0}})
 
 
 def test_save_is_atomic_and_load_ignores_corrupt_or_foreign_files(tmp_path, monkeypatch):
-    path = tmp_path / "c" / "a.safetensors"
+    path = tmp_path / "c" / "a"
     ident = {"trial": "a", "epochs": 3}
     ck.save(path, ident, {"epoch": 1, "w": torch.ones(2)})
     assert ck.saved_epochs(path) == 1 and ck.load(path, ident)["w"].tolist() == [1.0, 1.0]
+    assert ck.files(path) == [tmp_path / "c" / "a.1.safetensors"]
 
     def killed(src, dst):  # the process dies between writing the temporary file and the rename
         raise KeyboardInterrupt
@@ -106,20 +110,25 @@ def test_save_is_atomic_and_load_ignores_corrupt_or_foreign_files(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         ck.save(path, ident, {"epoch": 2, "w": torch.zeros(2)})
     monkeypatch.undo()
-    assert ck.load(path, ident)["epoch"] == 1 and sorted(os.listdir(path.parent)) == ["a.safetensors"]
-    with pytest.warns(ck.LRLabCheckpointWarning, match=r"ignoring the checkpoint a.safetensors \(saved for a "
+    assert ck.load(path, ident)["epoch"] == 1 and sorted(os.listdir(path.parent)) == ["a.1.safetensors"]
+    (path.parent / "a.2.999.tmp").write_bytes(b"half")  # a writer killed by SIGKILL leaves its temporary file
+    ck.save(path, ident, {"epoch": 2, "w": torch.zeros(2)})  # the next epoch replaces the previous file
+    assert sorted(os.listdir(path.parent)) == ["a.2.999.tmp", "a.2.safetensors"] and ck.saved_epochs(path) == 2
+    with pytest.warns(ck.LRLabCheckpointWarning, match=r"ignoring the checkpoint a.2.safetensors \(saved for a "
                                                        r"different epochs\); the trial restarts from epoch 0"):
         assert ck.load(path, {"trial": "a", "epochs": 4}) is None
-    path.write_bytes(path.read_bytes()[:-5])  # truncated
+    assert sorted(os.listdir(path.parent)) == ["a.2.safetensors"]  # loading removed the leftover
+    newest = ck.files(path)[0]
+    newest.write_bytes(newest.read_bytes()[:-5])  # truncated
     with pytest.warns(ck.LRLabCheckpointWarning, match="corrupt"):
         assert ck.load(path, ident) is None
-    path.write_bytes(b"garbage")
+    newest.write_bytes(b"garbage")
     with pytest.warns(ck.LRLabCheckpointWarning, match="corrupt"):
         assert ck.load(path, ident) is None
     assert ck.saved_epochs(path) == 0 and ck.load(tmp_path / "none", ident) is None
     ck.discard(path)
     ck.discard(path)  # twice: nothing there, no error
-    assert not path.exists()
+    assert os.listdir(path.parent) == []
 
 
 def test_checkpoint_dir_sits_next_to_the_storage():
@@ -157,8 +166,9 @@ def test_resumed_trials_can_join_other_fleets_and_unusable_checkpoints_restart(t
         train_fleet(task, trials, epochs=EPOCHS, keep_weights=True, checkpoint_dir=tmp_path,
                     on_epoch=_interrupt_after(0, trials[-1].trial_id))
     files = [checkpoint_file(tmp_path, t, EPOCHS) for t in trials]
-    files[2].unlink()  # trial 2 lost its checkpoint: starts over in a fleet of its own
-    shutil.copy(files[0], files[3])  # trial 3's file holds trial 0's state
+    ck.discard(files[2])  # trial 2 lost its checkpoint: starts over in a fleet of its own
+    (saved3,) = ck.files(files[3])
+    shutil.copy(ck.files(files[0])[0], saved3)  # trial 3's file holds trial 0's state
     with pytest.warns(ck.LRLabCheckpointWarning, match="saved for a different trial"):
         resumed = train_fleet(task, trials, epochs=EPOCHS, keep_weights=True, checkpoint_dir=tmp_path)
     _same(whole, resumed)
@@ -184,7 +194,7 @@ def test_one_at_a_time_trials_resume_bit_identical(task, tmp_path, opt):
         train_fleet(task, trials, epochs=EPOCHS, keep_weights=True, checkpoint_dir=tmp_path,
                     on_epoch=_interrupt_after(1, trials[1].trial_id))
     assert ck.saved_epochs(checkpoint_file(tmp_path, trials[1], EPOCHS)) == 2
-    assert not checkpoint_file(tmp_path, trials[0], EPOCHS).exists()  # finished and delivered
+    assert ck.files(checkpoint_file(tmp_path, trials[0], EPOCHS)) == []  # finished and delivered
     _same(whole, train_fleet(task, trials, epochs=EPOCHS, keep_weights=True, checkpoint_dir=tmp_path))
     # train_one itself: interrupted, resumed, and its checkpoint gone once it returns
     t = trials[1]
@@ -258,6 +268,15 @@ def test_run_study_interrupted_mid_fleet_continues_and_matches(tmp_path):
     assert list((out / "checkpoints" / "lrlab").iterdir()) == []
 
 
+def _epochs_on_disk(ckdir: Path) -> dict[str, int]:
+    """The newest saved epoch count of each trial's checkpoint files (``<stem>.<epochs>.safetensors``)."""
+    out: dict[str, int] = {}
+    for f in ckdir.glob("*.safetensors"):
+        stem, epochs = f.name.split(".")[:2]
+        out[stem] = max(out.get(stem, 0), int(epochs))
+    return out
+
+
 @pytest.mark.slow
 def test_ctrl_c_on_lrlab_study_saves_epochs_and_a_rerun_matches(tmp_path):
     """SIGINT to a real ``lrlab study`` (2 worker processes) once checkpoints exist: exit code
@@ -276,7 +295,7 @@ def test_ctrl_c_on_lrlab_study_saves_epochs_and_a_rerun_matches(tmp_path):
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if ckdir.is_dir() and any(ck.saved_epochs(f) >= 2 for f in ckdir.glob("*.safetensors")):
+            if ckdir.is_dir() and any(v >= 2 for v in _epochs_on_disk(ckdir).values()):
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "finished before the interrupt: " + proc.stderr.read()[-500:]
@@ -289,7 +308,7 @@ def test_ctrl_c_on_lrlab_study_saves_epochs_and_a_rerun_matches(tmp_path):
     line = " ".join(stdout.split())
     assert "interrupted:" in line and "running trials saved" in line and "rerun the same command to continue" in line
     assert "Traceback" not in stderr, stderr[-1500:]
-    saved = sum(ck.saved_epochs(f) for f in ckdir.glob("*.safetensors"))
+    saved = sum(_epochs_on_disk(ckdir).values())
     assert saved >= 2 and f"{saved} epochs of" in line, line
     subprocess.run(cmd(out), env=env, cwd=tmp_path, check=True, capture_output=True, timeout=600)
     assert _stored(out) == _stored(tmp_path / "whole") and len(_stored(out)) == 8
@@ -370,7 +389,7 @@ def test_trial_checkpoint_and_restore_check_their_use(tmp_path):
         free.checkpoint(0, [1])
     with pytest.raises(TrialFailed, match=r"call it before the first trial\.report"):
         free.restore()
-    path = tmp_path / "t.safetensors"
+    path = tmp_path / "t"
     a = make(str(path))
     a.report(0, val_acc=0.5)
     a.checkpoint(0, {"w": np.ones(2), "step": 7})
@@ -388,5 +407,5 @@ def test_trial_checkpoint_and_restore_check_their_use(tmp_path):
         trial.report(0, val_acc=0.5)
         trial.checkpoint(0, {"f": print})
 
-    res = run_one(bad, make(str(tmp_path / "u.safetensors")))
+    res = run_one(bad, make(str(tmp_path / "u")))
     assert res["failed"].startswith("TrialFailed: checkpoint: cannot save state.state.f of type builtin_function")

@@ -7,12 +7,13 @@ study loads them and continues each trial from the epoch after its checkpoint; o
 bit for bit where an uninterrupted run ends (curves, final metrics, weights). A trial's file is
 removed once its finished result is stored.
 
-One file per trial, ``<hash>.safetensors``, where the hash covers the trial's spec and the
-training length (:func:`trial_path`). The file is a `safetensors <https://huggingface.co/docs/
-safetensors>`_ file: raw tensors (weights, optimizer state, buffers, random-generator states)
-plus one JSON metadata entry for everything else (curves, steps, schedule state, the trial's
-identity). Loading it runs no code: no pickle. It is written to a temporary file and moved into
-place with :func:`os.replace`, so a kill during a write leaves the previous checkpoint intact.
+One file per trial, ``<hash>.<epochs saved>.safetensors``, where the hash covers the trial's
+spec and the training length (:func:`trial_path`). The file is a `safetensors
+<https://huggingface.co/docs/safetensors>`_ file: raw tensors (weights, optimizer state,
+buffers, random-generator states) plus one JSON metadata entry for everything else (curves,
+steps, schedule state, the trial's identity). Loading it runs no code: no pickle. It is written
+to a temporary file and renamed into place before the previous epoch's file is removed, so a
+kill during a write leaves the previous checkpoint intact.
 
 A checkpoint that cannot be read, or that was made for something else (another trial, task,
 precision, lrlab version or :data:`RECIPE`), is ignored with a one-line
@@ -45,6 +46,7 @@ __all__ = [
     "LRLabCheckpointWarning",
     "checkpoint_dir",
     "discard",
+    "files",
     "load",
     "pack",
     "save",
@@ -62,6 +64,7 @@ training loop would make a resumed trial differ from an uninterrupted one): a ch
 another recipe is ignored."""
 
 _META = "lrlab"
+_PLAIN = (bool, int, float, str)
 _SUFFIX = ".safetensors"
 
 
@@ -88,10 +91,10 @@ def checkpoint_dir(storage_url: str, out: str | Path, study_name: str) -> Path:
 
 
 def trial_path(directory: str | Path, key: Mapping[str, Any]) -> Path:
-    """The checkpoint file of the trial identified by ``key`` (plain data, e.g. its spec and the
-    number of epochs) in ``directory``."""
+    """The checkpoint of the trial identified by ``key`` (plain data, e.g. its spec and the number
+    of epochs) in ``directory``: a path stem, whose files are ``<stem>.<epoch>.safetensors``."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    return Path(directory) / f"{digest}{_SUFFIX}"
+    return Path(directory) / digest
 
 
 # ---- nested data <-> JSON + tensors --------------------------------------------------------------
@@ -121,32 +124,45 @@ def pack(obj: Any) -> tuple[Any, dict[str, Any]]:
 
     tensors: dict[str, Any] = {}
 
-    def enc(x: Any, where: str) -> Any:
+    def where(path: Any) -> str:
+        keys = []
+        while path is not None:
+            path, key = path
+            keys.append(key)
+        return "state" + "".join(f".{k}" if isinstance(k, str) else f"[{k!r}]" for k in reversed(keys))
+
+    def enc(x: Any, path: Any) -> Any:
+        # the common cases first: a checkpoint holds thousands of numbers and short lists
+        if x is None or type(x) in _PLAIN:
+            return x
+        if type(x) is list:
+            return [enc(v, (path, i)) for i, v in enumerate(x)]
+        if isinstance(x, Mapping):
+            if all(type(k) is str and not k.startswith("$") for k in x):
+                return {k: enc(v, (path, k)) for k, v in x.items()}
+            bad = [k for k in x if not isinstance(k, (str, int, float, bool)) and k is not None]
+            if bad:
+                raise TypeError(f"checkpoint: {where(path)} has a key of type {type(bad[0]).__name__}")
+            return {"$items": [[k, enc(v, (path, k))] for k, v in x.items()]}
         kind = _kind(x)
+        if kind == "torch" and x.dim() == 0 and not x.is_complex():  # a count or scalar: plain JSON, exact
+            return {"$scalar": x.item(), "dtype": str(x.dtype)}
         if kind is not None:
             name = f"t{len(tensors)}"
             t = x.detach().cpu() if kind == "torch" else torch.from_numpy(np.array(x, copy=True))
             tensors[name] = t.contiguous()
             return {"$tensor": name, "kind": kind}
-        if x is None or isinstance(x, (bool, int, float, str)):
-            return x
-        if isinstance(x, np.generic):
+        if isinstance(x, np.generic):  # before the subclasses of float (np.float64)
             return {"$scalar": x.item(), "dtype": str(x.dtype)}
-        if isinstance(x, tuple):
-            return {"$tuple": [enc(v, f"{where}[{i}]") for i, v in enumerate(x)]}
-        if isinstance(x, list):
-            return [enc(v, f"{where}[{i}]") for i, v in enumerate(x)]
-        if isinstance(x, Mapping):
-            if all(isinstance(k, str) and not k.startswith("$") for k in x):
-                return {k: enc(v, f"{where}.{k}") for k, v in x.items()}
-            bad = [k for k in x if not isinstance(k, (str, int, float, bool)) and k is not None]
-            if bad:
-                raise TypeError(f"checkpoint: {where} has a key of type {type(bad[0]).__name__}")
-            return {"$items": [[k, enc(v, f"{where}[{k!r}]")] for k, v in x.items()]}
-        raise TypeError(f"checkpoint: cannot save {where} of type {type(x).__name__} (use tensors, arrays, "
+        if isinstance(x, (bool, int, float, str)):  # other subclasses (IntEnum, ...)
+            return x
+        if isinstance(x, (tuple, list)):
+            items = [enc(v, (path, i)) for i, v in enumerate(x)]
+            return {"$tuple": items} if isinstance(x, tuple) else items
+        raise TypeError(f"checkpoint: cannot save {where(path)} of type {type(x).__name__} (use tensors, arrays, "
                         "numbers, strings, lists, tuples and dicts)")
 
-    return enc(obj, "state"), tensors
+    return enc(obj, None), tensors
 
 
 def unpack(meta: Any, tensors: Mapping[str, Any]) -> Any:
@@ -168,6 +184,10 @@ def unpack(meta: Any, tensors: Mapping[str, Any]) -> Any:
                 return jnp.asarray(t.numpy())
             return t
         if "$scalar" in x:
+            if x["dtype"].startswith("torch."):
+                import torch
+
+                return torch.tensor(x["$scalar"], dtype=getattr(torch, x["dtype"].removeprefix("torch.")))
             return np.dtype(x["dtype"]).type(x["$scalar"])
         if "$tuple" in x:
             return tuple(dec(v) for v in x["$tuple"])
@@ -179,27 +199,49 @@ def unpack(meta: Any, tensors: Mapping[str, Any]) -> Any:
 
 
 # ---- files ---------------------------------------------------------------------------------------
+#
+# A trial's checkpoint after epoch e is the file ``<stem>.<e>.safetensors``: written under a temporary
+# name, renamed to its own new name, then the previous epoch's file is removed. Renaming onto a new
+# name, not over the previous file, matters for speed: ext4 flushes a file's data to disk when it
+# replaces another one by rename (auto_da_alloc), ~1.7 ms per file measured here against ~0.1 ms.
+# At every moment at least one complete checkpoint exists.
+
+
+def _files(stem: Path) -> list[tuple[int, Path]]:
+    """``(epoch, file)`` of the checkpoints of ``stem``, newest first."""
+    out = []
+    for f in stem.parent.glob(f"{stem.name}.*{_SUFFIX}"):
+        mid = f.name[len(stem.name) + 1:-len(_SUFFIX)]
+        if mid.isdigit():
+            out.append((int(mid), f))
+    return sorted(out, reverse=True)
 
 
 def save(path: str | Path, identity: Mapping[str, Any], state: Any) -> None:
-    """Write ``state`` (see :func:`pack`) for the trial ``identity`` to ``path`` atomically: a
-    temporary file in the same directory, then :func:`os.replace` (a kill mid-write leaves the
-    previous checkpoint)."""
+    """Write ``state`` (see :func:`pack`; its ``"epoch"`` entry, when it has one, numbers the file)
+    as the checkpoint ``path`` (from :func:`trial_path`) of the trial ``identity``, atomically: a
+    temporary file, renamed into place, then the previous epoch's file removed. A kill at any
+    point leaves a complete checkpoint (the new one or the previous one)."""
     from safetensors.torch import save as st_save
 
     meta, tensors = pack(state)
     header = json.dumps({"format": FORMAT, "identity": identity, "state": meta}, sort_keys=True)
     data = st_save(tensors, metadata={_META: header})
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
+    stem = Path(path)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    epoch = state.get("epoch") if isinstance(state, Mapping) else None
+    epoch = epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 else 0
+    final = stem.with_name(f"{stem.name}.{epoch}{_SUFFIX}")
+    tmp = stem.with_name(f"{stem.name}.{epoch}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, p)
+        os.replace(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()
+    if epoch > 0:
+        stem.with_name(f"{stem.name}.{epoch - 1}{_SUFFIX}").unlink(missing_ok=True)
 
 
 def _differs(saved: Any, expected: Mapping[str, Any]) -> str | None:
@@ -219,13 +261,23 @@ def _ignore(path: Path, why: str) -> None:
 
 
 def load(path: str | Path, identity: Mapping[str, Any]) -> Any:
-    """The state saved at ``path`` for the trial ``identity``, or ``None`` when there is none,
-    it cannot be read, or it was saved for another identity (then with a one-line
-    :class:`LRLabCheckpointWarning`)."""
+    """The state last saved as checkpoint ``path`` for the trial ``identity``, or ``None`` when there
+    is none, it cannot be read, or it was saved for another identity (then with a one-line
+    :class:`LRLabCheckpointWarning`). Older files of the same checkpoint and temporary files left by
+    a killed writer are removed."""
+    stem = Path(path)
+    for stale in stem.parent.glob(f"{stem.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    found = _files(stem)
+    for _, older in found[1:]:
+        older.unlink(missing_ok=True)
+    return _read(found[0][1], identity) if found else None
+
+
+def _read(p: Path, identity: Mapping[str, Any]) -> Any:
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
-    p = Path(path)
     try:
         data = p.read_bytes()
     except FileNotFoundError:
@@ -265,11 +317,13 @@ def _metadata(data: bytes) -> dict[str, str]:
 
 
 def saved_epochs(path: str | Path) -> int:
-    """How many epochs the checkpoint at ``path`` holds (0 when there is none or it is unreadable);
-    reads only the file's header."""
-    p = Path(path)
+    """How many epochs the checkpoint ``path`` holds (0 when there is none or it is unreadable);
+    reads only the newest file's header."""
+    found = _files(Path(path))
+    if not found:
+        return 0
     try:
-        with open(p, "rb") as f:
+        with open(found[0][1], "rb") as f:
             n = int.from_bytes(f.read(8), "little")
             head = f.read(n) if 0 < n < 1 << 26 else b""
         meta = json.loads(head).get("__metadata__", {})
@@ -279,6 +333,13 @@ def saved_epochs(path: str | Path) -> int:
         return 0
 
 
+def files(path: str | Path) -> list[Path]:
+    """The files of checkpoint ``path`` (normally one: the latest epoch's), newest first."""
+    return [f for _, f in _files(Path(path))]
+
+
 def discard(path: str | Path) -> None:
-    """Remove a checkpoint (its trial is stored); nothing happens when it is not there."""
-    Path(path).unlink(missing_ok=True)
+    """Remove checkpoint ``path`` (its trial is stored); nothing happens when it is not there."""
+    stem = Path(path)
+    for _, f in _files(stem):
+        f.unlink(missing_ok=True)

@@ -318,8 +318,8 @@ def _finite(*values: float) -> bool:
 
 
 def checkpoint_file(directory: str | Path, trial: TrialSpec, epochs: int) -> Path:
-    """The file in ``directory`` holding ``trial``'s epoch-end checkpoint when it trains for
-    ``epochs`` epochs (see :mod:`lrlab.study.checkpoint`)."""
+    """``trial``'s epoch-end checkpoint in ``directory`` when it trains for ``epochs`` epochs: a
+    path stem whose file is ``<stem>.<epochs saved>.safetensors`` (see :mod:`lrlab.study.checkpoint`)."""
     return _ckpt.trial_path(directory, {"trial": trial.to_dict(), "epochs": epochs})
 
 
@@ -362,10 +362,7 @@ class _Checkpoints:
 
     def load(self, trial: TrialSpec, engine: str) -> dict[str, Any] | None:
         """The trial's saved state (epochs 1 .. epochs-1 trained), or ``None`` (warned when unusable)."""
-        path = self.path(trial)
-        for stale in path.parent.glob(f"{path.name}.*.tmp"):  # a writer killed mid-write
-            stale.unlink(missing_ok=True)
-        state = _ckpt.load(path, self.identity(trial, engine))
+        state = _ckpt.load(self.path(trial), self.identity(trial, engine))
         if state is None:
             return None
         epoch = state.get("epoch") if isinstance(state, dict) else None
@@ -620,8 +617,8 @@ def _resume_groups(group: list[TrialSpec], ck: _Checkpoints | None, engine: str
         if state is None:
             fresh.append(t)
             continue
-        shared = [{k: v.tolist() if isinstance(v, Tensor) else v for k, v in o.get("shared", {}).items()}
-                  for o in state.get("optimizer", [])]
+        shared = [{k: v.tolist() if isinstance(v, Tensor) else v for k, v in o.items()}
+                  for o in state.get("shared", [])]
         key = json.dumps([state["epoch"], shared], sort_keys=True, default=str)
         members, states = buckets.setdefault(key, ([], []))
         members.append(t)
@@ -721,14 +718,26 @@ class _Fleet:
         rng = getattr(self, "rng", [])
         params = [p.detach() for p in self.params]
         opt_states = [self.opt.state.get(p, {}) for p in self.params]
+        stacked = [("param", j, "", p) for j, p in enumerate(params)]
+        stacked += [("buffer", j, "", b) for j, b in enumerate(self.buffers)]
+        stacked += [("optimizer", j, k, v) for j, (p, st) in enumerate(zip(params, opt_states))
+                    for k, v in st.items() if isinstance(v, Tensor) and v.shape == p.shape]
+        shared = [{k: v for k, v in st.items() if not (isinstance(v, Tensor) and v.shape == p.shape)}
+                  for p, st in zip(params, opt_states)]
+        # one flat row per trial and dtype: a file holds a few tensors, not one per parameter and
+        # optimizer buffer (safetensors' per-tensor overhead was most of the cost)
+        groups: dict[str, list[Tensor]] = {}
+        layout = []
+        for kind, j, name, t in stacked:
+            dt = str(t.dtype).removeprefix("torch.")
+            cols = groups.setdefault(dt, [])
+            layout.append([kind, j, name, dt, sum(c.shape[1] for c in cols), list(t.shape[1:])])
+            cols.append(t.reshape(t.shape[0], -1))
+        flat = {dt: torch.cat(cols, dim=1) for dt, cols in groups.items()}
         for r, i in enumerate(self.active):
-            optimizer = []
-            for p, st in zip(params, opt_states):
-                rows = {k: v[r] for k, v in st.items() if isinstance(v, Tensor) and v.shape == p.shape}
-                optimizer.append({"rows": rows, "shared": {k: v for k, v in st.items() if k not in rows}})
             self.ck.save(self.trials[i], self._engine(), {
-                "epoch": next_epoch, "params": [p[r] for p in params], "buffers": [b[r] for b in self.buffers],
-                "optimizer": optimizer, "schedule": self.states[i].state_dict(),
+                "epoch": next_epoch, "layout": layout, "rows": {dt: f[r] for dt, f in flat.items()},
+                "shared": shared, "schedule": self.states[i].state_dict(),
                 "curves": [asdict(c) for c in self.curves[i]], "steps": self.steps[i],
                 "rng": rng[i].get_state() if rng else None, "seconds": self._seconds(i), "started": self.started[i],
             })
@@ -744,19 +753,32 @@ class _Fleet:
             if any(int(s["epoch"]) != epoch for s in saved):
                 raise ValueError("the trials were saved after different epochs")
 
-            def stacked(rows: list[Tensor], like: Tensor, what: str) -> Tensor:
-                t = torch.stack(rows).to(device=like.device, dtype=like.dtype)
-                if t.shape != like.shape:
-                    raise ValueError(f"{what} has shape {tuple(t.shape)}, the fleet's is {tuple(like.shape)}")
-                return t
+            layout = saved[0]["layout"]
+            if any(s["layout"] != layout for s in saved):
+                raise ValueError("the trials were saved with different layouts")
+            where = {(kind, j, name): (dt, off, shape) for kind, j, name, dt, off, shape in layout}
 
-            params = [stacked([s["params"][j] for s in saved], p, f"parameter {j}") for j, p in enumerate(self.params)]
-            buffers = [stacked([s["buffers"][j] for s in saved], b, f"buffer {j}") for j, b in enumerate(self.buffers)]
+            def stacked(key: tuple[str, int, str], like: Tensor) -> Tensor:
+                if key not in where:
+                    raise ValueError(f"it has no {key[0]} {key[1]} {key[2]}".rstrip())
+                dt, off, shape = where[key]
+                n = math.prod(shape)
+                t = torch.stack([s["rows"][dt][off:off + n].view(shape) for s in saved])
+                if tuple(t.shape) != tuple(like.shape) or t.dtype != like.dtype:
+                    raise ValueError(f"its {key[0]} {key[1]} {key[2]} is {tuple(t.shape)} {t.dtype}, the fleet's "
+                                     f"{tuple(like.shape)} {like.dtype}")
+                return t.to(like.device)
+
+            if sum(k == "param" for k, *_ in layout) != len(self.params) or \
+                    sum(k == "buffer" for k, *_ in layout) != len(self.buffers):
+                raise ValueError("it has another number of parameters or buffers")
+            params = [stacked(("param", j, ""), p) for j, p in enumerate(self.params)]
+            buffers = [stacked(("buffer", j, ""), b) for j, b in enumerate(self.buffers)]
             opt_state = []
             for j, p in enumerate(self.params):
-                entries = [s["optimizer"][j] for s in saved]
-                state = {k: stacked([e["rows"][k] for e in entries], p, f"optimizer state {k}") for k in entries[0]["rows"]}
-                state.update(entries[0]["shared"])
+                state = {name: stacked(("optimizer", j, name), p.detach())
+                         for kind, jj, name, *_ in layout if kind == "optimizer" and jj == j}
+                state.update(saved[0]["shared"][j])
                 opt_state.append(state)
             gens = [s["rng"] for s in saved]
             if any((g is not None) != bool(rng) for g in gens):
