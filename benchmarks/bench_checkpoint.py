@@ -41,9 +41,12 @@ def main(argv: list[str] | None = None) -> None:
         args.k, args.epochs, args.repeats = 4, 2, 1
     for name in ("k", "repeats"):
         if getattr(args, name) < 1:
-            sys.exit(f"bench_checkpoint: --{name} must be >= 1, got {getattr(args, name)}")
+            print(f"bench_checkpoint: --{name} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
+            sys.exit(2)
     if args.epochs < 2:
-        sys.exit(f"bench_checkpoint: --epochs must be >= 2 (the last epoch saves nothing), got {args.epochs}")
+        print(f"bench_checkpoint: --epochs must be >= 2 (the last epoch saves nothing), got {args.epochs}",
+              file=sys.stderr)
+        sys.exit(2)
     torch.set_num_threads(1)
     task = load_task("mnist1d", **({"subset": 600} if args.quick else {})).with_validation()
     spe = task.steps_per_epoch
