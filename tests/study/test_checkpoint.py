@@ -195,13 +195,19 @@ def test_one_at_a_time_trials_resume_bit_identical(task, tmp_path, opt):
                     on_epoch=_interrupt_after(1, trials[1].trial_id))
     assert ck.saved_epochs(checkpoint_file(tmp_path, trials[1], EPOCHS)) == 2
     assert ck.files(checkpoint_file(tmp_path, trials[0], EPOCHS)) == []  # finished and delivered
-    _same(whole, train_fleet(task, trials, epochs=EPOCHS, keep_weights=True, checkpoint_dir=tmp_path))
+    seen: list[tuple[str, int]] = []
+    _same(whole, train_fleet(task, trials, epochs=EPOCHS, keep_weights=True, checkpoint_dir=tmp_path,
+                             on_epoch=lambda r: seen.append((r.trial_id, r.epoch))))
+    assert [e for i, e in seen if i == trials[1].trial_id] == [2, 3]  # continued after its 2 saved epochs
     # train_one itself: interrupted, resumed, and its checkpoint gone once it returns
     t = trials[1]
     with pytest.raises(KeyboardInterrupt):
         train_one(task, t, epochs=EPOCHS, keep_weights=True, checkpoint_dir=tmp_path,
                   on_epoch=_interrupt_after(2, t.trial_id))
-    _same([whole[1]], [train_one(task, t, epochs=EPOCHS, keep_weights=True, checkpoint_dir=tmp_path)])
+    seen.clear()
+    _same([whole[1]], [train_one(task, t, epochs=EPOCHS, keep_weights=True, checkpoint_dir=tmp_path,
+                                 on_epoch=lambda r: seen.append((r.trial_id, r.epoch)))])
+    assert seen == [(t.trial_id, 3)]
     assert os.listdir(tmp_path) == []
 
 
@@ -222,7 +228,10 @@ def test_dropout_in_a_one_at_a_time_model_resumes_its_random_stream(tmp_path):
         train_one(task, t, epochs=EPOCHS, keep_weights=True, checkpoint_dir=tmp_path,
                   on_epoch=_interrupt_after(1, t.trial_id))
     torch.manual_seed(1234)  # a rerun starts in a fresh process: another global random state
-    _same([whole], [train_one(task, t, epochs=EPOCHS, keep_weights=True, checkpoint_dir=tmp_path)])
+    seen: list[int] = []
+    _same([whole], [train_one(task, t, epochs=EPOCHS, keep_weights=True, checkpoint_dir=tmp_path,
+                              on_epoch=lambda r: seen.append(r.epoch))])
+    assert seen == [2, 3]
 
 
 # ---- the study -------------------------------------------------------------------------------------
@@ -261,7 +270,18 @@ def test_run_study_interrupted_mid_fleet_continues_and_matches(tmp_path):
     assert ("interrupted: 0 finished trials stored in sqlite:///" in text
             and "12 epochs of 4 running trials saved; rerun the same command "
                 "to continue" in text), text
-    again = run_study({**STUDY, "out": str(out)}, progress=False, quiet=True, report=False)
+    trained: list[tuple[str, int]] = []
+
+    def counting(*args, on_epoch=None, **kw):
+        def cb(rec):
+            trained.append((rec.trial_id.split("/")[1], rec.epoch))
+            on_epoch(rec)
+        return run_trials(*args, on_epoch=cb, **kw)
+
+    # the rerun takes the re-queued tickets: the adam fleet trains only its last epoch
+    again = run_study({**STUDY, "out": str(out)}, progress=False, quiet=True, report=False, executor=counting)
+    assert sorted(e for o, e in trained if o == "adam") == [3, 3, 3, 3]
+    assert len([e for o, e in trained if o == "adamw_schedulefree"]) == 4 * EPOCHS
     assert (again.ran, again.reused) == (8, 0)
     assert _stored(out) == _stored(tmp_path / "whole") and len(_stored(out)) == 8
     assert [repr(r.final) for r in again.records] == [repr(r.final) for r in whole.records]
