@@ -96,3 +96,21 @@ def test_bench_fleet_vmap_rejects_bad_arguments() -> None:
     proc = _run(str(BENCH / "bench_fleet_vmap.py"), "--trials", "0")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "bench_fleet_vmap: --trials must be >= 1, got 0"
+
+
+@pytest.mark.slow
+def test_bench_checkpoint_quick_prints_the_cost_table() -> None:
+    proc = _run(str(BENCH / "bench_checkpoint.py"), "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "fleet of 4 MNIST-1D CNN trials (adam), 2 epochs" in out
+    cost, share = re.search(r"\| checkpoint phase \(4 files\) \| ([0-9.]+) ms = ([0-9.]+) % of an epoch \|", out).groups()  # type: ignore[union-attr]
+    epoch = float(re.search(r"\| epoch without checkpoints \| ([0-9.]+) ms \|", out).group(1))  # type: ignore[union-attr]
+    assert float(cost) > 0 and float(share) == pytest.approx(100 * float(cost) / epoch, rel=0.05, abs=0.02)
+    assert re.search(r"\| one trial's checkpoint file \| [0-9.]+ KiB \|", out), out
+
+
+def test_bench_checkpoint_rejects_bad_arguments() -> None:
+    proc = _run(str(BENCH / "bench_checkpoint.py"), "--epochs", "1")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "bench_checkpoint: --epochs must be >= 2 (the last epoch saves nothing), got 1"

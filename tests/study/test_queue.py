@@ -579,3 +579,40 @@ def test_one_process_pool_serves_every_claim_of_a_run_and_ends_with_it(tmp_path:
     assert pids[0] != pids[1]
     tickets = _trials(f"sqlite:///{d / 'a' / 'study.db'}", "lrlab.queue")
     assert len(tickets) == 3 and {t.state.name for t in tickets} == {"PRUNED"}  # claims of one trial each
+
+
+TAKE_ALL = """
+import sys, time
+from pathlib import Path
+from lrlab.study.storage import StudyStorage
+from lrlab.study.queue import WorkQueue
+q = WorkQueue(StudyStorage(sys.argv[1], "lrlab"))
+ids = [t._trial_id for t in q.tickets()]
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+print(" ".join(str(i) for i in ids if q._take(i)), flush=True)
+"""
+
+
+def test_processes_racing_for_the_same_tickets_take_each_once(tmp_path: Path) -> None:
+    """4 processes try to take the same 40 waiting tickets in the same order at the same moment:
+    each ticket goes to exactly one (Optuna's read-then-write state change let two processes take
+    one ticket on SQLite, which ignores SELECT ... FOR UPDATE)."""
+    from lrlab.study.queue import WorkQueue
+    from lrlab.study.storage import StudyStorage
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    q = WorkQueue(StudyStorage(url, "lrlab"))
+    assert q.enqueue((f"k{i}", "g", {}, {"seed": 0, "peak_lr": 0.1}) for i in range(40)) == 40
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", TAKE_ALL, url, str(go)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=_env()) for _ in range(4)]
+    time.sleep(3)  # all four have read the ticket list and wait for the signal
+    go.touch()
+    taken = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-1000:]
+        taken += out.split()
+    assert sorted(taken, key=int) == [str(t._trial_id) for t in q.tickets()] and len(taken) == 40

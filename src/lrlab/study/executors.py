@@ -19,8 +19,9 @@ EXECUTORS = ("local", "ray")
 
 
 def _train_fleet_task(task_ref: str, task_kwargs: dict[str, Any], trial_dicts: list[dict[str, Any]], epochs: int,
-                      device: str) -> list[dict[str, Any]]:
-    """The body of a Ray task: one fleet, results as plain dicts."""
+                      device: str, checkpoint_dir: str | None = None) -> list[dict[str, Any]]:
+    """The body of a Ray task: one fleet, results as plain dicts (epoch-end checkpoints in
+    ``checkpoint_dir`` on the node that trains it; the driver removes them once stored)."""
     import torch
 
     from lrlab.study.fleet import TrialSpec, train_fleet
@@ -29,7 +30,8 @@ def _train_fleet_task(task_ref: str, task_kwargs: dict[str, Any], trial_dicts: l
     torch.set_num_threads(1)  # as local workers: the numbers do not depend on the thread count
     task = load_task(task_ref, **task_kwargs)
     specs = [TrialSpec.from_dict(d) for d in trial_dicts]
-    return [r.to_dict() for r in train_fleet(task, specs, epochs=epochs, device=device)]
+    return [r.to_dict() for r in train_fleet(task, specs, epochs=epochs, device=device, checkpoint_dir=checkpoint_dir,
+                                             discard_checkpoints=False)]
 
 
 def _probe(address: str | None, timeout: float = 5.0) -> None:
@@ -71,15 +73,19 @@ def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
 
     def run(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Sequence[Any], *, epochs: int,
             workers: int | None = None, device: str = "cpu", on_epoch: Callable[[Any], None] | None = None,
-            on_trial_done: Callable[[Any], None] | None = None, max_fleet: int | None = None) -> list[Any]:
-        from lrlab.study.fleet import TrialResult, TrialsFailed, plan_fleets
+            on_trial_done: Callable[[Any], None] | None = None, max_fleet: int | None = None,
+            checkpoint_dir: Any = None) -> list[Any]:
+        from lrlab.study.checkpoint import discard
+        from lrlab.study.fleet import TrialResult, TrialsFailed, checkpoint_file, plan_fleets
 
         del on_epoch  # a Ray task reports when its fleet finishes
         cuda = str(device).startswith("cuda")
         n_cpus = int(ray.cluster_resources().get("CPU", 1))
         fleets = plan_fleets(list(trials), max(1, n_cpus), max_fleet or (512 if cuda else 24))
         opts = remote.options(num_cpus=1, num_gpus=1 if cuda else 0)
-        pending = {opts.remote(task_ref, dict(task_kwargs or {}), [t.to_dict() for t in f], epochs, device):
+        ck = None if checkpoint_dir is None else str(checkpoint_dir)
+        by_id = {t.trial_id: t for t in trials}
+        pending = {opts.remote(task_ref, dict(task_kwargs or {}), [t.to_dict() for t in f], epochs, device, ck):
                    [t.trial_id for t in f] for f in fleets}
         results: dict[str, Any] = {}
         failed: dict[str, str] = {}
@@ -97,6 +103,8 @@ def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
                 results[r.trial_id] = r
                 if on_trial_done is not None:
                     on_trial_done(r)
+                if ck is not None:
+                    discard(checkpoint_file(ck, by_id[r.trial_id], epochs))
         done = [results[t.trial_id] for t in trials if t.trial_id in results]
         if failed:
             first = next(iter(failed.values()))

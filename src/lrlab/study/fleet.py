@@ -56,12 +56,15 @@ Both training paths share one recipe, so they agree to rounding (tested in float
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import os
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,6 +74,7 @@ from torch import Tensor
 
 from lrlab.schedules import Schedule, from_config
 from lrlab.study import _batched
+from lrlab.study import checkpoint as _ckpt
 from lrlab.study.optimizers import (
     OPTIMIZERS,
     eval_begin,
@@ -86,6 +90,7 @@ __all__ = [
     "TrialResult",
     "TrialSpec",
     "TrialsFailed",
+    "checkpoint_file",
     "run_trials",
     "train_fleet",
     "train_one",
@@ -317,6 +322,89 @@ def _finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
 
 
+# ---- epoch-end checkpoints ----------------------------------------------------------------------
+
+
+def checkpoint_file(directory: str | Path, trial: TrialSpec, epochs: int) -> Path:
+    """``trial``'s epoch-end checkpoint in ``directory`` when it trains for ``epochs`` epochs: a
+    path stem whose file is ``<stem>.<epochs saved>.safetensors`` (see :mod:`lrlab.study.checkpoint`)."""
+    return _ckpt.trial_path(directory, {"trial": trial.to_dict(), "epochs": epochs})
+
+
+def _task_fingerprint(task: Any) -> dict[str, Any]:
+    """What identifies a task's data and recipe in a checkpoint: its name, batch size, batched
+    formulation and a hash of the labels and the first inputs of each split."""
+    h = hashlib.sha256()
+    for which in ("train", "val", "test"):
+        for t in (getattr(task, f"x_{which}", None), getattr(task, f"y_{which}", None)):
+            if t is None:
+                h.update(b"none")
+                continue
+            h.update(repr(tuple(t.shape)).encode())
+            part = t[:256] if t.dim() > 1 else t
+            h.update(part.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
+    return {"name": str(getattr(task, "name", "?")), "batch_size": int(task.batch_size),
+            "fleet_model": task.fleet_model, "data": h.hexdigest()[:16]}
+
+
+_CURVE_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+
+
+def _curves_tensor(curves: list[EpochRecord]) -> Tensor:
+    """A trial's epoch records as one float64 ``(epochs, 8)`` tensor (exact: the values are Python
+    floats; a list of dicts made late checkpoints 4x slower to write)."""
+    return torch.tensor([[float(getattr(c, k)) for k in _CURVE_COLUMNS] for c in curves],
+                        dtype=torch.float64).reshape(len(curves), len(_CURVE_COLUMNS))
+
+
+def _curves_from(trial_id: str, t: Tensor) -> list[EpochRecord]:
+    return [EpochRecord(trial_id, int(row[0]), *row[1:]) for row in t.tolist()]
+
+
+class _Checkpoints:
+    """Where and under which identity a training call saves its trials' epoch-end states."""
+
+    def __init__(self, directory: str | Path, task: Any, epochs: int, dtype: torch.dtype, device: Any,
+                 test_every_epoch: bool) -> None:
+        import lrlab
+
+        self.directory, self.epochs = Path(directory), epochs
+        self.base = {"recipe": _ckpt.RECIPE, "lrlab": lrlab.__version__, "task": _task_fingerprint(task),
+                     "epochs": epochs, "dtype": str(dtype), "device": torch.device(device).type,
+                     "test_every_epoch": bool(test_every_epoch), "torch": torch.__version__.split("+")[0]}
+
+    def path(self, trial: TrialSpec) -> Path:
+        return checkpoint_file(self.directory, trial, self.epochs)
+
+    def identity(self, trial: TrialSpec, engine: str) -> dict[str, Any]:
+        return {**self.base, "trial": trial.to_dict(), "engine": engine}
+
+    def save(self, trial: TrialSpec, engine: str, state: dict[str, Any]) -> None:
+        _ckpt.save(self.path(trial), self.identity(trial, engine), state)
+
+    def load(self, trial: TrialSpec, engine: str) -> dict[str, Any] | None:
+        """The trial's saved state (epochs 1 .. epochs-1 trained), or ``None`` (warned when unusable)."""
+        state = _ckpt.load(self.path(trial), self.identity(trial, engine))
+        if state is None:
+            return None
+        epoch = state.get("epoch") if isinstance(state, dict) else None
+        curves = state.get("curves") if isinstance(state, dict) else None
+        if not (isinstance(epoch, int) and 1 <= epoch < self.epochs and isinstance(curves, Tensor)
+                and tuple(curves.shape) == (epoch, len(_CURVE_COLUMNS))):
+            self.ignore(trial, f"it holds epoch {epoch!r} of {self.epochs}")
+            return None
+        return state
+
+    def ignore(self, trial: TrialSpec, why: str) -> None:
+        import warnings
+
+        warnings.warn(f"ignoring the checkpoint of trial {trial.trial_id} ({why}); it restarts from epoch 0",
+                      _ckpt.LRLabCheckpointWarning, stacklevel=3)
+
+    def discard(self, trial: TrialSpec) -> None:
+        _ckpt.discard(self.path(trial))
+
+
 # ---- the reference: one trial at a time --------------------------------------------------------
 
 
@@ -336,7 +424,8 @@ def _evaluate_one(model: torch.nn.Module, x: Tensor, y: Tensor) -> tuple[float, 
 
 def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.device = "cpu",
               dtype: torch.dtype = torch.float32, on_epoch: Callable[[EpochRecord], None] | None = None,
-              keep_weights: bool = False, test_every_epoch: bool = False) -> TrialResult:
+              keep_weights: bool = False, test_every_epoch: bool = False,
+              checkpoint_dir: str | Path | None = None) -> TrialResult:
     """Train one trial the usual way: one model, ``torch.optim`` and ``LRLabScheduler``.
 
     Args:
@@ -348,12 +437,43 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
         keep_weights: return the final parameters in :attr:`TrialResult.weights`.
         test_every_epoch: evaluate the test set after every epoch, not only the last (for
             display; training is the same).
+        checkpoint_dir: save the trial's state there at each epoch end
+            (:func:`checkpoint_file`) and continue from a checkpoint found there, to the same
+            numbers as an uninterrupted run; the checkpoint is removed when the trial returns.
     """
+    _check_run_args(task, epochs, dtype)
+    task = _with_validation(task)
+    ck = None if checkpoint_dir is None else _Checkpoints(checkpoint_dir, task, epochs, dtype, device,
+                                                           test_every_epoch)
+    result = _train_one(task, trial, epochs=epochs, device=device, dtype=dtype, on_epoch=on_epoch,
+                        keep_weights=keep_weights, test_every_epoch=test_every_epoch, ck=ck)
+    if ck is not None:
+        ck.discard(trial)
+    return result
+
+
+def _rng_states(device: Any) -> dict[str, Tensor]:
+    """torch's global random states (dropout in a one-at-a-time model draws from them)."""
+    out = {"cpu": torch.get_rng_state()}
+    if torch.device(device).type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def _set_rng_states(states: Mapping[str, Tensor], device: Any) -> None:
+    torch.set_rng_state(states["cpu"])
+    if "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def _train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.device, dtype: torch.dtype,
+               on_epoch: Callable[[EpochRecord], None] | None, keep_weights: bool, test_every_epoch: bool,
+               ck: _Checkpoints | None, resume: bool = True) -> TrialResult:
+    """:func:`train_one` on a task with a validation set, checkpointing through ``ck`` (and
+    continuing from its checkpoint unless ``resume`` is false)."""
     from lrlab.adapters.torch import LRLabScheduler
 
-    _check_run_args(task, epochs, dtype)
     t0, wall0 = time.perf_counter(), time.time()
-    task = _with_validation(task)
     x, y, xv, yv, xt, yt = _data(task, device, dtype)
     model = _make_model(task, trial.seed, device, dtype)
     # dropout masks from the trial's own generator, as in a fleet (a checkpoint must save its state)
@@ -365,9 +485,25 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
     n, bsz = x.shape[0], task.batch_size
     curves: list[EpochRecord] = []
     diverged_epoch: int | None = None
-    steps = 0
+    steps = start = 0
+    prior = 0.0
     nan = float("nan")
-    for epoch in range(epochs):
+    saved = ck.load(trial, "one") if ck is not None and resume else None
+    if saved is not None:
+        try:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+            _set_rng_states(saved["rng"], device)
+            curves = _curves_from(trial.trial_id, saved["curves"])
+            steps, start, prior, wall0 = int(saved["steps"]), int(saved["epoch"]), float(saved["seconds"]), \
+                float(saved["started"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            assert ck is not None
+            ck.ignore(trial, f"it does not fit: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
+            return _train_one(task, trial, epochs=epochs, device=device, dtype=dtype, on_epoch=on_epoch,
+                              keep_weights=keep_weights, test_every_epoch=test_every_epoch, ck=ck, resume=False)
+    for epoch in range(start, epochs):
         order = epoch_order(trial.seed, epoch, n).to(device)
         lr = nan
         loss_sum, correct = 0.0, 0.0
@@ -400,10 +536,16 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
         rec = EpochRecord(trial.trial_id, epoch, lr, loss_sum / n, correct / n, val_loss, val_acc,
                           test_loss, test_acc)
         curves.append(rec)
-        if on_epoch is not None:
-            on_epoch(rec)
         if plateau:
             sched.observe(getattr(rec, trial.plateau_metric))
+        if ck is not None and epoch < epochs - 1:  # before the callback: an epoch reported is an epoch saved
+            ck.save(trial, "one", {
+                "epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "rng": _rng_states(device), "curves": _curves_tensor(curves),
+                "steps": steps, "seconds": prior + time.perf_counter() - t0, "started": wall0,
+            })
+        if on_epoch is not None:
+            on_epoch(rec)
     sched.close()
     if keep_weights:
         eval_begin(trial.optimizer, opt, model, x, bsz)  # the weights the optimizer evaluates
@@ -411,7 +553,7 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
                if keep_weights else None)
     diverged = diverged_epoch is not None
     return TrialResult(trial.trial_id, curves, diverged, diverged_epoch, _final(curves, diverged, steps),
-                       time.perf_counter() - t0, weights, wall0, time.time())
+                       prior + time.perf_counter() - t0, weights, wall0, time.time())
 
 
 # ---- the fleet ----------------------------------------------------------------------------------
@@ -425,7 +567,8 @@ def _group_key(trial: TrialSpec) -> tuple[str, str]:
 def train_fleet(task: Any, trials: Sequence[TrialSpec], *, epochs: int, device: str | torch.device = "cpu",
                 dtype: torch.dtype = torch.float32, on_epoch: Callable[[EpochRecord], None] | None = None,
                 on_trial_done: Callable[[TrialResult], None] | None = None,
-                keep_weights: bool = False, test_every_epoch: bool = False) -> list[TrialResult]:
+                keep_weights: bool = False, test_every_epoch: bool = False,
+                checkpoint_dir: str | Path | None = None, discard_checkpoints: bool = True) -> list[TrialResult]:
     """Train ``trials`` of one task as batched computations; same results as :func:`train_one`.
 
     Trials are grouped by optimizer and optimizer settings; each group is one fleet. The
@@ -440,6 +583,12 @@ def train_fleet(task: Any, trials: Sequence[TrialSpec], *, epochs: int, device: 
         on_epoch: called with every trial's :class:`EpochRecord` at each epoch end.
         on_trial_done: called with each :class:`TrialResult` as soon as it is known (a diverged
             trial's before the rest of its fleet finishes).
+        checkpoint_dir: save every running trial's state there at each epoch end (one file per
+            trial, :func:`checkpoint_file`) and continue each trial that has a checkpoint there
+            from it; trials saved after the same epoch train together, and on the CPU a resumed
+            trial ends bit for bit where an uninterrupted one ends.
+        discard_checkpoints: remove a trial's checkpoint once ``on_trial_done`` returned for it
+            (``False``: the caller removes it, e.g. after storing the result in another process).
 
     Returns:
         one :class:`TrialResult` per trial, in the order of ``trials``.
@@ -455,22 +604,58 @@ def train_fleet(task: Any, trials: Sequence[TrialSpec], *, epochs: int, device: 
     for t in trials:
         groups.setdefault(_group_key(t), []).append(t)
     results: dict[str, TrialResult] = {}
+    by_id = {t.trial_id: t for t in trials}
+    ck = None if checkpoint_dir is None else _Checkpoints(checkpoint_dir, task, epochs, dtype, device,
+                                                           test_every_epoch)
 
     def done(r: TrialResult) -> None:
         results[r.trial_id] = r
         if on_trial_done is not None:
             on_trial_done(r)
+        if ck is not None and discard_checkpoints:
+            ck.discard(by_id[r.trial_id])
 
     with _deterministic_cudnn(device):
         for group in groups.values():
             reason = _fleet_refusal(task, group[0], device, dtype)
             if reason is None:
-                _Fleet(task, group, epochs, device, dtype, on_epoch, done, keep_weights, test_every_epoch).run()
+                for members, saved in _resume_groups(group, ck, task.fleet_model or "vmap"):
+                    fleet = _Fleet(task, members, epochs, device, dtype, on_epoch, done, keep_weights, test_every_epoch, ck)
+                    if saved is not None and not fleet.restore(saved):
+                        fleet = _Fleet(task, members, epochs, device, dtype, on_epoch, done, keep_weights,
+                                       test_every_epoch, ck)
+                    fleet.run()
             else:
                 for t in group:
-                    done(train_one(task, t, epochs=epochs, device=device, dtype=dtype, on_epoch=on_epoch,
-                                   keep_weights=keep_weights, test_every_epoch=test_every_epoch))
+                    done(_train_one(task, t, epochs=epochs, device=device, dtype=dtype, on_epoch=on_epoch,
+                                    keep_weights=keep_weights, test_every_epoch=test_every_epoch, ck=ck))
     return [results[i] for i in ids]
+
+
+def _resume_groups(group: list[TrialSpec], ck: _Checkpoints | None, engine: str
+                   ) -> list[tuple[list[TrialSpec], list[dict[str, Any]] | None]]:
+    """``group`` split into the fleets to train: one per set of trials whose checkpoints continue
+    from the same epoch with the same shared optimizer state (e.g. Adam's step count), resumed
+    fleets first, then the trials without a checkpoint (``None``)."""
+    if ck is None:
+        return [(group, None)]
+    buckets: dict[str, tuple[list[TrialSpec], list[dict[str, Any]]]] = {}
+    fresh = []
+    for t in group:
+        state = ck.load(t, engine)
+        if state is None:
+            fresh.append(t)
+            continue
+        shared = [{k: v.tolist() if isinstance(v, Tensor) else v for k, v in o.items()}
+                  for o in state.get("shared", [])]
+        key = json.dumps([state["epoch"], shared], sort_keys=True, default=str)
+        members, states = buckets.setdefault(key, ([], []))
+        members.append(t)
+        states.append(state)
+    out: list[tuple[list[TrialSpec], list[dict[str, Any]] | None]] = list(buckets.values())
+    if fresh:
+        out.append((fresh, None))
+    return out
 
 
 @contextlib.contextmanager
@@ -560,7 +745,7 @@ class _Fleet:
 
     def __init__(self, task: Any, trials: list[TrialSpec], epochs: int, device: Any, dtype: torch.dtype,
                  on_epoch: Callable[[EpochRecord], None] | None, done: Callable[[TrialResult], None],
-                 keep_weights: bool, test_every_epoch: bool = False) -> None:
+                 keep_weights: bool, test_every_epoch: bool = False, ck: _Checkpoints | None = None) -> None:
         from lrlab.schedules._plateau import ScheduleState
 
         self.task, self.trials, self.epochs, self.test_every_epoch = task, trials, epochs, test_every_epoch
@@ -585,6 +770,9 @@ class _Fleet:
         self.active = list(range(len(trials)))  # trial index of each row
         self.curves: list[list[EpochRecord]] = [[] for _ in trials]
         self.steps = [0] * len(trials)
+        self.ck, self.start_epoch = ck, 0
+        self.prior = [0.0] * len(trials)  # seconds trained before a resume
+        self.started = [self.wall0] * len(trials)
         # running sums of the epoch's training loss (per sample) and correct predictions, per row
         self.run_loss = torch.zeros(len(trials), dtype=torch.float64, device=device)
         self.run_correct = torch.zeros(len(trials), dtype=torch.float64, device=device)
@@ -599,12 +787,119 @@ class _Fleet:
         if self.keep_weights and row is not None:
             weights = {n: p[row].detach().cpu().clone() for n, p in zip(self.form.names, self.params)}
             weights.update((n, b[row].cpu().clone()) for n, b in zip(self.form.buffer_names, self.buffers))
-        k = len(self.trials)
-        seconds = (time.perf_counter() - self.t0) / k
         diverged = diverged_epoch is not None
         self.done(TrialResult(self.trials[i].trial_id, self.curves[i], diverged, diverged_epoch,
-                              _final(self.curves[i], diverged, self.steps[i]), seconds, weights,
-                              self.wall0, time.time()))
+                              _final(self.curves[i], diverged, self.steps[i]), self._seconds(i), weights,
+                              self.started[i], time.time()))
+
+    def _seconds(self, i: int) -> float:
+        """Trial ``i``'s share of the fleet's time (plus its time before a resume)."""
+        return self.prior[i] + (time.perf_counter() - self.t0) / len(self.trials)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _engine(self) -> str:
+        return self.task.fleet_model or "vmap"
+
+    def _save(self, next_epoch: int) -> None:
+        """Each active trial's state after epoch ``next_epoch - 1``, one checkpoint file each.
+
+        Everything a trial carries from one epoch to the next: its rows of the stacked
+        parameters, buffers and optimizer state (plus the optimizer state shared by all rows,
+        like Adam's step count), its schedule state, curves, step count and random generator.
+        """
+        assert self.ck is not None
+        rng = getattr(self, "rng", [])
+        params = [p.detach() for p in self.params]
+        opt_states = [self.opt.state.get(p, {}) for p in self.params]
+        stacked = [("param", j, "", p) for j, p in enumerate(params)]
+        stacked += [("buffer", j, "", b) for j, b in enumerate(self.buffers)]
+        stacked += [("optimizer", j, k, v) for j, (p, st) in enumerate(zip(params, opt_states))
+                    for k, v in st.items() if isinstance(v, Tensor) and v.shape == p.shape]
+        shared = [{k: v for k, v in st.items() if not (isinstance(v, Tensor) and v.shape == p.shape)}
+                  for p, st in zip(params, opt_states)]
+        # one flat row per trial and dtype: a file holds a few tensors, not one per parameter and
+        # optimizer buffer (safetensors' per-tensor overhead was most of the cost)
+        groups: dict[str, list[Tensor]] = {}
+        layout = []
+        for kind, j, name, t in stacked:
+            dt = str(t.dtype).removeprefix("torch.")
+            cols = groups.setdefault(dt, [])
+            layout.append([kind, j, name, dt, sum(c.shape[1] for c in cols), list(t.shape[1:])])
+            cols.append(t.reshape(t.shape[0], -1))
+        flat = {dt: torch.cat(cols, dim=1) for dt, cols in groups.items()}
+        for r, i in enumerate(self.active):
+            self.ck.save(self.trials[i], self._engine(), {
+                "epoch": next_epoch, "layout": layout, "rows": {dt: f[r] for dt, f in flat.items()},
+                "shared": shared, "schedule": self.states[i].state_dict(),
+                "curves": _curves_tensor(self.curves[i]), "steps": self.steps[i],
+                "rng": rng[i].get_state() if rng else None, "seconds": self._seconds(i), "started": self.started[i],
+            })
+
+    def restore(self, saved: list[dict[str, Any]]) -> bool:
+        """Continue every trial from its checkpoint (``saved[i]`` for trial ``i``, all after the
+        same epoch). ``False``, with a warning and nothing changed, when one does not fit this
+        fleet (other shapes, a random generator where the fleet has none, ...)."""
+        assert self.ck is not None
+        rng = getattr(self, "rng", [])
+        try:
+            epoch = int(saved[0]["epoch"])
+            if any(int(s["epoch"]) != epoch for s in saved):
+                raise ValueError("the trials were saved after different epochs")
+
+            layout = saved[0]["layout"]
+            if any(s["layout"] != layout for s in saved):
+                raise ValueError("the trials were saved with different layouts")
+            where = {(kind, j, name): (dt, off, shape) for kind, j, name, dt, off, shape in layout}
+
+            def stacked(key: tuple[str, int, str], like: Tensor) -> Tensor:
+                if key not in where:
+                    raise ValueError(f"it has no {key[0]} {key[1]} {key[2]}".rstrip())
+                dt, off, shape = where[key]
+                n = math.prod(shape)
+                t = torch.stack([s["rows"][dt][off:off + n].view(shape) for s in saved])
+                if tuple(t.shape) != tuple(like.shape) or t.dtype != like.dtype:
+                    raise ValueError(f"its {key[0]} {key[1]} {key[2]} is {tuple(t.shape)} {t.dtype}, the fleet's "
+                                     f"{tuple(like.shape)} {like.dtype}")
+                return t.to(like.device)
+
+            if sum(k == "param" for k, *_ in layout) != len(self.params) or \
+                    sum(k == "buffer" for k, *_ in layout) != len(self.buffers):
+                raise ValueError("it has another number of parameters or buffers")
+            params = [stacked(("param", j, ""), p) for j, p in enumerate(self.params)]
+            buffers = [stacked(("buffer", j, ""), b) for j, b in enumerate(self.buffers)]
+            opt_state = []
+            for j, p in enumerate(self.params):
+                state = {name: stacked(("optimizer", j, name), p.detach())
+                         for kind, jj, name, *_ in layout if kind == "optimizer" and jj == j}
+                state.update(saved[0]["shared"][j])
+                opt_state.append(state)
+            gens = [s["rng"] for s in saved]
+            if any((g is not None) != bool(rng) for g in gens):
+                raise ValueError("its random generators do not match the fleet's")
+            states = []
+            for t, s in zip(self.trials, saved):
+                st = type(self.states[0])(t.schedule)
+                st.load_state_dict(s["schedule"])
+                states.append(st)
+            curves = [_curves_from(t.trial_id, s["curves"]) for t, s in zip(self.trials, saved)]
+            steps = [int(s["steps"]) for s in saved]
+            prior, started = [float(s["seconds"]) for s in saved], [float(s["started"]) for s in saved]
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            for t in self.trials:
+                self.ck.ignore(t, f"it does not fit: {first}")
+            return False
+        with torch.no_grad():
+            for p, v in zip(self.params, params):
+                p.copy_(v)
+        self.buffers = buffers
+        for p, opt_st in zip(self.params, opt_state):
+            self.opt.state[p] = opt_st
+        for g, g_state in zip(rng, gens):
+            g.set_state(g_state)
+        self.states, self.curves, self.steps, self.prior, self.started = states, curves, steps, prior, started
+        self.start_epoch = epoch
+        return True
 
     def _drop(self, rows: list[int], epoch: int, steps_this_epoch: int = 0) -> None:
         """Finish the trials in ``rows`` as diverged and remove them from the stacked tensors."""
@@ -685,7 +980,7 @@ class _Fleet:
         spe = math.ceil(n / bsz)
         nan = float("nan")
         mark = _no_mark if PROFILE is None else PROFILE.mark
-        for epoch in range(self.epochs):
+        for epoch in range(self.start_epoch, self.epochs):
             if not self.active:
                 break
             mark("other")
@@ -750,7 +1045,7 @@ class _Fleet:
             mark("evaluation (val every epoch, test after the last)")
             tr_loss_l, tr_acc_l = (self.run_loss / n).tolist(), (self.run_correct / n).tolist()
             va_loss_l, va_acc_l, te_loss_l, te_acc_l = (v.tolist() for v in (va_loss, va_acc, te_loss, te_acc))
-            bad = []
+            bad, recs = [], []
             for r, i in enumerate(self.active):
                 if not _finite(va_loss_l[r]):
                     bad.append(r)
@@ -758,13 +1053,19 @@ class _Fleet:
                 rec = EpochRecord(self.trials[i].trial_id, epoch, float(lrs_row[i][-1]), tr_loss_l[r], tr_acc_l[r],
                                   va_loss_l[r], va_acc_l[r], te_loss_l[r], te_acc_l[r])
                 self.curves[i].append(rec)
-                if self.on_epoch is not None:
-                    self.on_epoch(rec)
+                recs.append(rec)
                 if self.plateau[i]:
                     self.states[i].observe(getattr(rec, self.trials[i].plateau_metric))
             if bad:
                 self._drop(bad, epoch)
             mark("epoch records, callbacks, plateau")
+            if self.ck is not None and epoch < self.epochs - 1 and self.active:
+                self._save(epoch + 1)  # before the callbacks: an epoch reported is an epoch saved
+                mark("checkpoint")
+            if self.on_epoch is not None:
+                for rec in recs:
+                    self.on_epoch(rec)
+                mark("epoch records, callbacks, plateau")
         for r, i in enumerate(self.active):
             self._finish(i, None, r)
         mark("other")
@@ -825,7 +1126,7 @@ def _usable_cores() -> int:
 
 
 def _worker(wid: int, task_ref: str, task_kwargs: dict[str, Any], jobs: Any, out: Any, epochs: int,
-            device: str, threads: int, test_every_epoch: bool = False) -> None:
+            device: str, threads: int, test_every_epoch: bool = False, checkpoint_dir: str | None = None) -> None:
     """Train fleets from ``jobs``; report on ``out``, a pipe whose ``send`` is synchronous, so a
     message sent (a finished trial) is delivered even if the process dies right after."""
     import signal
@@ -853,8 +1154,9 @@ def _worker(wid: int, task_ref: str, task_kwargs: dict[str, Any], jobs: Any, out
             def send_trial(r: TrialResult, f: int = fid) -> None:
                 out.send(("trial", wid, f, r.to_dict()))
 
+            # the parent removes a trial's checkpoint once it has its result (it may store it first)
             train_fleet(task, specs, epochs=epochs, device=device, on_epoch=send_epoch, on_trial_done=send_trial,
-                        test_every_epoch=test_every_epoch)
+                        test_every_epoch=test_every_epoch, checkpoint_dir=checkpoint_dir, discard_checkpoints=False)
             out.send(("fleet_done", wid, fid))
         except Exception as e:
             out.send(("fleet_error", wid, fid, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
@@ -865,7 +1167,7 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
                on_epoch: Callable[[EpochRecord], None] | None = None,
                on_trial_done: Callable[[TrialResult], None] | None = None,
                max_fleet: int | None = None, threads_per_worker: int | None = None,
-               test_every_epoch: bool = False) -> list[TrialResult]:
+               test_every_epoch: bool = False, checkpoint_dir: str | Path | None = None) -> list[TrialResult]:
     """Train ``trials`` as fleets spread over worker processes; callbacks run in this process.
 
     Each worker rebuilds the task with ``load_task(task_ref, **task_kwargs)`` (nothing but plain
@@ -899,6 +1201,9 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
         threads_per_worker: torch threads in each worker, and in this process while it trains
             with ``workers=0`` (default 1).
         test_every_epoch: evaluate the test set after every epoch (display only), not just the last.
+        checkpoint_dir: save every running trial's state there at each epoch end and continue
+            the trials found there (:func:`train_fleet`); a trial's checkpoint is removed once
+            ``on_trial_done`` returned for it in this process (the study stores it there).
 
     Returns:
         results in the order of ``trials``.
@@ -935,11 +1240,14 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
     fleets = plan_fleets(trials, max(1, workers), max_fleet)
     workers = min(workers, len(fleets))
     results: dict[str, TrialResult] = {}
+    by_id = {t.trial_id: t for t in trials}
 
     def deliver(r: TrialResult) -> None:
         results[r.trial_id] = r
         if on_trial_done is not None:
             on_trial_done(r)
+        if checkpoint_dir is not None:  # stored by on_trial_done: its checkpoint is not needed any more
+            _ckpt.discard(checkpoint_file(checkpoint_dir, by_id[r.trial_id], epochs))
 
     threads = 1 if threads_per_worker is None else threads_per_worker
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -953,7 +1261,8 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
         try:
             for f in fleets:
                 train_fleet(task, f, epochs=epochs, device=device, on_epoch=on_epoch, on_trial_done=deliver,
-                            test_every_epoch=test_every_epoch)
+                            test_every_epoch=test_every_epoch, checkpoint_dir=checkpoint_dir,
+                            discard_checkpoints=False)
         finally:
             torch.set_num_threads(before)
         return [results[i] for i in ids]
@@ -965,8 +1274,9 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
     for _ in range(workers):
         jobs.put(None)
     pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]
+    ck_dir = None if checkpoint_dir is None else str(checkpoint_dir)
     procs = [ctx.Process(target=_worker, args=(w, task_ref, task_kwargs, jobs, pipes[w][1], epochs, str(device), threads,
-                                                       test_every_epoch),
+                                                       test_every_epoch, ck_dir),
                          daemon=True, name=f"lrlab-fleet-{w}") for w in range(workers)]
     failed: dict[str, str] = {}
     running: dict[int, int] = {}  # worker -> fleet it is training

@@ -10,8 +10,8 @@ How (Optuna's machinery, no scheduler of our own):
   everything needed to train it (``lrlab_plan``: the trial spec, task, epochs). Its params are the
   trial's ``seed`` and ``peak_lr`` like the stored results'.
 * **Claim.** A process takes the oldest waiting ticket and then up to ``claim`` - 1 more of the same
-  group, each with the storage's atomic ``WAITING -> RUNNING`` transition
-  (``set_trial_state_values`` refuses a ticket another process took first), and records an Optuna
+  group, each with one conditional ``UPDATE ... WHERE state = 'WAITING'`` (so a ticket another
+  process took first is refused, on SQLite too), and records an Optuna
   heartbeat for each just before taking it (Optuna never judges a running trial without one
   stale) and every :data:`~lrlab.study.storage.HEARTBEAT_S` seconds while it trains them (a
   thread).
@@ -176,14 +176,13 @@ class WorkQueue:
 
     def _take(self, trial_id: int) -> bool:
         from optuna.exceptions import UpdateFinishedTrialError
-        from optuna.trial import TrialState
 
         # The heartbeat first: Optuna never judges a RUNNING trial without a heartbeat stale, so a
         # worker killed between the two calls the other way round would hold its claim forever. A
         # heartbeat on a ticket another process takes first is overwritten by that one's.
         _retry(lambda: self._s.record_heartbeat(trial_id))
         try:
-            ok = bool(_retry(lambda: self._s.set_trial_state_values(trial_id, TrialState.RUNNING)))
+            ok = bool(_retry(lambda: self._to_running(trial_id)))
         except UpdateFinishedTrialError:
             return False
         if ok:
@@ -191,6 +190,30 @@ class WorkQueue:
                 self._beating.add(trial_id)
             _retry(lambda: self._s.set_trial_user_attr(trial_id, "lrlab_worker", self.worker))
         return ok
+
+    def _to_running(self, trial_id: int) -> bool:
+        """``WAITING -> RUNNING`` for one ticket; ``False`` when another process took it first.
+
+        One conditional ``UPDATE ... WHERE state = 'WAITING'`` on an RDB storage: Optuna's
+        ``set_trial_state_values`` reads the state and then writes it, and on SQLite (which ignores
+        ``SELECT ... FOR UPDATE``) two processes could both read ``WAITING`` and both take the ticket
+        (seen: two drivers on one SQLite file trained the same trial). The single statement is
+        atomic on SQLite and PostgreSQL alike."""
+        from datetime import datetime
+
+        from optuna.storages import RDBStorage
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+        from sqlalchemy import update
+
+        backend = getattr(self._s, "_backend", self._s)  # Optuna wraps an RDBStorage in a cache
+        if not isinstance(backend, RDBStorage):
+            return bool(self._s.set_trial_state_values(trial_id, TrialState.RUNNING))
+        stmt = (update(models.TrialModel)
+                .where(models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.WAITING)
+                .values(state=TrialState.RUNNING, datetime_start=datetime.now()))
+        with backend.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
 
     def claim(self, limit: int | Callable[[dict[str, Any]], int], keys: set[str] | None = None,
               check: Callable[[dict[str, Any]], None] | None = None) -> list[Ticket]:

@@ -395,6 +395,12 @@ def run_study(
     # Optuna params need one distribution per study: every registered optimizer, this run's schedules
     storage.param_space(list(cfg.schedules), list(OPTIMIZERS), [p.peak_lr for p in [*tune_plans, *final_plans]])
     done = set() if cfg.fresh else storage.done_keys()
+    if cfg.fresh:  # retrain everything: no trial continues from an earlier run's checkpoint
+        import shutil
+
+        from lrlab.study.checkpoint import checkpoint_dir
+
+        shutil.rmtree(checkpoint_dir(storage.url, cfg.out, storage.study_name), ignore_errors=True)
     ran = reused = 0
     selections: dict[tuple[str, str], LrSelection] = {}
     tune_records: list[TrialRecord] = []
@@ -586,8 +592,10 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
         TimeRemainingColumn,
     )
 
+    from lrlab.study.checkpoint import checkpoint_dir
     from lrlab.study.fleet import run_trials
 
+    ck_dir = checkpoint_dir(storage.url, cfg.out, storage.study_name)
     by_id = {p.spec.trial_id: p for p in pending}
     seen: dict[str, int] = {}
     state = {"done": 0, "diverged": 0}
@@ -641,22 +649,61 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
 
     from lrlab.study.trainfn import TrainingFunction, run_planned
 
+    finished: set[str] = set()
+
+    def stored(res: Any) -> None:
+        finished.add(res.trial_id)
+        on_trial_done(res)
+
     with prog:
         try:
             if isinstance(task, TrainingFunction):  # one trial at a time per worker, stored as each finishes
-                run_planned(task, cfg, pending, epochs, save, on_trial_done)
+                run_planned(task, cfg, pending, epochs, save, stored, checkpoint_dir=ck_dir)
             else:
-                (executor or run_trials)(
-                    cfg.task, cfg.task_build_kwargs(), [p.spec for p in pending], epochs=epochs,
-                    workers=cfg.workers, device=cfg.device, on_epoch=on_epoch, on_trial_done=on_trial_done,
-                )
+                run = executor or run_trials
+                extra: dict[str, Any] = {"checkpoint_dir": ck_dir} if _accepts(run, "checkpoint_dir") else {}
+                run(cfg.task, cfg.task_build_kwargs(), [p.spec for p in pending], epochs=epochs,
+                    workers=cfg.workers, device=cfg.device, on_epoch=on_epoch, on_trial_done=stored, **extra)
         except KeyboardInterrupt:
             prog.stop()
-            con.print(
-                f"[yellow]interrupted[/yellow]: {state['done']} finished trials are stored in {escape(storage.url)}; "
-                "run the same command again to resume"
-            )
+            running = [p for p in pending if p.spec.trial_id not in finished]
+            con.print("[yellow]interrupted[/yellow]: " + escape(interrupt_summary(
+                len(finished), running, epochs, ck_dir, storage.url, isinstance(task, TrainingFunction))))
             raise
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` takes the keyword argument ``name`` (a custom executor may predate it)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def interrupt_summary(stored: int, running: Sequence[PlannedTrial], epochs: int, ck_dir: Path, url: str,
+                      function: bool = False) -> str:
+    """What an interrupted run kept: ``"12 finished trials stored in URL, 36 epochs of 24 running
+    trials saved; rerun the same command to continue"`` (the epochs as found in their checkpoint
+    files, so a checkpoint that was still being written when the run stopped is not counted)."""
+    from lrlab.study.checkpoint import saved_epochs
+    from lrlab.study.fleet import checkpoint_file
+
+    if function:
+        from lrlab.study.trainfn import function_checkpoint_file
+
+        files = [function_checkpoint_file(ck_dir, p, epochs) for p in running]
+    else:
+        files = [checkpoint_file(ck_dir, p.spec, epochs) for p in running]
+    counts = [saved_epochs(f) for f in files]
+    saved, n = sum(counts), sum(c > 0 for c in counts)
+    rest = len(running) - n
+    return (f"{stored} finished trial{'' if stored == 1 else 's'} stored in {url}, {saved} epoch"
+            f"{'' if saved == 1 else 's'} of {n} running trial{'' if n == 1 else 's'} saved"
+            + (f" ({rest} other{'' if rest == 1 else 's'} had no finished epoch)" if rest else "")
+            + "; rerun the same command to continue")
 
 
 def _report(out: str | Path, records: list[TrialRecord], tune_records: list[TrialRecord],

@@ -54,6 +54,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -183,7 +184,8 @@ class Trial:
     def __init__(self, *, trial_id: str, role: str, schedule: Schedule, optimizer: str,
                  optimizer_kwargs: Mapping[str, Any], seed: int, epochs: int, steps_per_epoch: int, peak_lr: float,
                  metric: str = "val_acc", direction: str = "maximize", plateau_metric: str = "val_loss",
-                 batch_size: int | None = None, kwargs: Mapping[str, Any] | None = None) -> None:
+                 batch_size: int | None = None, kwargs: Mapping[str, Any] | None = None,
+                 checkpoint_path: str | None = None, checkpoint_identity: Mapping[str, Any] | None = None) -> None:
         from lrlab.schedules._plateau import ScheduleState
         from lrlab.study.optimizers import optimizer_kwargs as resolve_kwargs
 
@@ -200,6 +202,86 @@ class Trial:
         self._reference = ScheduleState(schedule)  # the lr curve of the record, fed like the helpers' schedulers
         self._feeds: list[Callable[[float], Any]] = []
         self._has_plateau = any(type(n).__name__ == "plateau" for n in schedule.walk())
+        self._ck_path, self._ck_identity = checkpoint_path, dict(checkpoint_identity or {})
+        self.start_epoch = 0
+        """The first epoch to train: 0, or the epoch after the checkpoint :meth:`restore` returned."""
+        self.prior_seconds = 0.0  # training time before a resume
+        self._started: float | None = None  # perf_counter() when the training function was called
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def checkpoint(self, epoch: int, state: Mapping[str, Any]) -> None:
+        """Save ``state`` as this trial's state after epoch ``epoch`` (the one just reported with
+        :meth:`report`), so that an interrupted study continues from it (:meth:`restore`).
+
+        ``state`` is a dict of whatever your loop needs to continue exactly: torch tensors and
+        ``state_dict()`` results (model, optimizer, scheduler), NumPy and JAX arrays (pytrees of
+        dicts, lists and tuples), numbers, strings, random-generator states
+        (``torch.get_rng_state()``, a ``Generator``'s ``get_state()``). It is written safely (a
+        safetensors file plus JSON, no pickle) and atomically; the reported epochs are saved with
+        it. Outside a study, and after the last epoch, nothing is written.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or int(epoch) != len(self.history) - 1:
+            raise TrialFailed(f"trial.checkpoint: give the epoch just reported ({len(self.history) - 1}), "
+                              f"got epoch={epoch!r}")
+        if not isinstance(state, Mapping):
+            raise TrialFailed(f"trial.checkpoint: state must be a dict, got {type(state).__name__}")
+        if self._ck_path is None or int(epoch) >= self.epochs - 1:
+            return
+        from lrlab.study.checkpoint import save
+
+        try:
+            save(self._ck_path, self._ck_identity, {
+                "epoch": int(epoch) + 1, "history": self.history, "lrs": self.lrs,
+                "schedule": self._reference.state_dict(), "seconds": self.prior_seconds + self._clock(),
+                "state": dict(state),
+            })
+        except TypeError as e:
+            raise TrialFailed(str(e)) from None
+
+    def restore(self) -> Any:
+        """The ``state`` of this trial's last :meth:`checkpoint` in an interrupted run of the study,
+        or ``None`` (a first run, or a checkpoint that does not fit: then with a warning).
+
+        Call it once, before training. When it returns a state, the epochs reported before the
+        checkpoint are restored and :attr:`start_epoch` is the next epoch to train::
+
+            state = trial.restore()
+            if state is not None:
+                model.load_state_dict(state["model"]); ...
+            for epoch in range(trial.start_epoch, trial.epochs):
+                ...
+        """
+        if self.history:
+            raise TrialFailed("trial.restore: call it before the first trial.report")
+        if self._ck_path is None:
+            return None
+        from lrlab.study.checkpoint import load
+
+        saved = load(self._ck_path, self._ck_identity)
+        if saved is None:
+            return None
+        try:
+            epoch = int(saved["epoch"])
+            history = [{str(k): float(v) for k, v in h.items()} for h in saved["history"]]
+            if len(history) != epoch or not 1 <= epoch < self.epochs:
+                raise ValueError(f"it holds {len(history)} reported epochs for epoch {epoch}")
+            self._reference.load_state_dict(saved["schedule"])
+            lrs = [float(v) for v in saved["lrs"]]
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            import warnings
+
+            from lrlab.study.checkpoint import LRLabCheckpointWarning
+
+            warnings.warn(f"ignoring the checkpoint of trial {self.trial_id} ({e}); it restarts from epoch 0",
+                          LRLabCheckpointWarning, stacklevel=2)
+            self._reference = type(self._reference)(self.schedule)
+            return None
+        self.history, self.lrs, self.start_epoch = history, lrs, epoch
+        self.prior_seconds = float(saved.get("seconds", 0.0))
+        return saved["state"]
+
+    def _clock(self) -> float:
+        return 0.0 if self._started is None else time.perf_counter() - self._started
 
     # ---- reporting ----------------------------------------------------------------------------
     def report(self, epoch: int, **metrics: Any) -> None:
@@ -365,16 +447,16 @@ def _one_line(e: BaseException) -> str:
 def run_one(fn: Callable[..., Any], trial: Trial) -> dict[str, Any]:
     """Call ``fn(trial)`` and turn what it reported (or how it broke) into a result dict."""
     _seed_everything(trial.seed)
-    t0 = time.perf_counter()
+    t0 = trial._started = time.perf_counter()
     try:
         fn(trial)
     except TrialDiverged as e:
-        return _outcome(trial, time.perf_counter() - t0, diverged=str(e))
+        return _outcome(trial, trial.prior_seconds + time.perf_counter() - t0, diverged=str(e))
     except Exception as e:
         tb = traceback.extract_tb(e.__traceback__)
         where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-        return _outcome(trial, time.perf_counter() - t0, failed=_one_line(e) + where)
-    return _outcome(trial, time.perf_counter() - t0)
+        return _outcome(trial, trial.prior_seconds + time.perf_counter() - t0, failed=_one_line(e) + where)
+    return _outcome(trial, trial.prior_seconds + time.perf_counter() - t0)
 
 
 def _worker(ref: str, kwargs: dict[str, Any], trial_args: dict[str, Any], threads: int) -> dict[str, Any]:
@@ -529,11 +611,24 @@ def function_budget(cfg: Any) -> tuple[int, int]:
     return int(cfg.epochs), int(cfg.steps_per_epoch)
 
 
+def function_checkpoint_file(directory: str | Path, plan: Any, epochs: int) -> Path:
+    """The checkpoint file of a training-function trial (a :class:`~lrlab.study.runner.PlannedTrial`)."""
+    from lrlab.study.checkpoint import trial_path
+
+    return trial_path(directory, {"trial": plan.spec.to_dict(), "epochs": epochs, "function": True})
+
+
 def run_planned(task: TrainingFunction, cfg: Any, plans: Sequence[Any], epochs: int,
-                save: Callable[[Any], None], on_done: Callable[[Any], None]) -> None:
+                save: Callable[[Any], None], on_done: Callable[[Any], None],
+                checkpoint_dir: str | Path | None = None) -> None:
     """Run the study's planned trials (:class:`lrlab.study.runner.PlannedTrial`) through ``task``:
     each finished trial becomes a record (:func:`function_record`), is saved with ``save`` at once
-    (so an interruption loses no finished trial) and then passed to ``on_done``."""
+    (so an interruption loses no finished trial) and then passed to ``on_done``. With
+    ``checkpoint_dir``, :meth:`Trial.checkpoint` saves there and :meth:`Trial.restore` reads there;
+    a trial's checkpoint is removed once its record is saved."""
+    import lrlab
+    from lrlab.study.checkpoint import RECIPE, discard
+
     spe = int(cfg.steps_per_epoch)
     by_id = {p.spec.trial_id: p for p in plans}
     args = [{"trial_id": p.spec.trial_id, "role": p.role, "schedule": p.spec.schedule.to_config(),
@@ -541,10 +636,19 @@ def run_planned(task: TrainingFunction, cfg: Any, plans: Sequence[Any], epochs: 
              "epochs": epochs, "steps_per_epoch": spe, "peak_lr": p.peak_lr, "metric": cfg.metric,
              "direction": cfg.direction, "plateau_metric": cfg.plateau_metric, "batch_size": cfg.batch_size}
             for p in plans]
+    files = {p.spec.trial_id: function_checkpoint_file(checkpoint_dir, p, epochs)
+             for p in plans} if checkpoint_dir is not None else {}
+    if checkpoint_dir is not None:
+        for a in args:
+            identity = {"recipe": RECIPE, "lrlab": lrlab.__version__, "function": task.name,
+                        "task_kwargs": task.kwargs, "trial": dict(a)}
+            a["checkpoint_path"], a["checkpoint_identity"] = str(files[a["trial_id"]]), identity
 
     def done(res: dict[str, Any]) -> None:
         rec = function_record(by_id[res["trial_id"]], res, epochs, spe, cfg.metric, cfg.direction)
         save(rec)
+        if res["trial_id"] in files:
+            discard(files[res["trial_id"]])
         on_done(rec)
 
     workers = 1 if str(cfg.device).startswith("cuda") and cfg.workers is None else cfg.workers
