@@ -453,7 +453,8 @@ def train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.d
 
 
 def _rng_states(device: Any) -> dict[str, Tensor]:
-    """torch's global random states (dropout in a one-at-a-time model draws from them)."""
+    """torch's global random states (a model's own random calls outside its dropout modules draw
+    from them; the dropout modules draw from the trial's generator, saved beside these)."""
     out = {"cpu": torch.get_rng_state()}
     if torch.device(device).type == "cuda":
         out["cuda"] = torch.cuda.get_rng_state(device)
@@ -495,6 +496,7 @@ def _train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.
             opt.load_state_dict(saved["optimizer"])
             sched.load_state_dict(saved["scheduler"])
             _set_rng_states(saved["rng"], device)
+            dropout_rng.set_state(saved["rng"]["dropout"])
             curves = _curves_from(trial.trial_id, saved["curves"])
             steps, start, prior, wall0 = int(saved["steps"]), int(saved["epoch"]), float(saved["seconds"]), \
                 float(saved["started"])
@@ -541,7 +543,8 @@ def _train_one(task: Any, trial: TrialSpec, *, epochs: int, device: str | torch.
         if ck is not None and epoch < epochs - 1:  # before the callback: an epoch reported is an epoch saved
             ck.save(trial, "one", {
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "rng": _rng_states(device), "curves": _curves_tensor(curves),
+                "scheduler": sched.state_dict(), "rng": {**_rng_states(device), "dropout": dropout_rng.get_state()},
+                "curves": _curves_tensor(curves),
                 "steps": steps, "seconds": prior + time.perf_counter() - t0, "started": wall0,
             })
         if on_epoch is not None:

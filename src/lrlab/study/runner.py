@@ -667,8 +667,12 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
         except KeyboardInterrupt:
             prog.stop()
             running = [p for p in pending if p.spec.trial_id not in finished]
+            try:  # everything the storage holds for the study: earlier claims and runs count too
+                n_stored = len(storage.done_keys())
+            except Exception:  # the database went away with the interrupt: what this call stored
+                n_stored = len(finished)
             con.print("[yellow]interrupted[/yellow]: " + escape(interrupt_summary(
-                len(finished), running, epochs, ck_dir, storage.url, isinstance(task, TrainingFunction))))
+                n_stored, running, epochs, ck_dir, storage.url, isinstance(task, TrainingFunction))))
             raise
 
 
