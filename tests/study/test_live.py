@@ -1,0 +1,216 @@
+"""Trials in Optuna as they train (storage.LiveTrials): RUNNING with per-epoch intermediate values
+visible to another connection while the trial trains, the finished trial stored exactly as
+without live writes, and no RUNNING trial left behind by an interrupted or killed run (a rerun
+trains only what is not stored, and a second rerun trains nothing)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import lrlab.study.storage as storage_mod
+from lrlab.study import run_study
+from lrlab.study.fleet import run_trials
+from lrlab.study.storage import LiveTrials, StudyStorage, live_reason
+
+SMALL = {"task_kwargs": {"subset": 100}, "epochs": 3, "seeds": 1, "workers": 0, "tune": None,
+         "schedules": ["constant", "linear"], "optimizers": ["adam"]}
+
+
+@pytest.fixture(autouse=True)
+def _quick_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage_mod, "LIVE_LINGER_S", 0.05)
+    monkeypatch.delenv("LRLAB_LIVE", raising=False)
+
+
+def _trials(url: str, **kw: Any) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials read through a fresh connection (not the writer's)."""
+    return optuna.load_study(study_name="lrlab", storage=url).get_trials(**kw)
+
+
+def _hooked(check: Any) -> Any:
+    """An executor: run_trials with ``check(rec)`` called after the study's own on_epoch."""
+    def executor(*args: Any, on_epoch: Any = None, **kw: Any) -> Any:
+        def hook(rec: Any) -> None:
+            on_epoch(rec)
+            check(rec)
+        return run_trials(*args, on_epoch=hook, **kw)
+    return executor
+
+
+def _wait_visible(url: str, rec: Any, timeout: float = 30.0) -> optuna.trial.FrozenTrial:
+    """Poll another connection until ``rec``'s trial is RUNNING with values for epochs 0..rec.epoch."""
+    t0 = time.monotonic()
+    while True:
+        mine = [t for t in _trials(url, deepcopy=False) if t.user_attrs.get("trial_id") == rec.trial_id
+                and t.state == TrialState.RUNNING]
+        if mine and set(mine[-1].intermediate_values) == set(range(rec.epoch + 1)):
+            return mine[-1]
+        assert time.monotonic() - t0 < timeout, f"epoch {rec.epoch} of {rec.trial_id} not visible: {mine}"
+        time.sleep(0.02)
+
+
+def _comparable(t: optuna.trial.FrozenTrial) -> tuple[Any, ...]:
+    attrs = {k: v for k, v in t.user_attrs.items() if k != "seconds"}  # wall time differs run to run
+    return (t.state, t.value, t.params, t.distributions, t.intermediate_values, attrs)
+
+
+def test_values_visible_while_running_and_final_trials_unchanged(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'live' / 'study.db'}"
+    seen: list[tuple[str, int, dict[int, float]]] = []
+
+    def check(rec: Any) -> None:
+        t = _wait_visible(url, rec)
+        assert t.intermediate_values[rec.epoch] == rec.val_acc
+        assert "lrlab_key" not in t.user_attrs and t.user_attrs["lrlab_live"].startswith(rec.trial_id + "@")
+        assert t.params["schedule"] == t.user_attrs["schedule_name"]  # sliceable while it trains
+        seen.append((rec.trial_id, rec.epoch, dict(t.intermediate_values)))
+
+    res = run_study({**SMALL, "out": str(tmp_path / "live")}, progress=False, quiet=True, report=False,
+                    executor=_hooked(check))
+    assert len(seen) == 2 * 3 and res.ran == 2
+    live = _trials(url)
+    assert [t.state for t in live] == [TrialState.COMPLETE] * 2  # the live trials themselves, no copies
+    # the same study without live writes stores the same trials (bar the wall-clock seconds)
+    monkeypatch.setenv("LRLAB_LIVE", "0")
+    run_study({**SMALL, "out": str(tmp_path / "plain")}, progress=False, quiet=True, report=False)
+    plain = _trials(f"sqlite:///{tmp_path / 'plain' / 'study.db'}")
+    key = lambda t: t.user_attrs["lrlab_key"]  # noqa: E731
+    assert [_comparable(t) for t in sorted(live, key=key)] == [_comparable(t) for t in sorted(plain, key=key)]
+    for t in live:  # the real fleet start and end, not the moment the first epoch was written
+        rec = {r.key: r for r in res.records}[t.user_attrs["lrlab_key"]]
+        assert t.datetime_start.timestamp() == pytest.approx(rec.started, abs=1e-3)
+        assert t.datetime_complete.timestamp() == pytest.approx(rec.finished, abs=1e-3)
+
+
+def test_epoch_values_are_written_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet-epoch's records go to the database in one transaction, not one commit per value."""
+    monkeypatch.setattr(storage_mod, "LIVE_LINGER_S", 0.5)  # the default: batch what arrives within it
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    commits: list[str] = []
+    cfg = {**SMALL, "seeds": 2, "out": str(tmp_path)}
+    listener = lambda conn: commits.append(threading.current_thread().name)  # noqa: E731
+    event.listen(Engine, "commit", listener)  # every engine's commits, by the thread that made them
+    try:
+        last = [-1]
+
+        def pause_between_epochs(*args: Any, on_epoch: Any = None, **kw: Any) -> Any:
+            def hook(rec: Any) -> None:  # an epoch longer than the writer's linger, as in a real study
+                if rec.epoch != last[0]:
+                    time.sleep(0.8)
+                    last[0] = rec.epoch
+                on_epoch(rec)
+            return run_trials(*args, on_epoch=hook, **kw)
+
+        run_study(cfg, progress=False, quiet=True, report=False, executor=pause_between_epochs)
+    finally:
+        event.remove(Engine, "commit", listener)
+    writer = commits.count("lrlab-live")
+    # 12 epoch values (4 trials x 3 epochs): epochs 0 and 1 one transaction each (the trials created
+    # in the first), epoch 2 written with the finished trials; one commit per value would be 8 here
+    assert writer == 2, commits
+    trials = _trials(f"sqlite:///{tmp_path / 'study.db'}")
+    assert [sorted(t.intermediate_values) for t in trials] == [[0, 1, 2]] * 4
+
+
+def test_interrupted_study_leaves_no_running_trial_and_reruns_only_the_rest(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+
+    def stop(rec: Any) -> None:
+        if rec.epoch == 1:
+            _wait_visible(url, rec)
+            raise KeyboardInterrupt
+
+    cfg = {**SMALL, "out": str(tmp_path)}
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, progress=False, quiet=True, report=False, executor=_hooked(stop))
+    after = _trials(url)
+    assert not [t for t in after if t.state == TrialState.RUNNING]
+    assert [(t.state, t.user_attrs["lrlab_status"]) for t in after] == [(TrialState.FAIL, "interrupted")] * 2
+    assert StudyStorage(url, "lrlab").done_keys() == set()  # an interrupted trial is not a stored one
+    assert run_study(cfg, progress=False, quiet=True, report=False).ran == 2
+    again = run_study(cfg, progress=False, quiet=True, report=False)
+    assert (again.ran, again.reused) == (0, 2)
+    final = _trials(url)
+    assert sorted(t.state.name for t in final) == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]
+
+
+_KILLED = """
+import sys, time
+from lrlab.study import run_study
+from lrlab.study.fleet import run_trials
+
+def executor(*args, on_epoch=None, **kw):
+    def hook(rec):
+        on_epoch(rec)
+        if rec.epoch == 1:
+            print("epoch 1", flush=True)
+            time.sleep(600)  # killed here
+    return run_trials(*args, on_epoch=hook, **kw)
+
+run_study({cfg!r}, progress=False, quiet=True, report=False, executor=executor)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_study_leaves_running_trials_that_the_rerun_ends(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    cfg = {**SMALL, "out": str(tmp_path)}
+    monkeypatch.setenv("LRLAB_HEARTBEAT", "1")  # the dead run's queue claims go stale after 3 s, not 30
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(storage_mod.__file__).parents[2]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED.format(cfg=cfg)], stdout=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "epoch 1\n"
+        t0 = time.monotonic()
+        while not [t for t in _trials(url) if t.state == TrialState.RUNNING and len(t.intermediate_values) == 2]:
+            assert time.monotonic() - t0 < 60
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    zombies = [t for t in _trials(url) if t.state == TrialState.RUNNING]
+    assert zombies and all("lrlab_key" not in t.user_attrs for t in zombies)  # not counted as stored
+    res = run_study(cfg, progress=False, quiet=True, report=False)
+    assert (res.ran, res.reused) == (2, 0)
+    final = _trials(url)
+    assert not [t for t in final if t.state == TrialState.RUNNING]
+    ended = {t.number: t.user_attrs["lrlab_status"] for t in final if t.state == TrialState.FAIL}
+    assert sorted(ended) == sorted(t.number for t in zombies) and set(ended.values()) == {"abandoned"}
+    assert run_study(cfg, progress=False, quiet=True, report=False).ran == 0
+
+
+def test_where_trials_cannot_be_written_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = StudyStorage(str(tmp_path / "s.log"), "j")
+    assert "journal file" in str(live_reason(journal))
+    assert not LiveTrials(journal, {}).live
+    db = StudyStorage(str(tmp_path / "s.db"), "d")
+    assert live_reason(db) is None
+    monkeypatch.setenv("LRLAB_LIVE", "0")
+    assert live_reason(db) == "LRLAB_LIVE=0"
+    monkeypatch.setenv("LRLAB_LIVE", "yes")
+    with pytest.raises(ValueError, match=r"LRLAB_LIVE='yes': give 1 .* or 0"):
+        live_reason(db)
+
+
+def test_a_journal_study_still_stores_each_trial_when_it_finishes(tmp_path: Path) -> None:
+    res = run_study({**SMALL, "out": str(tmp_path), "storage": str(tmp_path / "s.log")}, progress=False,
+                    quiet=True, report=False)
+    trials = StudyStorage(str(tmp_path / "s.log"), "lrlab").study.get_trials()
+    assert res.ran == 2 and [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert all(sorted(t.intermediate_values) == [0, 1, 2] for t in trials)
