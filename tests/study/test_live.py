@@ -33,9 +33,9 @@ def _quick_writer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LRLAB_LIVE", raising=False)
 
 
-def _trials(url: str, **kw: Any) -> list[optuna.trial.FrozenTrial]:
+def _trials(url: str, study_name: str = "lrlab", **kw: Any) -> list[optuna.trial.FrozenTrial]:
     """The study's trials read through a fresh connection (not the writer's)."""
-    return optuna.load_study(study_name="lrlab", storage=url).get_trials(**kw)
+    return optuna.load_study(study_name=study_name, storage=url).get_trials(**kw)
 
 
 def _hooked(check: Any) -> Any:
@@ -65,9 +65,9 @@ def _comparable(t: optuna.trial.FrozenTrial) -> tuple[Any, ...]:
     return (t.state, t.value, t.params, t.distributions, t.intermediate_values, attrs)
 
 
-def test_values_visible_while_running_and_final_trials_unchanged(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'live' / 'study.db'}"
+def _visible_and_unchanged(url: str, plain_url: str, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each epoch's value is visible on another connection while its trial is RUNNING, and the
+    finished trials equal those of the same study stored without live writes (``plain_url``)."""
     seen: list[tuple[str, int, dict[int, float]]] = []
 
     def check(rec: Any) -> None:
@@ -77,21 +77,49 @@ def test_values_visible_while_running_and_final_trials_unchanged(tmp_path: Path,
         assert t.params["schedule"] == t.user_attrs["schedule_name"]  # sliceable while it trains
         seen.append((rec.trial_id, rec.epoch, dict(t.intermediate_values)))
 
-    res = run_study({**SMALL, "out": str(tmp_path / "live")}, progress=False, quiet=True, report=False,
-                    executor=_hooked(check))
+    res = run_study({**SMALL, "out": str(out / "live"), "storage": url}, progress=False, quiet=True,
+                    report=False, executor=_hooked(check))
     assert len(seen) == 2 * 3 and res.ran == 2
     live = _trials(url)
     assert [t.state for t in live] == [TrialState.COMPLETE] * 2  # the live trials themselves, no copies
-    # the same study without live writes stores the same trials (bar the wall-clock seconds)
     monkeypatch.setenv("LRLAB_LIVE", "0")
-    run_study({**SMALL, "out": str(tmp_path / "plain")}, progress=False, quiet=True, report=False)
-    plain = _trials(f"sqlite:///{tmp_path / 'plain' / 'study.db'}")
+    run_study({**SMALL, "out": str(out / "plain"), "storage": plain_url, "study_name": "plain"}, progress=False,
+              quiet=True, report=False)
+    monkeypatch.delenv("LRLAB_LIVE")
+    plain = _trials(plain_url, "plain")
     key = lambda t: t.user_attrs["lrlab_key"]  # noqa: E731
     assert [_comparable(t) for t in sorted(live, key=key)] == [_comparable(t) for t in sorted(plain, key=key)]
     for t in live:  # the real fleet start and end, not the moment the first epoch was written
         rec = {r.key: r for r in res.records}[t.user_attrs["lrlab_key"]]
         assert t.datetime_start.timestamp() == pytest.approx(rec.started, abs=1e-3)
         assert t.datetime_complete.timestamp() == pytest.approx(rec.finished, abs=1e-3)
+
+
+def test_values_visible_while_running_and_final_trials_unchanged(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _visible_and_unchanged(f"sqlite:///{tmp_path / 'live.db'}", f"sqlite:///{tmp_path / 'plain.db'}", tmp_path,
+                           monkeypatch)
+
+
+def _queue_tests() -> Any:
+    """tests/study/test_queue.py as a module (its PostgreSQL server fixture)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_lrlab_test_queue", Path(__file__).with_name("test_queue.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+postgres_url = _queue_tests().postgres_url  # a real PostgreSQL server (skips, saying why, without one)
+
+
+@pytest.mark.slow
+def test_values_visible_while_running_on_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  postgres_url: Any) -> None:
+    fresh = _queue_tests()._fresh_pg
+    _visible_and_unchanged(fresh(postgres_url), fresh(postgres_url), tmp_path, monkeypatch)
 
 
 def test_epoch_values_are_written_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,3 +242,64 @@ def test_a_journal_study_still_stores_each_trial_when_it_finishes(tmp_path: Path
     trials = StudyStorage(str(tmp_path / "s.log"), "lrlab").study.get_trials()
     assert res.ran == 2 and [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert all(sorted(t.intermediate_values) == [0, 1, 2] for t in trials)
+
+
+def _record(key: str = "linear/sgd/s0@abc", epochs: int = 2) -> Any:
+    """A finished trial's record, and its skeleton (what is known before it trains)."""
+    import dataclasses
+
+    import numpy as np
+
+    from lrlab.study.storage import CURVE_FIELDS, TrialRecord
+
+    skeleton = TrialRecord(key=key, trial_id=key.split("@")[0], schedule_name="linear", schedule_text="linear",
+                           schedule_config={}, optimizer="sgd", optimizer_kwargs={}, seed=0, peak_lr=0.1,
+                           epochs=epochs, curves={}, final={})
+    curves = {k: np.linspace(0.1, 0.2, epochs) for k in CURVE_FIELDS}
+    curves["epoch"] = np.arange(epochs, dtype=np.float64)
+    return dataclasses.replace(skeleton, curves=curves, final={"val_acc": 0.2}), skeleton
+
+
+def _epoch(trial_id: str, epoch: int, acc: float) -> Any:
+    from lrlab.study.fleet import EpochRecord
+
+    return EpochRecord(trial_id, epoch, 0.1, 1.0, acc, 1.0, acc, float("nan"), float("nan"))
+
+
+def _running(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    t0 = time.monotonic()
+    while not (got := _trials(url, study, states=(TrialState.RUNNING,))):
+        assert time.monotonic() - t0 < 30, "no live trial appeared"
+        time.sleep(0.02)
+    return got
+
+
+def test_a_live_trial_ended_by_another_process_is_stored_as_a_new_trial(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    rec, skeleton = _record()
+    with LiveTrials(StudyStorage(url, "u"), {rec.trial_id: skeleton}) as live:
+        live.epoch(_epoch(rec.trial_id, 0, 0.1))
+        (zombie,) = _running(url, "u")
+        # another process trains the same key (a rerun that took this one for dead): it ends it
+        LiveTrials(StudyStorage(url, "u"), {rec.trial_id: skeleton}).close()
+        live.save(rec)
+    ended, stored = _trials(url, "u")
+    assert (ended.number, ended.state, ended.user_attrs["lrlab_status"]) == (zombie.number, TrialState.FAIL,
+                                                                            "abandoned")
+    assert stored.state == TrialState.COMPLETE and stored.user_attrs["lrlab_key"] == rec.key
+    assert stored.intermediate_values == {0: 0.1, 1: 0.2}
+    assert StudyStorage(url, "u").done_keys() == {rec.key}
+
+
+def test_a_running_trial_whose_key_is_stored_is_ended_by_the_next_run(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    rec, skeleton = _record()
+    StudyStorage(url, "u").save(rec)
+    killed = LiveTrials(StudyStorage(url, "u"), {rec.trial_id: skeleton})  # never closed, as if killed
+    killed.epoch(_epoch(rec.trial_id, 0, 0.1))
+    _running(url, "u")
+    other, other_skeleton = _record("cosine/sgd/s0@def")
+    LiveTrials(StudyStorage(url, "u"), {other.trial_id: other_skeleton}).close()
+    assert not _trials(url, "u", states=(TrialState.RUNNING,))
+    assert [t.user_attrs["lrlab_status"] for t in _trials(url, "u", states=(TrialState.FAIL,))] == ["abandoned"]
+    killed.close()

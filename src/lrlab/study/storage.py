@@ -5,9 +5,11 @@ Where: a SQLite file in the output directory by default, or any Optuna storage b
 (``optuna.storages.JournalStorage`` over ``JournalFileBackend``) when given a path ending in
 ``.log``, ``.jsonl`` or ``.journal``. ``.db``/``.sqlite`` paths become SQLite URLs.
 
-What: each lrlab trial is added to the Optuna study with :func:`optuna.trial.create_trial` the
-moment it finishes (one committed transaction), so an interrupted run (Ctrl-C, ``kill -9``) loses
-no finished trial. Stored per trial:
+What: each lrlab trial is stored in the Optuna study the moment it finishes (one committed
+transaction), so an interrupted run (Ctrl-C, ``kill -9``) loses no finished trial: on an RDB
+storage, :class:`LiveTrials` has shown it as a ``RUNNING`` trial with its per-epoch values while it
+trained and completes that trial in place; otherwise (a journal file, ``LRLAB_LIVE=0``) it is added
+with :func:`optuna.trial.create_trial`. Either way the finished trial is the same. Stored per trial:
 
 * ``value``: final validation accuracy (state ``COMPLETE``; what the lr selection ranks); a
   diverged trial is stored with state ``FAIL`` and ``user_attrs["lrlab_status"] == "diverged"``
@@ -24,9 +26,9 @@ no finished trial. Stored per trial:
   user attributes only, with a warning: use a new ``--study-name`` to slice by it;
 * ``datetime_start``/``datetime_complete``: when the trial began training (its fleet's start) and
   when it finished, so durations are real;
-* ``intermediate_values``: validation accuracy per epoch (the selection metric), written with
-  the finished trial in its one transaction: written live, each epoch's value is one SQLite
-  commit (~19 ms measured), which would add minutes to a default study;
+* ``intermediate_values``: validation accuracy per epoch (the selection metric); on an RDB
+  storage written while the trial trains, by :class:`LiveTrials`'s writer thread in batched
+  transactions (one commit per value, ~19 ms on SQLite, would add minutes to a default study);
 * ``user_attrs``: the resume key, the trial's role (``"tune"``: a grid point on a tuning seed,
   ``"final"``: the chosen lr on a final seed), trial id, schedule name and text (multiplier form), the resolved
   absolute schedule config, optimizer and its overrides, the per-epoch curves (columnar lists),
@@ -447,7 +449,8 @@ class LiveTrials:
     A live trial carries its key as ``lrlab_live``, never ``lrlab_key``, so it counts as stored
     only once finished. :meth:`close` ends the live trials that did not finish as ``FAIL`` with
     ``lrlab_status`` ``"interrupted"`` (Ctrl-C) or ``"failed"``; a trial left ``RUNNING`` by a
-    killed process is ended the same way (``"abandoned"``) when a later run trains its key again.
+    killed process is ended the same way (``"abandoned"``) when a later run trains its key again
+    (or finds it stored).
     A write that fails (the database gone) stops the live writes with :attr:`error` set; the
     finished trials are still stored by :meth:`save`.
 
@@ -468,17 +471,21 @@ class LiveTrials:
         self._lock = threading.Lock()  # one database writer at a time; guards _ids and _finished
         self._ids: dict[str, int] = {}  # trial_id -> Optuna trial id of its live trial
         self._finished: set[str] = set()
+        self._orphans: list[int] = []  # live trials of finished trials stored as new ones
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._space: Mapping[str, Any] = {}
         if self._rdb is not None and self.skeletons:
             self._space = storage.get_attr(_SPACE_ATTR) or {}  # read once, not per trial by the writer
-            keys = {r.key: r.trial_id for r in self.skeletons.values()}
+            keys = {r.key for r in self.skeletons.values()}
             from optuna.trial import TrialState
 
-            zombies = [t._trial_id for t in self.storage.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                       if t.user_attrs.get(_LIVE_ATTR) in keys]
+            running = [t for t in self.storage.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                       if _LIVE_ATTR in t.user_attrs]
+            if running and any(t.user_attrs[_LIVE_ATTR] not in keys for t in running):
+                keys |= self.storage.done_keys()  # a stored key is not trained again
+            zombies = [t._trial_id for t in running if t.user_attrs[_LIVE_ATTR] in keys]
             if zombies:
                 self._end(zombies, "abandoned", "its process ended before the trial finished; trained again")
             self._thread = threading.Thread(target=self._run, name="lrlab-live", daemon=True)
@@ -509,12 +516,13 @@ class LiveTrials:
             with self._lock:
                 self._finished.add(record.trial_id)
                 tid = self._ids.pop(record.trial_id, None)
-                if tid is not None and self.error is None:
+                if tid is not None:
                     try:
-                        if self._locked_retry(lambda: self._complete(tid, record)):
+                        if self.error is None and self._locked_retry(lambda: self._complete(tid, record)):
                             return
                     except Exception as e:  # the live trial cannot be completed: store it as before
                         self._failed(e)
+                    self._orphans.append(tid)  # ended by close(): the result is a new trial
         self.storage.save(record)
 
     def close(self, why: BaseException | None = None) -> None:
@@ -528,14 +536,15 @@ class LiveTrials:
         self._thread = None
         with self._lock:
             left, self._ids = list(self._ids.values()), {}
-        if left and self.error is None:
-            status = "interrupted" if isinstance(why, KeyboardInterrupt) else "failed"
-            reason = (str(why).strip().splitlines() or [type(why).__name__])[0] if why is not None else \
-                "training ended before the trial finished"
-            try:
-                self._end(left, status, reason or type(why).__name__)
-            except Exception as e:  # the database is gone: a rerun ends them ("abandoned")
-                self._failed(e)
+            orphans, self._orphans = self._orphans, []
+        status = "interrupted" if isinstance(why, KeyboardInterrupt) else "failed"
+        reason = (str(why).strip().splitlines() or [type(why).__name__])[0] if why is not None else \
+            "training ended before the trial finished"
+        try:
+            self._end(left, status, reason or type(why).__name__)
+            self._end(orphans, "failed", "its result was stored as a separate trial")
+        except Exception as e:  # the database is gone: a rerun ends them ("abandoned")
+            self._failed(e)
 
     def __enter__(self) -> LiveTrials:
         return self
