@@ -75,3 +75,15 @@ def test_bench_demo_quick_times_the_default_study_against_its_budget() -> None:
     wall, cpu = (float(v) for v in re.findall(r"\| ([0-9.]+) s", row))
     share = float(re.search(r"\| ([0-9.]+) of 300 s", row).group(1))  # type: ignore[union-attr]
     assert wall > 0 and cpu > 0 and share == pytest.approx(wall / 300, abs=0.01)
+
+
+@pytest.mark.slow
+def test_bench_demo_live_compares_live_trials_on_and_off() -> None:
+    proc = _run(str(BENCH / "bench_demo.py"), "--quick", "--live", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [ln for ln in proc.stdout.splitlines() if re.match(r"\| [12] \|", ln)]
+    assert [r.split("|")[2].strip() for r in rows] == ["on", "off"], proc.stdout
+    walls = [float(r.split("|")[3].strip().removesuffix(" s")) for r in rows]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("live on / off over 1 pairs")]
+    ratio = float(re.search(r"wall ([0-9.]+),", line).group(1))  # type: ignore[union-attr]
+    assert ratio == pytest.approx(walls[0] / walls[1], abs=0.005)

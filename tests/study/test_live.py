@@ -303,3 +303,14 @@ def test_a_running_trial_whose_key_is_stored_is_ended_by_the_next_run(tmp_path: 
     assert not _trials(url, "u", states=(TrialState.RUNNING,))
     assert [t.user_attrs["lrlab_status"] for t in _trials(url, "u", states=(TrialState.FAIL,))] == ["abandoned"]
     killed.close()
+
+
+def test_a_fresh_run_is_live_too(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    cfg = {**SMALL, "out": str(tmp_path), "epochs": 2}
+    run_study(cfg, progress=False, quiet=True, report=False)
+    seen: list[int] = []
+    res = run_study({**cfg, "fresh": True}, progress=False, quiet=True, report=False,
+                    executor=_hooked(lambda rec: seen.append(_wait_visible(url, rec).number)))
+    assert res.ran == 2 and sorted(set(seen)) == [2, 3]  # new trials, after the first run's two
+    assert [t.state for t in _trials(url)] == [TrialState.COMPLETE] * 4
