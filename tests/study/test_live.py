@@ -314,3 +314,48 @@ def test_a_fresh_run_is_live_too(tmp_path: Path) -> None:
                     executor=_hooked(lambda rec: seen.append(_wait_visible(url, rec).number)))
     assert res.ran == 2 and sorted(set(seen)) == [2, 3]  # new trials, after the first run's two
     assert [t.state for t in _trials(url)] == [TrialState.COMPLETE] * 4
+
+
+def test_optuna_dashboard_serves_a_running_trial_with_its_values(tmp_path: Path) -> None:
+    """What optuna-dashboard's API (the data of its pages) says while the study trains."""
+    pytest.importorskip("optuna_dashboard")
+    import json
+    import socket
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    import optuna_dashboard
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:  # no request lines on stderr
+            pass
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    seen: list[tuple[str, int]] = []
+
+    def check(rec: Any) -> None:
+        if rec.epoch != 1:
+            return
+        _wait_visible(url, rec)
+        server = make_server("127.0.0.1", port, optuna_dashboard.wsgi(url), handler_class=Quiet)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        try:
+            base = f"http://127.0.0.1:{port}/api/studies"
+            (sid,) = [s["study_id"] for s in json.load(urllib.request.urlopen(base, timeout=30))["study_summaries"]
+                      if s["study_name"] == "lrlab"]
+            trials = json.load(urllib.request.urlopen(f"{base}/{sid}?after=0", timeout=30))["trials"]
+            (mine,) = [t for t in trials if t["state"] == "Running"
+                       and {"key": "trial_id", "value": rec.trial_id} in t["user_attrs"]]
+            seen.append((mine["state"], len(mine["intermediate_values"])))
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=10)
+
+    run_study({**SMALL, "out": str(tmp_path)}, progress=False, quiet=True, report=False, executor=_hooked(check))
+    assert seen == [("Running", 2)] * 2  # both trials, at epoch 1: values for epochs 0 and 1
