@@ -114,3 +114,25 @@ def test_bench_checkpoint_rejects_bad_arguments() -> None:
     proc = _run(str(BENCH / "bench_checkpoint.py"), "--epochs", "1")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "bench_checkpoint: --epochs must be >= 2 (the last epoch saves nothing), got 1"
+
+
+@pytest.mark.slow
+def test_bench_demo_live_compares_live_trials_on_and_off() -> None:
+    proc = _run(str(BENCH / "bench_demo.py"), "--quick", "--live", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [ln for ln in proc.stdout.splitlines() if re.match(r"\| [12] \|", ln)]
+    assert [r.split("|")[2].strip() for r in rows] == ["on", "off"], proc.stdout
+    walls = [float(r.split("|")[3].strip().removesuffix(" s")) for r in rows]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("live on / off over 1 pairs")]
+    ratio = float(re.search(r"wall ([0-9.]+),", line).group(1))  # type: ignore[union-attr]
+    assert ratio == pytest.approx(walls[0] / walls[1], abs=0.005)
+
+
+def test_bench_live_quick_replays_a_fleet_live_and_finish_only() -> None:
+    proc = _run(str(BENCH / "bench_live.py"), "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [ln.split("|") for ln in proc.stdout.splitlines() if re.match(r"\| [12] \|", ln)]
+    assert [r[2].strip() for r in rows] == ["on", "off"], proc.stdout
+    cpu = [float(r[3].strip().removesuffix(" s")) for r in rows]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("live on / off: CPU ")]
+    assert float(line.split()[5].rstrip(",")) == pytest.approx(cpu[0] / cpu[1], abs=0.1)

@@ -140,3 +140,32 @@ def test_study_report_format_json(tmp_path, capsys):
     doc = json.loads(captured.out)  # stdout is one JSON document, the table went to stderr
     assert doc == ran and "baseline" in captured.err
     assert {c["schedule"] for c in doc["cells"]} == {"constant", "linear"}
+
+
+def _command_paths(cmd, path=()):
+    """Every command and group of the CLI as its argument path (``()`` is ``lrlab`` itself)."""
+    yield path
+    for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+        yield from _command_paths(sub, (*path, name))
+
+
+_TYPE_LABEL = re.compile(r"<(?:str|text|int|integer|float|bool|boolean|path|file|choice|list\[[^\]]*\]|"
+                         r"[a-z]+ range|datetime|uuid)>|\b(?:TEXT|INTEGER|FLOAT|BOOLEAN|PATH)\b")
+
+
+def test_every_help_screen_is_free_of_type_labels():
+    """typer's own --help/--install-completion/--show-completion and positional arguments too,
+    in every command's help (walked from the click tree, so a new command is covered)."""
+    import typer.main
+
+    paths = list(_command_paths(typer.main.get_command(app)))
+    assert ("study", "compare") in paths and ("show",) in paths and len(paths) >= 12
+    for path in paths:
+        res = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, (path, res.output)
+        labels = [line for line in res.output.splitlines() if _TYPE_LABEL.search(line)]
+        assert not labels, (path, labels)
+        if path == ():  # the flags show no metavar at all
+            assert re.search(r"--install-completion\s{2,}Install completion", res.output), res.output
+        if path == ("show",):  # an argument's row: the name, then its help
+            assert re.search(r"NAME\s{2,}A registered schedule name", res.output), res.output

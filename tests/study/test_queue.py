@@ -517,11 +517,12 @@ import os, sys
 from lrlab.study.queue import WorkQueue
 from lrlab.study.storage import StudyStorage
 q = WorkQueue(StudyStorage(sys.argv[1], "lrlab"))
-take = q._s.set_trial_state_values
+take = q._to_running
 def take_and_die(*args, **kwargs):
-    take(*args, **kwargs)
-    os._exit(9)
-q._s.set_trial_state_values = take_and_die
+    if take(*args, **kwargs):
+        os._exit(9)
+    return False
+q._to_running = take_and_die
 q.claim(1)
 '''
 

@@ -11,10 +11,49 @@ from __future__ import annotations
 import inspect
 import sys
 import typing
+from typing import Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from lrlab.cli import _find, _schedules, _study
+
+
+class _PlainArgument(TyperArgument):
+    """A positional argument whose help row shows its name only (typer adds ``<str>``/``<path>``
+    there even when the argument has a metavar)."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+def _plain_params(cmd: TyperCommand | TyperGroup, ctx: Any) -> None:
+    """Drop the type labels typer puts on parameters lrlab does not declare itself: the flags
+    ``--help``, ``--install-completion`` and ``--show-completion`` (``<bool>``) get an empty
+    metavar, other options without one their name in capitals, and positional arguments lose
+    their ``<str>`` column."""
+    for p in cmd.get_params(ctx):
+        if isinstance(p, TyperArgument) and not isinstance(p, _PlainArgument):
+            p.__class__ = _PlainArgument
+        elif isinstance(p, TyperOption) and p.metavar is None:
+            p.metavar = "" if p.is_flag or p.count else (p.name or "value").upper()
+
+
+class _PlainCommand(TyperCommand):
+    """A command whose help shows no type labels (:func:`_plain_params`)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _plain_params(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+class _PlainGroup(TyperGroup):
+    """A group (``lrlab``, ``lrlab study``) whose help shows no type labels."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _plain_params(self, ctx)
+        super().format_help(ctx, formatter)
+
 
 app = typer.Typer(
     name="lrlab",
@@ -22,6 +61,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, powershell
     pretty_exceptions_enable=False,
+    cls=_PlainGroup,
 )
 
 
@@ -56,11 +96,17 @@ def error_line(e: BaseException) -> str:
 
 def _plain_metavars(t: typer.Typer) -> None:
     """Help shows ``--out OUT`` and ``--fresh`` instead of typer's ``<str>``/``<bool>`` type labels:
-    every option or argument without a metavar gets its long name in capitals (flags: none).
+    every option or argument without a metavar gets its long name in capitals (flags: none), and
+    every command and group renders its help through :class:`_PlainCommand`/:class:`_PlainGroup`
+    (typer's own options and the positional arguments' type column).
 
     The evaluated annotations are written back into each function's ``__annotations__``: with
     ``from __future__ import annotations`` every evaluation of ``Annotated[..., typer.Option()]``
     builds new option objects, so typer would not see the metavars set here otherwise."""
+    t.info.cls = _PlainGroup
+    for c in t.registered_commands:
+        if c.cls in (None, TyperCommand):
+            c.cls = _PlainCommand
     fns = [c.callback for c in t.registered_commands]
     if t.registered_callback is not None:
         fns.append(t.registered_callback.callback)

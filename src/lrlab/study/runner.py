@@ -30,6 +30,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -53,7 +54,7 @@ from lrlab.study.stats import (
     select_lr,
     summarize,
 )
-from lrlab.study.storage import CURVE_FIELDS, StudyStorage, TrialRecord, storage_url
+from lrlab.study.storage import CURVE_FIELDS, LiveTrials, StudyStorage, TrialRecord, storage_url
 
 __all__ = ["PlannedTrial", "StudyResult", "plan_trials", "rebuild_report", "run_study", "tuning_grid", "versions"]
 
@@ -228,6 +229,16 @@ def plan_trials(cfg: StudyConfig, *, epochs: int, steps_per_epoch: int,
     return plans
 
 
+def _skeleton(plan: PlannedTrial, epochs: int) -> TrialRecord:
+    """The record of a planned trial before it trains: what it is, no results yet."""
+    return TrialRecord(
+        key=plan.key, trial_id=plan.spec.trial_id, schedule_name=plan.schedule_name,
+        schedule_text=plan.schedule_text, schedule_config=plan.spec.schedule.to_config(),
+        optimizer=plan.spec.optimizer, optimizer_kwargs=dict(plan.spec.optimizer_kwargs),
+        seed=plan.spec.seed, peak_lr=plan.peak_lr, epochs=epochs, curves={}, final={}, role=plan.role,
+    )
+
+
 def _record(plan: PlannedTrial, result: Any, epochs: int) -> TrialRecord:
     curves = {k: np.array([float(getattr(e, k)) for e in result.curves], dtype=np.float64) for k in CURVE_FIELDS}
     final = {k: float(v) for k, v in dict(result.final).items() if isinstance(v, (int, float))}
@@ -238,14 +249,10 @@ def _record(plan: PlannedTrial, result: Any, epochs: int) -> TrialRecord:
     if "best_val_acc" not in final:
         acc = curves["val_acc"]
         final["best_val_acc"] = float(np.nanmax(acc)) if np.isfinite(acc).any() else math.nan
-    return TrialRecord(
-        key=plan.key, trial_id=plan.spec.trial_id, schedule_name=plan.schedule_name,
-        schedule_text=plan.schedule_text, schedule_config=plan.spec.schedule.to_config(),
-        optimizer=plan.spec.optimizer, optimizer_kwargs=dict(plan.spec.optimizer_kwargs),
-        seed=plan.spec.seed, peak_lr=plan.peak_lr, epochs=epochs, curves=curves, final=final,
-        diverged=bool(result.diverged), diverged_epoch=result.diverged_epoch, seconds=float(result.seconds),
-        role=plan.role, started=float(getattr(result, "started", math.nan)),
-        finished=float(getattr(result, "finished", math.nan)),
+    return dataclasses.replace(
+        _skeleton(plan, epochs), curves=curves, final=final, diverged=bool(result.diverged),
+        diverged_epoch=result.diverged_epoch, seconds=float(result.seconds),
+        started=float(getattr(result, "started", math.nan)), finished=float(getattr(result, "finished", math.nan)),
     )
 
 
@@ -594,6 +601,7 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
 
     from lrlab.study.checkpoint import checkpoint_dir
     from lrlab.study.fleet import run_trials
+    from lrlab.study.trainfn import TrainingFunction, run_planned
 
     ck_dir = checkpoint_dir(storage.url, cfg.out, storage.study_name)
     by_id = {p.spec.trial_id: p for p in pending}
@@ -610,21 +618,26 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
     plain = show and not con.is_terminal
     t0, next_line = time.perf_counter(), 1
 
+    # trials in Optuna as they train (RUNNING, per-epoch values), written off this thread
+    live = LiveTrials(storage, {} if isinstance(task, TrainingFunction) else
+                      {p.spec.trial_id: _skeleton(p, epochs) for p in pending})
+
     def on_epoch(rec: Any) -> None:
         seen[rec.trial_id] = seen.get(rec.trial_id, 0) + 1
         prog.advance(bar, 1)
+        live.epoch(rec)
 
     def save(rec: TrialRecord) -> None:
         """Store a finished trial at once (a kill loses no finished trial); from a queue claim, first
         result wins (a claim judged stale and re-queued while it still trained finds its key stored)
         and the claim's ticket is closed."""
         if on_stored is None:
-            storage.save(rec)
+            live.save(rec)  # its live trial completed in place (or a new trial)
             return
         from lrlab.study.queue import worker_name
 
         rec.extra["worker"] = worker_name()  # stored as x_worker: who trained it
-        if not storage.save_once(rec):
+        if not live.save(rec, once=True):
             con.print(escape(f"{what}: {rec.trial_id} was stored meanwhile by another process (this claim was "
                              "judged stale and re-queued); this result is dropped, the stored one kept"),
                       soft_wrap=True)
@@ -647,15 +660,13 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
             while state["done"] * 10 >= next_line * len(pending):
                 next_line += 1
 
-    from lrlab.study.trainfn import TrainingFunction, run_planned
-
     finished: set[str] = set()
 
     def stored(res: Any) -> None:
         finished.add(res.trial_id)
         on_trial_done(res)
 
-    with prog:
+    with prog, live:  # live: the trials that did not finish end as FAIL, not RUNNING
         try:
             if isinstance(task, TrainingFunction):  # one trial at a time per worker, stored as each finishes
                 run_planned(task, cfg, pending, epochs, save, stored, checkpoint_dir=ck_dir)

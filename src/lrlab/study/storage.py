@@ -5,9 +5,11 @@ Where: a SQLite file in the output directory by default, or any Optuna storage b
 (``optuna.storages.JournalStorage`` over ``JournalFileBackend``) when given a path ending in
 ``.log``, ``.jsonl`` or ``.journal``. ``.db``/``.sqlite`` paths become SQLite URLs.
 
-What: each lrlab trial is added to the Optuna study with :func:`optuna.trial.create_trial` the
-moment it finishes (one committed transaction), so an interrupted run (Ctrl-C, ``kill -9``) loses
-no finished trial. Stored per trial:
+What: each lrlab trial is stored in the Optuna study the moment it finishes (one committed
+transaction), so an interrupted run (Ctrl-C, ``kill -9``) loses no finished trial: on an RDB
+storage, :class:`LiveTrials` has shown it as a ``RUNNING`` trial with its per-epoch values while it
+trained and completes that trial in place; otherwise (a journal file, ``LRLAB_LIVE=0``) it is added
+with :func:`optuna.trial.create_trial`. Either way the finished trial is the same. Stored per trial:
 
 * ``value``: final validation accuracy (state ``COMPLETE``; what the lr selection ranks); a
   diverged trial is stored with state ``FAIL`` and ``user_attrs["lrlab_status"] == "diverged"``
@@ -24,9 +26,9 @@ no finished trial. Stored per trial:
   user attributes only, with a warning: use a new ``--study-name`` to slice by it;
 * ``datetime_start``/``datetime_complete``: when the trial began training (its fleet's start) and
   when it finished, so durations are real;
-* ``intermediate_values``: validation accuracy per epoch (the selection metric), written with
-  the finished trial in its one transaction: written live, each epoch's value is one SQLite
-  commit (~19 ms measured), which would add minutes to a default study;
+* ``intermediate_values``: validation accuracy per epoch (the selection metric); on an RDB
+  storage written while the trial trains, by :class:`LiveTrials`'s writer thread in batched
+  transactions (one commit per value, ~19 ms on SQLite, would add minutes to a default study);
 * ``user_attrs``: the resume key, the trial's role (``"tune"``: a grid point on a tuning seed,
   ``"final"``: the chosen lr on a final seed), trial id, schedule name and text (multiplier form), the resolved
   absolute schedule config, optimizer and its overrides, the per-epoch curves (columnar lists),
@@ -46,9 +48,11 @@ set()
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -59,7 +63,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CURVE_FIELDS", "LRLabStorageWarning", "StudyStorage", "TrialRecord", "storage_url"]
+__all__ = ["CURVE_FIELDS", "LRLabStorageWarning", "LiveTrials", "StudyStorage", "TrialRecord", "live_reason",
+           "storage_url"]
 
 CURVE_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 """Per-epoch curves of a stored trial: ``train_*`` running means over the epoch's minibatches,
@@ -297,12 +302,15 @@ class StudyStorage:
             self.set_attr(_SPACE_ATTR, space)
         return space
 
-    def _params(self, record: TrialRecord) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The trial's Optuna params and distributions within :meth:`param_space` (values outside it
-        are left out with a warning; they stay in the user attributes)."""
+    def _params(self, record: TrialRecord, space: Mapping[str, Any] | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The trial's Optuna params and distributions within :meth:`param_space` (``space``: as
+        read from the study before; values outside it are left out with a warning; they stay in
+        the user attributes)."""
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-        space = self.get_attr(_SPACE_ATTR) or {}
+        if space is None:
+            space = self.get_attr(_SPACE_ATTR) or {}
         params: dict[str, Any] = {"seed": int(record.seed)}
         dists: dict[str, Any] = {"seed": IntDistribution(0, 2**31 - 1)}
         if not space:  # never declared (a direct caller of save): numbers only, lr over every float
@@ -331,21 +339,18 @@ class StudyStorage:
 
     def save(self, record: TrialRecord) -> None:
         """Add one finished trial to the study (one transaction; call it as soon as it finishes)."""
+        self.study.add_trial(self.frozen(record))
+
+    def frozen(self, record: TrialRecord) -> Any:
+        """The finished trial as the Optuna ``FrozenTrial`` :meth:`save` adds (and
+        :class:`LiveTrials` turns a live trial into): state, value, params, user attributes,
+        intermediate values and the real start and completion times."""
         import optuna
 
         attrs = {
             "lrlab_key": record.key,
             "lrlab_status": record.status,
-            "role": record.role,
-            "trial_id": record.trial_id,
-            "schedule_name": record.schedule_name,
-            "schedule": record.schedule_text,
-            "schedule_config": record.schedule_config,
-            "optimizer": record.optimizer,
-            "optimizer_kwargs": record.optimizer_kwargs,
-            "seed": int(record.seed),
-            "peak_lr": float(record.peak_lr),
-            "epochs": record.epochs,
+            **_static_attrs(record),
             "curves": {k: list(v) for k, v in record.curves.items()},  # a training function's own names too
             "final": record.final,
             "diverged": record.diverged,
@@ -371,7 +376,7 @@ class StudyStorage:
         trial.datetime_complete = datetime.fromtimestamp(end)
         if math.isfinite(record.started):
             trial.datetime_start = datetime.fromtimestamp(min(record.started, end))
-        self.study.add_trial(trial)
+        return trial
 
     def save_once(self, record: TrialRecord) -> bool:
         """Store ``record`` unless a result with its key is stored already: the first result of a
@@ -427,6 +432,342 @@ class StudyStorage:
             finally:
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
                 conn.commit()
+
+
+def _static_attrs(record: TrialRecord) -> dict[str, Any]:
+    """The user attributes known before a trial trains (a live trial carries them from its start)."""
+    return {
+        "role": record.role,
+        "trial_id": record.trial_id,
+        "schedule_name": record.schedule_name,
+        "schedule": record.schedule_text,
+        "schedule_config": record.schedule_config,
+        "optimizer": record.optimizer,
+        "optimizer_kwargs": record.optimizer_kwargs,
+        "seed": int(record.seed),
+        "peak_lr": float(record.peak_lr),
+        "epochs": record.epochs,
+    }
+
+
+LIVE_LINGER_S = 0.5
+"""Seconds the live writer waits after an epoch record arrives before it writes, so a fleet-epoch's
+records (and whatever else arrives meanwhile) go to the database in one transaction."""
+
+_LIVE_ATTR = "lrlab_live"
+_RDB_NEEDS = ("scoped_session", "_get_prepared_new_trial")
+
+
+def _rdb_backend(storage: StudyStorage) -> Any:
+    """The ``RDBStorage`` under a study's (cached) storage, or ``None`` (a journal file)."""
+    from optuna.storages import RDBStorage
+
+    s = storage.study._storage
+    s = getattr(s, "_backend", s)
+    return s if isinstance(s, RDBStorage) else None
+
+
+def live_reason(storage: StudyStorage) -> str | None:
+    """Why ``storage`` cannot show trials while they train (``None``: it can).
+
+    Live trials need an RDB storage (SQLite, PostgreSQL, MySQL), written in batched transactions
+    through Optuna's own SQLAlchemy models; a journal file and ``LRLAB_LIVE=0`` store each trial
+    when it finishes only."""
+    import os
+
+    raw = os.environ.get("LRLAB_LIVE", "1")
+    if raw not in ("0", "1"):
+        raise ValueError(f"LRLAB_LIVE={raw!r}: give 1 (write trials as they train) or 0 (when they finish)")
+    if raw == "0":
+        return "LRLAB_LIVE=0"
+    rdb = _rdb_backend(storage)
+    if rdb is None:
+        return "a journal file has no batched writes: each trial is stored when it finishes"
+    missing = [n for n in _RDB_NEEDS if not hasattr(rdb, n)]
+    if missing:  # pragma: no cover - an Optuna without the RDB internals used here
+        return f"this Optuna's RDBStorage lacks {', '.join(missing)}"
+    return None
+
+
+class LiveTrials:
+    """A study's trials in Optuna while they train, written off the training thread.
+
+    :meth:`epoch` (the ``on_epoch`` callback: it only queues the record) makes a trial a
+    ``RUNNING`` Optuna trial, with its params and the user attributes known in advance, when its
+    first epoch record arrives, and adds each epoch's validation accuracy as an intermediate
+    value. A writer thread writes whatever has arrived, :data:`LIVE_LINGER_S` after the first
+    record, in ONE transaction (a fleet-epoch of 24 trials is one commit, not 24: a SQLite commit
+    costs ~19 ms here). :meth:`save` (the ``on_trial_done`` callback) turns the live trial into
+    exactly the trial :meth:`StudyStorage.save` would have added (one transaction: state, value,
+    every user attribute, intermediate values, the real start and end times); a trial without a
+    live one (no epoch record yet, a journal file, ``LRLAB_LIVE=0``) is saved as before.
+
+    A live trial carries its key as ``lrlab_live``, never ``lrlab_key``, so it counts as stored
+    only once finished. :meth:`close` ends the live trials that did not finish as ``FAIL`` with
+    ``lrlab_status`` ``"interrupted"`` (Ctrl-C) or ``"failed"``; a trial left ``RUNNING`` by a
+    killed process is ended the same way (``"abandoned"``) when a later run trains its key again
+    (or finds it stored).
+    A write that fails (the database gone) stops the live writes with :attr:`error` set; the
+    finished trials are still stored by :meth:`save`.
+
+    Args:
+        storage: the study's storage.
+        skeletons: the records of the trials about to train, by ``trial_id`` (only the fields
+            known in advance are read: key, role, schedule, optimizer, seed, lr, epochs).
+    """
+
+    def __init__(self, storage: StudyStorage, skeletons: Mapping[str, TrialRecord]) -> None:
+        self.storage = storage
+        self.skeletons = dict(skeletons)
+        self.reason = live_reason(storage)
+        self.error: str | None = None
+        self._rdb: Any = _rdb_backend(storage) if self.reason is None else None
+        self._pending: dict[str, dict[int, float]] = {}  # trial_id -> {epoch: value}, not written yet
+        self._plock = threading.Lock()  # guards _pending only: epoch() never waits for the database
+        self._lock = threading.Lock()  # one database writer at a time; guards _ids and _finished
+        self._ids: dict[str, int] = {}  # trial_id -> Optuna trial id of its live trial
+        self._finished: set[str] = set()
+        self._orphans: list[int] = []  # live trials of finished trials stored as new ones
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._space: Mapping[str, Any] = {}
+        if self._rdb is not None and self.skeletons:
+            self._space = storage.get_attr(_SPACE_ATTR) or {}  # read once, not per trial by the writer
+            keys = {r.key for r in self.skeletons.values()}
+            from optuna.trial import TrialState
+
+            running = [t for t in self.storage.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                       if _LIVE_ATTR in t.user_attrs]
+            if running and any(t.user_attrs[_LIVE_ATTR] not in keys for t in running):
+                keys |= self.storage.done_keys()  # a stored key is not trained again
+            zombies = [t._trial_id for t in running if t.user_attrs[_LIVE_ATTR] in keys]
+            if zombies:
+                self._end(zombies, "abandoned", "its process ended before the trial finished; trained again")
+            self._thread = threading.Thread(target=self._run, name="lrlab-live", daemon=True)
+            self._thread.start()
+
+    @property
+    def live(self) -> bool:
+        """Whether trials are being written as they train."""
+        return self._thread is not None and self.error is None
+
+    # ---- the training side ------------------------------------------------------------------------
+    def epoch(self, rec: Any) -> None:
+        """Queue one :class:`~lrlab.study.fleet.EpochRecord` (returns at once)."""
+        if not self.live or rec.trial_id not in self.skeletons:
+            return
+        value = float(rec.val_acc)
+        if not math.isfinite(value):
+            return
+        with self._plock:
+            self._pending.setdefault(rec.trial_id, {})[int(rec.epoch)] = value
+        self._wake.set()
+
+    def save(self, record: TrialRecord, *, once: bool = False) -> bool:
+        """Store a finished trial: its live trial completed in one transaction, else a new trial.
+
+        ``once``: first result wins, as :meth:`StudyStorage.save_once` (a work-queue claim): when a
+        result with the key is stored already, this one is dropped (its live trial is ended as
+        failed) and ``False`` returned."""
+        if not once:
+            self._save(record)
+            return True
+        with self.storage._store_lock(record.key):
+            if record.key in self.storage.done_keys():
+                tid = self._take(record)
+                if tid is not None:
+                    with self._lock:
+                        self._orphans.append(tid)  # ended as failed by close(); the stored one stays
+                return False
+            self._save(record)
+            return True
+
+    def _take(self, record: TrialRecord) -> int | None:
+        """Stop writing ``record``'s trial live: its queued values dropped, no new live trial for it;
+        returns its live trial's id, if it has one."""
+        if self._thread is None:
+            return None
+        with self._plock:
+            self._pending.pop(record.trial_id, None)
+        with self._lock:
+            self._finished.add(record.trial_id)
+            return self._ids.pop(record.trial_id, None)
+
+    def _save(self, record: TrialRecord) -> None:
+        if self._thread is not None:
+            tid = self._take(record)
+            with self._lock:
+                if tid is not None:
+                    try:
+                        if self.error is None and self._locked_retry(lambda: self._complete(tid, record)):
+                            return
+                    except Exception as e:  # the live trial cannot be completed: store it as before
+                        self._failed(e)
+                    self._orphans.append(tid)  # ended by close(): the result is a new trial
+        self.storage.save(record)
+
+    def close(self, why: BaseException | None = None) -> None:
+        """Stop the writer and end the live trials that did not finish (``why``: the exception
+        that stopped training; ``KeyboardInterrupt`` marks them ``"interrupted"``)."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join()
+        self._thread = None
+        with self._lock:
+            left, self._ids = list(self._ids.values()), {}
+            orphans, self._orphans = self._orphans, []
+        status = "interrupted" if isinstance(why, KeyboardInterrupt) else "failed"
+        reason = (str(why).strip().splitlines() or [type(why).__name__])[0] if why is not None else \
+            "training ended before the trial finished"
+        try:
+            self._end(left, status, reason or type(why).__name__)
+            self._end(orphans, "failed", "its result was stored as a separate trial")
+        except Exception as e:  # the database is gone: a rerun ends them ("abandoned")
+            self._failed(e)
+
+    def __enter__(self) -> LiveTrials:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        self.close(exc)
+
+    # ---- the writer thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait()
+            if self._stopping.wait(LIVE_LINGER_S):
+                return  # closing: what is still pending belongs to trials that are ended as such
+            self._wake.clear()
+            with self._plock:
+                batch, self._pending = self._pending, {}
+            if batch and self.error is None:
+                try:
+                    with self._lock:
+                        todo = {k: v for k, v in batch.items() if k not in self._finished}
+                        self._locked_retry(functools.partial(self._write, todo))
+                except Exception as e:
+                    self._failed(e)
+
+    def _failed(self, e: BaseException) -> None:
+        if self.error is None:
+            self.error = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            warnings.warn(f"live trials in {self.storage.url} stopped ({self.error}); finished trials are still "
+                          "stored as they finish", LRLabStorageWarning, stacklevel=2)
+
+    @staticmethod
+    def _locked_retry(fn: Any) -> Any:
+        from lrlab.study.queue import _retry
+
+        return _retry(fn)
+
+    def _session(self) -> Any:
+        """A session of the storage's engine whose ``with`` block is one transaction (rolled back
+        on any error, the error left as it is so a locked SQLite file is retried)."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def scope() -> Any:
+            session = self._rdb.scoped_session()
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+
+        return scope()
+
+    def _template(self, skeleton: TrialRecord) -> Any:
+        import optuna
+
+        params, dists = self.storage._params(skeleton, self._space)
+        attrs = {_LIVE_ATTR: skeleton.key, "lrlab_status": "running", **_static_attrs(skeleton)}
+        return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=params,
+                                         distributions=dists, user_attrs=_plain(attrs))
+
+    def _write(self, batch: Mapping[str, Mapping[int, float]]) -> None:
+        """One transaction: create the live trials seen for the first time, add the new values."""
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+
+        if not batch:
+            return
+        created: dict[str, int] = {}
+        with self._session() as session:
+            new = [k for k in batch if k not in self._ids]
+            if new:  # as Optuna's create_new_trial: the study row locked while numbers are given
+                models.StudyModel.find_or_raise_by_id(self.storage.study._study_id, session, for_update=True)
+                for k in new:
+                    t = self._rdb._get_prepared_new_trial(self.storage.study._study_id,
+                                                          self._template(self.skeletons[k]), session)
+                    created[k] = int(t.trial_id)
+            ids = {k: self._ids[k] if k in self._ids else created[k] for k in batch}
+            M = models.TrialIntermediateValueModel
+            states = dict(session.query(models.TrialModel.trial_id, models.TrialModel.state)
+                          .filter(models.TrialModel.trial_id.in_(list(ids.values()))).all())
+            have = set(session.query(M.trial_id, M.step).filter(M.trial_id.in_(list(ids.values()))).all())
+            for k, values in batch.items():
+                if states.get(ids[k]) != TrialState.RUNNING:
+                    continue  # ended by another process meanwhile: its result is stored as a new trial
+                for step, v in values.items():
+                    if (ids[k], step) not in have:
+                        stored, kind = M.intermediate_value_to_stored_repr(v)
+                        session.add(M(trial_id=ids[k], step=step, intermediate_value=stored,
+                                      intermediate_value_type=kind))
+        self._ids.update(created)
+
+    def _complete(self, tid: int, record: TrialRecord) -> bool:
+        """Turn live trial ``tid`` into :meth:`StudyStorage.frozen`'s trial (one transaction);
+        ``False`` when it is no longer running (another process ended it)."""
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+
+        full = self.storage.frozen(record)
+        with self._session() as session:
+            t = models.TrialModel.find_or_raise_by_id(tid, session, for_update=True)
+            if t.state != TrialState.RUNNING:
+                return False
+            for model in (models.TrialUserAttributeModel, models.TrialIntermediateValueModel):
+                session.query(model).filter(model.trial_id == tid).delete()
+            for k, v in full.user_attrs.items():
+                session.add(models.TrialUserAttributeModel(trial_id=tid, key=k, value_json=json.dumps(v)))
+            IV = models.TrialIntermediateValueModel
+            for step, v in full.intermediate_values.items():
+                stored, kind = IV.intermediate_value_to_stored_repr(v)
+                session.add(IV(trial_id=tid, step=step, intermediate_value=stored, intermediate_value_type=kind))
+            if full.value is not None:
+                final, vkind = models.TrialValueModel.value_to_stored_repr(full.value)
+                session.add(models.TrialValueModel(trial_id=tid, objective=0, value=final, value_type=vkind))
+            t.state = full.state
+            t.datetime_start, t.datetime_complete = full.datetime_start, full.datetime_complete
+        return True
+
+    def _end(self, ids: Iterable[int], status: str, reason: str) -> None:
+        """End the running trials ``ids`` as ``FAIL`` with ``lrlab_status`` and ``lrlab_error``."""
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+
+        A = models.TrialUserAttributeModel
+
+        def end() -> None:
+            with self._session() as session:
+                for tid in ids:
+                    t = models.TrialModel.find_or_raise_by_id(tid, session, for_update=True)
+                    if t.state != TrialState.RUNNING:
+                        continue
+                    session.query(A).filter(A.trial_id == tid, A.key.in_(["lrlab_status", "lrlab_error"])).delete()
+                    session.add(A(trial_id=tid, key="lrlab_status", value_json=json.dumps(status)))
+                    session.add(A(trial_id=tid, key="lrlab_error", value_json=json.dumps(reason)))
+                    t.state, t.datetime_complete = TrialState.FAIL, datetime.now()
+
+        ids = list(ids)
+        if ids:
+            self._locked_retry(end)
 
 
 class LRLabStorageWarning(UserWarning):
