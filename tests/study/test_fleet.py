@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -528,3 +529,39 @@ def test_phase_timer_sees_every_phase_and_changes_nothing(cnn_task, monkeypatch)
         assert timer.wall[phase] > 0 and timer.cpu[phase] >= 0, phase
     assert set(timer.wall) == set(timer.cpu)
     assert 0.5 * elapsed < sum(timer.wall.values()) <= elapsed  # the phases tile the run, nothing counted twice
+
+
+# ---- allocator ----------------------------------------------------------------------------------
+
+_FAULTS_SCRIPT = """
+import resource, sys, torch
+from lrlab.study.fleet import keep_freed_memory
+def faults():  # MB-sized buffers of varying sizes allocated and freed, as in a fleet step
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for i in range(10):
+        keep = []
+        for s in (1 << 18, 3 << 18, 1 << 20, 5 << 18, 1 << 19, 1 << 20, 3 << 19):
+            t = torch.empty(s).fill_(1.0)
+            if i % 2 or s > (1 << 19):
+                keep.append(t)
+        del keep
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r
+ok = keep_freed_memory() if sys.argv[1] == "keep" else None
+faults()
+print(ok, faults())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_keep_freed_memory_stops_the_page_faults_of_reused_buffers():
+    import lrlab
+
+    env = {**os.environ, "PYTHONPATH": str(Path(lrlab.__file__).resolve().parents[1])}
+    runs = {}
+    for mode in ("default", "keep"):
+        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], capture_output=True, text=True,
+                             env=env, timeout=120, check=True).stdout.split()
+        runs[mode] = (out[0], int(out[1]))
+    assert runs["keep"][0] == "True"
+    assert runs["default"][1] > 10_000  # glibc unmaps and re-faults the blocks every round
+    assert runs["keep"][1] < 100

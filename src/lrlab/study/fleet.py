@@ -677,6 +677,40 @@ class _Fleet:
 # ---- many fleets over worker processes ---------------------------------------------------------
 
 
+_MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's ``malloc`` keep freed blocks of up to 32 MiB for reuse (a worker process's setting).
+
+    A fleet step allocates and frees the same few MB-sized buffers every step (im2col columns,
+    gradients, activations: ~5 MB each for 18 CNN trials). By default glibc serves such blocks
+    with fresh ``mmap`` pages and unmaps them on ``free``, so every step the kernel faults in and
+    zeroes them again (~300-3000 page faults per step, measured), and the products that write
+    them run on cold memory: the conv2 input-gradient product took 127 us per trial-step in the
+    loop against 57 us with this setting (43 us in isolation), the whole step ~10 % less CPU.
+    Setting ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` keeps the blocks in the heap. It changes
+    where buffers live, never a number (the products align their operands themselves). Called in
+    :func:`run_trials`' worker processes, which are lrlab's own; a no-op returning ``False`` where
+    there is no glibc ``mallopt`` (macOS, Windows, musl).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+        if not libc.gnu_get_libc_version:
+            return False
+    except (OSError, AttributeError, TypeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, _MMAP_THRESHOLD_MAX)
+    return bool(ok) and bool(mallopt(m_trim_threshold, 2 * _MMAP_THRESHOLD_MAX))
+
+
+
 class TrialsFailed(RuntimeError):
     """Some trials could not be trained (a worker raised or died).
 
@@ -736,6 +770,7 @@ def _worker(wid: int, task_ref: str, task_kwargs: dict[str, Any], jobs: Any, out
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
     torch.set_num_threads(threads)
+    keep_freed_memory()
     from lrlab.study.tasks import load_task
 
     task = None
