@@ -432,7 +432,17 @@ def check_formulation(f: Formulation, models: list[nn.Module], probe: Tensor) ->
                 )
 
 
+def cross_entropy_per_sample(logits: Tensor, y: Tensor) -> Tensor:
+    """Cross-entropy of every sample: ``logits (K, b, C)``, ``y (K, b)`` (or ``(b,)``, shared) -> ``(K, b)``.
+
+    The classes go in dimension 1 (``(K, C, b)``, a transposed view): torch's log-softmax over
+    a short last dimension (10 classes) is ~8x slower on the CPU than over dimension 1, where it
+    runs vectorised along the batch (forward and backward: 22 -> 5 us per trial-step for 18
+    trials of 100 samples, measured). The same function of each sample's logits either way.
+    """
+    return F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none")
+
+
 def cross_entropy_per_trial(logits: Tensor, y: Tensor) -> Tensor:
     """Mean cross-entropy of each trial's minibatch: ``logits (K, b, C)``, ``y (K, b)`` -> ``(K,)``."""
-    k_, b = y.shape
-    return F.cross_entropy(logits.reshape(k_ * b, -1), y.reshape(-1), reduction="none").view(k_, b).mean(1)
+    return cross_entropy_per_sample(logits, y).mean(1)

@@ -583,8 +583,8 @@ class _Fleet:
             for i in range(0, x.shape[0], _EVAL_CHUNK):
                 out = self.form.forward_shared(params, x[i:i + _EVAL_CHUNK], buffers)
                 yy = y[i:i + _EVAL_CHUNK]
-                ce = F.cross_entropy(out.reshape(-1, out.shape[-1]), yy.repeat(r1 - r0), reduction="none")
-                loss[r0:r1] += ce.view(r1 - r0, -1).sum(1, dtype=torch.float64)
+                ce = _batched.cross_entropy_per_sample(out, yy)
+                loss[r0:r1] += ce.sum(1, dtype=torch.float64)
                 correct[r0:r1] += (out.argmax(-1) == yy).sum(1, dtype=torch.float64)
         return loss / x.shape[0], correct / x.shape[0]
 
