@@ -203,6 +203,31 @@ def linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return out
 
 
+class _LinearT(torch.autograd.Function):
+    """The same layer with the batch innermost: ``W @ hT + b`` for K models, ``hT`` (K, in, B),
+    ``W`` (K, out, in), ``b`` (K, out) -> (K, out, B).
+
+    The CNN's last conv output ``(K, C, L, B)`` is already ``hT`` (``(K, C*L, B)``, torch's
+    flatten order), so no transposing copy is needed either way, and the ``(out, B)`` products
+    with 10 outputs run ~1.6x faster than ``(B, out)`` ones (4.7 against 7.7 us per trial, 100
+    samples). Every product through :func:`_bmm` (aligned).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, ht: Tensor, w: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
+        ht, w = _aligned_operand(ht), _aligned_operand(w)
+        ctx.save_for_backward(ht, w)
+        return _bmm(w, ht, b.unsqueeze(2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        ht, w = ctx.saved_tensors
+        g = aligned(grad)
+        ght = _bmm(w.transpose(1, 2), g) if ctx.needs_input_grad[0] else None
+        gw = _bmm(g, ht.transpose(1, 2))
+        return ght, gw, g.sum(2)
+
+
 # ---- MNIST-1D CNN ---------------------------------------------------------------------------
 
 
@@ -291,8 +316,9 @@ def _cnn(model: nn.Module) -> Formulation:
         k_, bsz = h.shape[0], h.shape[-1]
         for i, (stride, pad) in enumerate(geom):
             h = _ConvReLU.apply(h, params[2 * i], params[2 * i + 1], stride, pad)
-        h = h.permute(0, 3, 1, 2).reshape(k_, bsz, -1)  # torch's flatten(1) order: channel, position
-        return linear(h, params[6], params[7])
+        # (K, C, L, B) is (K, C*L, B): torch's flatten(1) order (channel, position), batch innermost
+        logits_t: Tensor = _LinearT.apply(h.reshape(k_, -1, bsz), params[6], params[7])
+        return logits_t.transpose(1, 2)  # (K, B, classes), a view of the class-major product
 
     def train(params: list[Tensor], buffers: list[Tensor], x: Tensor) -> Tensor:  # x: (K, B, ...)
         k_, bsz = x.shape[0], x.shape[1]
@@ -441,6 +467,15 @@ def cross_entropy_per_sample(logits: Tensor, y: Tensor) -> Tensor:
     trials of 100 samples, measured). The same function of each sample's logits either way.
     """
     return F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none")
+
+
+def predictions(logits: Tensor) -> Tensor:
+    """The predicted class of every sample, ``logits (K, b, C)`` -> ``(K, b)`` (the first maximum).
+
+    Over a contiguous copy: the CNN's logits are a transposed view of a class-major product, and
+    torch's argmax over a strided class dimension is ~7x slower than the copy and the argmax.
+    """
+    return logits.contiguous().argmax(-1)
 
 
 def cross_entropy_per_trial(logits: Tensor, y: Tensor) -> Tensor:

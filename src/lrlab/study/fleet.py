@@ -585,7 +585,7 @@ class _Fleet:
                 yy = y[i:i + _EVAL_CHUNK]
                 ce = _batched.cross_entropy_per_sample(out, yy)
                 loss[r0:r1] += ce.sum(1, dtype=torch.float64)
-                correct[r0:r1] += (out.argmax(-1) == yy).sum(1, dtype=torch.float64)
+                correct[r0:r1] += (_batched.predictions(out) == yy).sum(1, dtype=torch.float64)
         return loss / x.shape[0], correct / x.shape[0]
 
     def run(self) -> None:
@@ -628,7 +628,7 @@ class _Fleet:
                     losses = _batched.cross_entropy_per_trial(logits, yb)
                 with torch.no_grad():
                     self.run_loss.add_(losses.detach().to(torch.float64), alpha=idx.shape[1])
-                    self.run_correct.add_((logits.detach().argmax(-1) == yb).sum(1, dtype=torch.float64))
+                    self.run_correct.add_((_batched.predictions(logits.detach()) == yb).sum(1, dtype=torch.float64))
                 mark("loss, divergence check, running metrics")
                 losses.sum().backward()
                 mark("backward")
