@@ -410,6 +410,51 @@ def test_aligned_products_are_what_a_lone_item_computes():
     assert aligned(t) is t and aligned(a[1:]).data_ptr() % 64 == 0 and torch.equal(aligned(a[1:]), a[1:])
 
 
+@pytest.mark.parametrize(("length", "k", "stride", "pad", "out_split"),
+                         [(19, 3, 2, 1, 1), (40, 5, 2, 1, 2), (10, 3, 2, 1, 3), (17, 4, 3, 2, 2), (12, 3, 1, 0, 2),
+                          (9, 5, 3, 0, 1), (6, 3, 2, 4, 2)])
+def test_residue_major_convs_are_conv1d_relu_forward_and_backward(length, k, stride, pad, out_split):
+    """The CNN's conv pieces against F.conv1d + relu in float64, values and all three gradients:
+    _ConvReLU writing its output positions residue-major (out_split), and _TapConvReLU reading
+    its input that way (one product per tap, taps overlapping, or reaching no input position)."""
+    from lrlab.study._batched import _ConvReLU, _residue_blocks, _TapConvReLU
+
+    g = torch.Generator().manual_seed(length * 100 + k)
+    kk, c, cout, b = 3, 4, 5, 6
+    x = torch.randn(kk, c, length, b, dtype=F64, generator=g)
+    w = torch.randn(kk, cout, c, k, dtype=F64, generator=g)
+    bias = torch.randn(kk, cout, dtype=F64, generator=g) * 0.1
+    out_len = (length + 2 * pad - k) // stride + 1
+    up = torch.randn(kk, cout, out_len, b, dtype=F64, generator=g)
+
+    def reference(x, w, bias):  # (K, C, L, B) -> (K, Cout, Lout, B), torch's own conv per model
+        return torch.stack([torch.nn.functional.conv1d(x[i].permute(2, 0, 1), w[i], bias[i], stride, pad).relu()
+                            .permute(1, 2, 0) for i in range(kk)])
+
+    def order(n, split):  # natural position of each stored position
+        return [r + split * i for r, _, count in _residue_blocks(n, split) for i in range(count)]
+
+    leaves = [t.clone().requires_grad_() for t in (x, w, bias)]
+    ref = reference(*leaves)
+    ref_grads = torch.autograd.grad((ref * up).sum(), leaves)
+    # _ConvReLU, output positions stored residue-major by out_split
+    o = order(out_len, out_split)
+    leaves = [t.clone().requires_grad_() for t in (x, w, bias)]
+    out = _ConvReLU.apply(*leaves, stride, pad, out_split)
+    assert torch.allclose(out, ref[:, :, o], rtol=1e-12, atol=1e-12)
+    for got, want in zip(torch.autograd.grad((out * up[:, :, o]).sum(), leaves), ref_grads):
+        assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+    # _TapConvReLU, input positions stored residue-major by the stride
+    i = order(length, stride)
+    leaves = [t.clone().requires_grad_() for t in (x[:, :, i].contiguous(), w, bias)]
+    out = _TapConvReLU.apply(*leaves, stride, pad)
+    assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad((out * up).sum(), leaves)
+    assert torch.allclose(got[0], ref_grads[0][:, :, i], rtol=1e-12, atol=1e-12)
+    assert torch.allclose(got[1], ref_grads[1], rtol=1e-12, atol=1e-12)
+    assert torch.allclose(got[2], ref_grads[2], rtol=1e-12, atol=1e-12)
+
+
 def test_run_trials_numbers_do_not_depend_on_workers_fleet_size_or_resume(cnn_task):
     """Same trials -> same stored numbers, bit for bit: in this process (whatever the caller's
     thread count) or in 2 worker processes, in fleets of 24 or of 3, all at once or as an

@@ -15,9 +15,13 @@ Three formulations:
     an explicit im2col + one ``baddbmm`` over the K trials in a channel-first, batch-innermost
     layout ``(K, C, L, B)``, inside a custom autograd function whose backward computes the weight,
     bias and input gradients with three ``bmm`` and a strided col2im (torch's generic ``unfold``
-    backward is several times slower on these shapes). Measured on a 2-core CPU with one
-    thread: ~0.85 ms per trial-step for K = 8..36 against ~1.3 ms with ``unfold`` and autograd
-    and ~1.5 ms for ``F.conv1d(groups=K)``.
+    backward is several times slower on these shapes). conv1 writes its output positions
+    residue-major (even positions, then odd), so conv2 reads each tap's input as one matrix
+    block and needs neither im2col nor col2im (:class:`_TapConvReLU`); the linear head takes the
+    last conv's output as it lies and gives class-major logits (:class:`_LinearT`). Measured on
+    a 2-core CPU with one thread: ~0.85 ms per trial-step for K = 8..36 with im2col everywhere
+    against ~1.3 ms with ``unfold`` and autograd and ~1.5 ms for ``F.conv1d(groups=K)``; see
+    ``docs/performance.md`` for the current figures.
 ``mnist1d_mlp``
     The MNIST-1D ``MLPBase`` (40-100-100-10 with a residual) as three ``baddbmm``.
 generic
@@ -239,6 +243,34 @@ def _tap_range(j: int, length: int, out_len: int, stride: int, pad: int) -> tupl
     return lo, max(lo, hi), stride * lo + j - pad
 
 
+def _residue_blocks(length: int, split: int) -> list[tuple[int, int, int]]:
+    """``(r, start, count)`` per residue ``r`` of positions ``0..length-1`` stored residue-major for
+    a conv of stride ``split``: positions ``r, r + split, ...`` at ``start..start+count-1``
+    (``split=1``: the natural order, one block)."""
+    blocks, start = [], 0
+    for r in range(split):
+        count = max(0, -(-(length - r) // split))
+        blocks.append((r, start, count))
+        start += count
+    return blocks
+
+
+def _im2col_blocks(length: int, out_len: int, k: int, stride: int, pad: int,
+                   out_split: int) -> list[tuple[int, int, int, int, int, int]]:
+    """The strided copies of an im2col whose output positions are stored residue-major by
+    ``out_split``: ``(tap, start, count, n_lo, n_hi, first input position)``; block entries
+    ``n_lo..n_hi-1`` read input positions ``first, first + stride*out_split, ...``, the others
+    read the zero padding."""
+    out = []
+    for j in range(k):
+        lo, hi, _ = _tap_range(j, length, out_len, stride, pad)
+        for r, start, count in _residue_blocks(out_len, out_split):
+            n_lo = min(count, max(0, -(-(lo - r) // out_split)))
+            n_hi = max(n_lo, min(count, -(-(hi - r) // out_split)))
+            out.append((j, start, count, n_lo, n_hi, stride * (r + out_split * n_lo) + j - pad))
+    return out
+
+
 class _ConvReLU(torch.autograd.Function):
     """``relu(conv1d(x, W, b, stride, padding))`` for K models at once, batch-innermost layout.
 
@@ -246,36 +278,36 @@ class _ConvReLU(torch.autograd.Function):
     ``(K, Cout, Lout, B)`` with ``Lout = (L + 2 pad - k) // stride + 1``. With the batch
     innermost, every im2col tap and every col2im accumulation moves whole rows of B contiguous
     values (with positions innermost they moved rows of ~Lout values, and the copies cost more
-    than the products).
+    than the products). With ``out_split > 1`` the output positions are stored residue-major
+    (see :class:`_TapConvReLU`, the next layer, which reads them that way): the im2col columns
+    are simply copied in that order.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, stride: int, pad: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, stride: int, pad: int,  # type: ignore[override]
+                out_split: int = 1) -> Tensor:
         k_, c, length, bsz = x.shape
         k = w.shape[-1]
         out_len = (length + 2 * pad - k) // stride + 1
         cols = aligned_empty(k_, c, k, out_len, bsz, like=x) if x.device.type == "cpu" else x.new_empty(k_, c, k, out_len, bsz)
-        for j in range(k):
-            lo, hi, s = _tap_range(j, length, out_len, stride, pad)
-            if hi > lo:
-                cols[:, :, j, lo:hi] = x[:, :, s : s + stride * (hi - lo - 1) + 1 : stride]
-            cols[:, :, j, :lo] = 0.0  # taps that read the zero padding (only these need filling)
-            cols[:, :, j, hi:] = 0.0
+        step = stride * out_split
+        blocks = _im2col_blocks(length, out_len, k, stride, pad, out_split)
+        for j, start, count, n_lo, n_hi, first in blocks:
+            if n_hi > n_lo:
+                cols[:, :, j, start + n_lo:start + n_hi] = x[:, :, first:first + step * (n_hi - n_lo - 1) + 1:step]
+            cols[:, :, j, start:start + n_lo] = 0.0  # taps that read the zero padding (only these need filling)
+            cols[:, :, j, start + n_hi:start + count] = 0.0
         cols2 = cols.view(k_, c * k, out_len * bsz)
         out = _bmm(w.reshape(k_, -1, c * k), cols2, b.unsqueeze(2)).relu_()
         ctx.save_for_backward(cols2, w, out)
-        ctx.geometry = (k_, c, bsz, length, k, out_len, stride, pad)
+        ctx.geometry = (k_, c, bsz, length, k, out_len, step, blocks)
         return out.view(k_, -1, out_len, bsz)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         cols2, w, out = ctx.saved_tensors
-        k_, c, bsz, length, k, out_len, stride, pad = ctx.geometry
-        grad = grad.reshape(k_, -1, out_len * bsz)
-        g = aligned_empty(*grad.shape, like=grad) if grad.device.type == "cpu" else None
-        # relu's backward written straight into the aligned layout: one pass, no mask tensor, no copy
-        g = torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=g) if g is not None \
-            else torch.ops.aten.threshold_backward(grad, out, 0)
+        k_, c, bsz, length, k, out_len, step, blocks = ctx.geometry
+        g = _relu_grad(grad.reshape(k_, -1, out_len * bsz), out)
         gw = _bmm(g, cols2.transpose(1, 2)).reshape(w.shape)
         gb = g.sum(2)
         gx = None
@@ -284,11 +316,100 @@ class _ConvReLU(torch.autograd.Function):
             wt = aligned(wt.contiguous()) if wt.device.type != "cpu" else aligned_empty(*wt.shape, like=wt).copy_(wt)
             gcols = _bmm(wt, g).view(k_, c, k, out_len, bsz)
             gx = g.new_zeros(k_, c, length, bsz)
-            for j in range(k):
-                lo, hi, s = _tap_range(j, length, out_len, stride, pad)
-                if hi > lo:
-                    gx[:, :, s : s + stride * (hi - lo - 1) + 1 : stride] += gcols[:, :, j, lo:hi]
-        return gx, gw, gb, None, None
+            for j, start, _, n_lo, n_hi, first in blocks:
+                if n_hi > n_lo:
+                    gx[:, :, first:first + step * (n_hi - n_lo - 1) + 1:step] += gcols[:, :, j, start + n_lo:start + n_hi]
+        return gx, gw, gb, None, None, None
+
+
+def _relu_grad(grad: Tensor, out: Tensor) -> Tensor:
+    """relu's backward (``grad`` where ``out > 0``) written straight into an aligned buffer: one
+    pass, no mask tensor, no copy."""
+    if grad.device.type != "cpu":
+        return torch.ops.aten.threshold_backward(grad, out, 0)
+    g = aligned_empty(*grad.shape, like=grad)
+    return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=g)
+
+
+class _TapConvReLU(torch.autograd.Function):
+    """:class:`_ConvReLU` for an input stored *residue-major* by the conv's stride ``s``: the
+    positions ``r, r + s, r + 2s, ...`` of each residue ``r`` one after another (the previous
+    layer writes its output that way, ``out_split=s``). Then tap ``j`` reads a contiguous run of
+    positions, so its input is a plain ``(C, n*B)`` matrix block and the conv is one product
+    per tap, accumulated, with no im2col copy; the backward's input gradient likewise is one
+    product per tap written or accumulated into its block, with no im2col-sized ``gcols`` and no
+    col2im (measured: the 25-channel stride-2 conv2's forward and backward 340 -> 265 us per
+    trial-step, in isolation). The input gradient is returned in the same residue-major order.
+
+    ``x``: ``(K, C, L, B)`` (residue-major positions); ``W``: ``(K, Cout, C, k)``; ``b``:
+    ``(K, Cout)``; returns ``(K, Cout, Lout, B)`` in the natural order.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, stride: int, pad: int) -> Tensor:  # type: ignore[override]
+        k_, c, length, bsz = x.shape
+        k = w.shape[-1]
+        out_len = (length + 2 * pad - k) // stride + 1
+        starts = {r: start for r, start, _ in _residue_blocks(length, stride)}
+        taps = []  # (tap, first output position, last + 1, first input index in storage order)
+        for j in range(k):
+            lo, hi, first = _tap_range(j, length, out_len, stride, pad)
+            if hi > lo:
+                taps.append((j, lo, hi, starts[first % stride] + first // stride))
+        xf = x.reshape(k_, c, length * bsz)
+        wj = [aligned(w[..., j].contiguous()) for j, *_ in taps]  # (K, Cout, C) per tap
+        out = aligned_empty(k_, w.shape[1], out_len * bsz, like=x) if x.device.type == "cpu" \
+            else x.new_empty(k_, w.shape[1], out_len * bsz)
+        out.copy_(b.unsqueeze(2).expand_as(out))
+        for (_, lo, hi, m0), wt in zip(taps, wj):
+            out[:, :, lo * bsz:hi * bsz].baddbmm_(wt, xf[:, :, m0 * bsz:(m0 + hi - lo) * bsz])
+        out.relu_()
+        ctx.save_for_backward(x, w, out)
+        ctx.geometry = (taps, out_len)
+        return out.view(k_, -1, out_len, bsz)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, w, out = ctx.saved_tensors
+        taps, out_len = ctx.geometry
+        k_, c, length, bsz = x.shape
+        cout, k = w.shape[1], w.shape[-1]
+        xf = x.reshape(k_, c, length * bsz)
+        g = _relu_grad(grad.reshape(k_, -1, out_len * bsz), out)
+        gw = aligned_empty(k_, cout, k, c, like=w) if w.device.type == "cpu" else w.new_empty(k_, cout, k, c)
+        for j in range(k):
+            if all(t[0] != j for t in taps):
+                gw[:, :, j] = 0.0
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gx = aligned_empty(k_, c, length * bsz, like=x) if x.device.type == "cpu" else x.new_empty(k_, c, length * bsz)
+        written: list[tuple[int, int]] = []  # storage runs of gx written so far (one per residue)
+        for j, lo, hi, m0 in taps:
+            gj = g[:, :, lo * bsz:hi * bsz]
+            torch.bmm(gj, xf[:, :, m0 * bsz:(m0 + hi - lo) * bsz].transpose(1, 2), out=gw[:, :, j])
+            if gx is None:
+                continue
+            wt = aligned(w[..., j].transpose(1, 2).contiguous())  # (K, C, Cout)
+            m1 = m0 + hi - lo
+            run = next((i for i, (a, e) in enumerate(written) if a < m1 and m0 < e), None)
+            if run is None:
+                torch.bmm(wt, gj, out=gx[:, :, m0 * bsz:m1 * bsz])
+                written.append((m0, m1))
+                continue
+            a, e = written[run]
+            gx[:, :, min(a, m0) * bsz:a * bsz] = 0.0  # positions only this tap reaches: start from 0
+            gx[:, :, e * bsz:max(e, m1) * bsz] = 0.0
+            gx[:, :, m0 * bsz:m1 * bsz].baddbmm_(wt, gj)
+            written[run] = (min(a, m0), max(e, m1))
+        if gx is not None:  # positions no tap reaches (none for the MNIST-1D CNN) get 0
+            covered = sorted(written)
+            pos = 0
+            for a, e in [*covered, (length, length)]:
+                if a > pos:
+                    gx[:, :, pos * bsz:a * bsz] = 0.0
+                pos = max(pos, e)
+            gx = gx.view(k_, c, length, bsz)
+        return gx, gw.permute(0, 1, 3, 2), g.sum(2), None, None
 
 
 def _cnn_layers(model: nn.Module) -> list[nn.Conv1d]:
@@ -314,8 +435,9 @@ def _cnn(model: nn.Module) -> Formulation:
 
     def run(params: list[Tensor], h: Tensor) -> Tensor:  # h: (K, 1, L, B), the batch innermost
         k_, bsz = h.shape[0], h.shape[-1]
-        for i, (stride, pad) in enumerate(geom):
-            h = _ConvReLU.apply(h, params[2 * i], params[2 * i + 1], stride, pad)
+        h = _ConvReLU.apply(h, params[0], params[1], *geom[0], geom[1][0])  # conv2 reads it residue-major
+        h = _TapConvReLU.apply(h, params[2], params[3], *geom[1])
+        h = _ConvReLU.apply(h, params[4], params[5], *geom[2])
         # (K, C, L, B) is (K, C*L, B): torch's flatten(1) order (channel, position), batch innermost
         logits_t: Tensor = _LinearT.apply(h.reshape(k_, -1, bsz), params[6], params[7])
         return logits_t.transpose(1, 2)  # (K, B, classes), a view of the class-major product
