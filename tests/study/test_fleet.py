@@ -515,6 +515,24 @@ def test_a_crashed_worker_surfaces_as_an_error_and_completed_trials_are_delivere
     assert set(exc.value.failed) == {"adam/0", "adam/1"}
 
 
+def test_a_worker_that_cannot_start_raises_its_own_error(monkeypatch):
+    """The first worker starts, the second's start fails: run_trials stops the first and raises
+    the start's error (joining the never-started one used to raise AssertionError instead)."""
+    import multiprocessing.context as mpc
+
+    start = mpc.SpawnProcess.start
+
+    def failing_start(self):
+        if self.name.endswith("-1"):
+            raise OSError("no more processes")
+        start(self)
+
+    monkeypatch.setattr(mpc.SpawnProcess, "start", failing_start)
+    trials = [TrialSpec(f"w{o}{s}", constant(0.01), o, {}, seed=s) for o in ("sgd", "adam") for s in (0, 1)]
+    with pytest.raises(OSError, match="no more processes"):
+        run_trials("mnist1d", {"subset": 40, "batch_size": 20}, trials, epochs=1, workers=2)
+
+
 def test_an_exception_in_a_worker_names_the_trials_and_the_cause():
     trials = [TrialSpec("a", constant(0.1), "sgd", {}, 0)]
     with pytest.raises(TrialsFailed, match="1 of 1 trials failed \\(a\\): ValueError: unknown task 'nope'"):

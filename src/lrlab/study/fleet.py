@@ -965,7 +965,8 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
             if p.is_alive():
                 p.terminate()
         for p in procs:
-            p.join(timeout=5)
+            if p.pid is not None:  # joining a process that never started raises, hiding the cause
+                p.join(timeout=5)
         raise
     for p in procs:
         p.join(timeout=10)
