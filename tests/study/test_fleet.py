@@ -412,11 +412,12 @@ def test_aligned_products_are_what_a_lone_item_computes():
 
 @pytest.mark.parametrize(("length", "k", "stride", "pad", "out_split"),
                          [(19, 3, 2, 1, 1), (40, 5, 2, 1, 2), (10, 3, 2, 1, 3), (17, 4, 3, 2, 2), (12, 3, 1, 0, 2),
-                          (9, 5, 3, 0, 1), (6, 3, 2, 4, 2)])
+                          (9, 5, 3, 0, 1), (6, 3, 2, 4, 2), (19, 3, 2, 1, 2), (23, 5, 2, 3, 4), (11, 2, 3, 0, 2)])
 def test_residue_major_convs_are_conv1d_relu_forward_and_backward(length, k, stride, pad, out_split):
     """The CNN's conv pieces against F.conv1d + relu in float64, values and all three gradients:
     _ConvReLU writing its output positions residue-major (out_split), and _TapConvReLU reading
-    its input that way (one product per tap, taps overlapping, or reaching no input position)."""
+    its input that way and writing its output residue-major too (one product per tap and output
+    residue, blocks overlapping, or reaching no input position)."""
     from lrlab.study._batched import _ConvReLU, _residue_blocks, _TapConvReLU
 
     g = torch.Generator().manual_seed(length * 100 + k)
@@ -444,12 +445,12 @@ def test_residue_major_convs_are_conv1d_relu_forward_and_backward(length, k, str
     assert torch.allclose(out, ref[:, :, o], rtol=1e-12, atol=1e-12)
     for got, want in zip(torch.autograd.grad((out * up[:, :, o]).sum(), leaves), ref_grads):
         assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
-    # _TapConvReLU, input positions stored residue-major by the stride
-    i = order(length, stride)
+    # _TapConvReLU: input positions stored residue-major by stride * out_split, output by out_split
+    i = order(length, stride * out_split)
     leaves = [t.clone().requires_grad_() for t in (x[:, :, i].contiguous(), w, bias)]
-    out = _TapConvReLU.apply(*leaves, stride, pad)
-    assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
-    got = torch.autograd.grad((out * up).sum(), leaves)
+    out = _TapConvReLU.apply(*leaves, stride, pad, out_split)
+    assert torch.allclose(out, ref[:, :, o], rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad((out * up[:, :, o]).sum(), leaves)
     assert torch.allclose(got[0], ref_grads[0][:, :, i], rtol=1e-12, atol=1e-12)
     assert torch.allclose(got[1], ref_grads[1], rtol=1e-12, atol=1e-12)
     assert torch.allclose(got[2], ref_grads[2], rtol=1e-12, atol=1e-12)

@@ -16,8 +16,8 @@ Three formulations:
     layout ``(K, C, L, B)``, inside a custom autograd function whose backward computes the weight,
     bias and input gradients with three ``bmm`` and a strided col2im (torch's generic ``unfold``
     backward is several times slower on these shapes). conv1 writes its output positions
-    residue-major (even positions, then odd), so conv2 reads each tap's input as one matrix
-    block and needs neither im2col nor col2im (:class:`_TapConvReLU`); the linear head takes the
+    residue-major modulo 4 and conv2 modulo 2, so conv2 and conv3 read each tap's input as one
+    matrix block and need neither im2col nor col2im (:class:`_TapConvReLU`); the linear head takes the
     last conv's output as it lies and gives class-major logits (:class:`_LinearT`). Measured on
     a 2-core CPU with one thread: ~0.85 ms per trial-step for K = 8..36 with im2col everywhere
     against ~1.3 ms with ``unfold`` and autograd and ~1.5 ms for ``F.conv1d(groups=K)``; see
@@ -331,85 +331,107 @@ def _relu_grad(grad: Tensor, out: Tensor) -> Tensor:
     return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=g)
 
 
+def _false_runs(flags: list[bool], lo: int, hi: int) -> list[tuple[int, int]]:
+    """The maximal runs ``(a, e)`` of ``False`` in ``flags[lo:hi]``."""
+    runs, a = [], None
+    for i in range(lo, hi):
+        if not flags[i] and a is None:
+            a = i
+        elif flags[i] and a is not None:
+            runs.append((a, i))
+            a = None
+    if a is not None:
+        runs.append((a, hi))
+    return runs
+
+
 class _TapConvReLU(torch.autograd.Function):
-    """:class:`_ConvReLU` for an input stored *residue-major* by the conv's stride ``s``: the
-    positions ``r, r + s, r + 2s, ...`` of each residue ``r`` one after another (the previous
-    layer writes its output that way, ``out_split=s``). Then tap ``j`` reads a contiguous run of
-    positions, so its input is a plain ``(C, n*B)`` matrix block and the conv is one product
-    per tap, accumulated, with no im2col copy; the backward's input gradient likewise is one
-    product per tap written or accumulated into its block, with no im2col-sized ``gcols`` and no
-    col2im (measured: the 25-channel stride-2 conv2's forward and backward 340 -> 265 us per
-    trial-step, in isolation). The input gradient is returned in the same residue-major order.
+    """:class:`_ConvReLU` for an input stored *residue-major*: the positions ``r, r + m, r + 2m,
+    ...`` of each residue ``r`` modulo ``m = stride * out_split`` one after another (the previous
+    layer writes its output that way). Then each tap, for each residue of the output positions
+    modulo ``out_split``, reads a contiguous run of stored positions: its input is a plain
+    ``(C, n*B)`` matrix block and the conv is one product per (tap, output residue),
+    accumulated, with no im2col copy; the backward's input gradient likewise is one product per
+    block written or accumulated in place, with no im2col-sized ``gcols`` and no col2im
+    (measured in isolation, forward and backward per trial-step: the 25-channel stride-2 conv2
+    340 -> 265 us, conv3 165 -> 133 us). The output positions are stored residue-major modulo
+    ``out_split`` (1: the natural order); the input gradient is returned in the input's order.
 
     ``x``: ``(K, C, L, B)`` (residue-major positions); ``W``: ``(K, Cout, C, k)``; ``b``:
-    ``(K, Cout)``; returns ``(K, Cout, Lout, B)`` in the natural order.
+    ``(K, Cout)``; returns ``(K, Cout, Lout, B)``.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, stride: int, pad: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, stride: int, pad: int,  # type: ignore[override]
+                out_split: int = 1) -> Tensor:
         k_, c, length, bsz = x.shape
         k = w.shape[-1]
         out_len = (length + 2 * pad - k) // stride + 1
-        starts = {r: start for r, start, _ in _residue_blocks(length, stride)}
-        taps = []  # (tap, first output position, last + 1, first input index in storage order)
+        m = stride * out_split
+        starts = {r: start for r, start, _ in _residue_blocks(length, m)}
+        blocks = []  # (tap, first stored output position, count, first stored input position)
         for j in range(k):
-            lo, hi, first = _tap_range(j, length, out_len, stride, pad)
-            if hi > lo:
-                taps.append((j, lo, hi, starts[first % stride] + first // stride))
+            lo, hi, _ = _tap_range(j, length, out_len, stride, pad)
+            for q, start, count in _residue_blocks(out_len, out_split):
+                n_lo = min(count, max(0, -(-(lo - q) // out_split)))
+                n_hi = max(n_lo, min(count, -(-(hi - q) // out_split)))
+                if n_hi > n_lo:
+                    first = stride * (q + out_split * n_lo) + j - pad
+                    blocks.append((j, start + n_lo, n_hi - n_lo, starts[first % m] + first // m))
         xf = x.reshape(k_, c, length * bsz)
-        wj = [aligned(w[..., j].contiguous()) for j, *_ in taps]  # (K, Cout, C) per tap
+        wj = {j: aligned(w[..., j].contiguous()) for j in {blk[0] for blk in blocks}}  # (K, Cout, C)
         out = aligned_empty(k_, w.shape[1], out_len * bsz, like=x) if x.device.type == "cpu" \
             else x.new_empty(k_, w.shape[1], out_len * bsz)
         out.copy_(b.unsqueeze(2).expand_as(out))
-        for (_, lo, hi, m0), wt in zip(taps, wj):
-            out[:, :, lo * bsz:hi * bsz].baddbmm_(wt, xf[:, :, m0 * bsz:(m0 + hi - lo) * bsz])
+        for j, o0, n, i0 in blocks:
+            out[:, :, o0 * bsz:(o0 + n) * bsz].baddbmm_(wj[j], xf[:, :, i0 * bsz:(i0 + n) * bsz])
         out.relu_()
         ctx.save_for_backward(x, w, out)
-        ctx.geometry = (taps, out_len)
+        ctx.geometry = (blocks, out_len)
         return out.view(k_, -1, out_len, bsz)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, w, out = ctx.saved_tensors
-        taps, out_len = ctx.geometry
+        blocks, out_len = ctx.geometry
         k_, c, length, bsz = x.shape
         cout, k = w.shape[1], w.shape[-1]
         xf = x.reshape(k_, c, length * bsz)
         g = _relu_grad(grad.reshape(k_, -1, out_len * bsz), out)
         gw = aligned_empty(k_, cout, k, c, like=w) if w.device.type == "cpu" else w.new_empty(k_, cout, k, c)
         for j in range(k):
-            if all(t[0] != j for t in taps):
+            if all(blk[0] != j for blk in blocks):
                 gw[:, :, j] = 0.0
         gx = None
         if ctx.needs_input_grad[0]:
             gx = aligned_empty(k_, c, length * bsz, like=x) if x.device.type == "cpu" else x.new_empty(k_, c, length * bsz)
-        written: list[tuple[int, int]] = []  # storage runs of gx written so far (one per residue)
-        for j, lo, hi, m0 in taps:
-            gj = g[:, :, lo * bsz:hi * bsz]
-            torch.bmm(gj, xf[:, :, m0 * bsz:(m0 + hi - lo) * bsz].transpose(1, 2), out=gw[:, :, j])
+        wt: dict[int, Tensor] = {}
+        tap_done: set[int] = set()
+        covered = [False] * length  # stored input positions of gx written so far
+        for j, o0, n, i0 in blocks:
+            gj = g[:, :, o0 * bsz:(o0 + n) * bsz]
+            xj = xf[:, :, i0 * bsz:(i0 + n) * bsz].transpose(1, 2)
+            if j in tap_done:
+                gw[:, :, j].baddbmm_(gj, xj)
+            else:
+                torch.bmm(gj, xj, out=gw[:, :, j])
+                tap_done.add(j)
             if gx is None:
                 continue
-            wt = aligned(w[..., j].transpose(1, 2).contiguous())  # (K, C, Cout)
-            m1 = m0 + hi - lo
-            run = next((i for i, (a, e) in enumerate(written) if a < m1 and m0 < e), None)
-            if run is None:
-                torch.bmm(wt, gj, out=gx[:, :, m0 * bsz:m1 * bsz])
-                written.append((m0, m1))
-                continue
-            a, e = written[run]
-            gx[:, :, min(a, m0) * bsz:a * bsz] = 0.0  # positions only this tap reaches: start from 0
-            gx[:, :, e * bsz:max(e, m1) * bsz] = 0.0
-            gx[:, :, m0 * bsz:m1 * bsz].baddbmm_(wt, gj)
-            written[run] = (min(a, m0), max(e, m1))
-        if gx is not None:  # positions no tap reaches (none for the MNIST-1D CNN) get 0
-            covered = sorted(written)
-            pos = 0
-            for a, e in [*covered, (length, length)]:
-                if a > pos:
-                    gx[:, :, pos * bsz:a * bsz] = 0.0
-                pos = max(pos, e)
+            if j not in wt:
+                wt[j] = aligned(w[..., j].transpose(1, 2).contiguous())  # (K, C, Cout)
+            if not any(covered[i0:i0 + n]):
+                torch.bmm(wt[j], gj, out=gx[:, :, i0 * bsz:(i0 + n) * bsz])
+            else:
+                for a, e in _false_runs(covered, i0, i0 + n):  # positions only this block reaches
+                    gx[:, :, a * bsz:e * bsz] = 0.0
+                gx[:, :, i0 * bsz:(i0 + n) * bsz].baddbmm_(wt[j], gj)
+            covered[i0:i0 + n] = [True] * n
+        if gx is not None:
+            for a, e in _false_runs(covered, 0, length):  # positions no tap reaches get 0
+                gx[:, :, a * bsz:e * bsz] = 0.0
             gx = gx.view(k_, c, length, bsz)
-        return gx, gw.permute(0, 1, 3, 2), g.sum(2), None, None
+        return gx, gw.permute(0, 1, 3, 2), g.sum(2), None, None, None
 
 
 def _cnn_layers(model: nn.Module) -> list[nn.Conv1d]:
@@ -435,9 +457,10 @@ def _cnn(model: nn.Module) -> Formulation:
 
     def run(params: list[Tensor], h: Tensor) -> Tensor:  # h: (K, 1, L, B), the batch innermost
         k_, bsz = h.shape[0], h.shape[-1]
-        h = _ConvReLU.apply(h, params[0], params[1], *geom[0], geom[1][0])  # conv2 reads it residue-major
-        h = _TapConvReLU.apply(h, params[2], params[3], *geom[1])
-        h = _ConvReLU.apply(h, params[4], params[5], *geom[2])
+        # positions stored residue-major, so that conv2 and conv3 read each tap's input as one block
+        h = _ConvReLU.apply(h, params[0], params[1], *geom[0], geom[1][0] * geom[2][0])
+        h = _TapConvReLU.apply(h, params[2], params[3], *geom[1], geom[2][0])
+        h = _TapConvReLU.apply(h, params[4], params[5], *geom[2])
         # (K, C, L, B) is (K, C*L, B): torch's flatten(1) order (channel, position), batch innermost
         logits_t: Tensor = _LinearT.apply(h.reshape(k_, -1, bsz), params[6], params[7])
         return logits_t.transpose(1, 2)  # (K, B, classes), a view of the class-major product
