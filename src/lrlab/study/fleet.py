@@ -710,7 +710,6 @@ def keep_freed_memory() -> bool:
     return bool(ok) and bool(mallopt(m_trim_threshold, 2 * _MMAP_THRESHOLD_MAX))
 
 
-
 class TrialsFailed(RuntimeError):
     """Some trials could not be trained (a worker raised or died).
 
