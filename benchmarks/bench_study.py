@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="smoke run in seconds: as --epochs 1 --trials 2 --subset 400")
     ap.add_argument("--task", default="mnist1d", help="mnist1d (CNN) or mnist1d_mlp")
+    ap.add_argument("--no-one-process", action="store_true",
+                    help="skip the one-process baseline (fleets against the peers only: on a busy machine its "
+                         "2-thread loop spin-waits and takes many times longer)")
     args = ap.parse_args(argv)
     if args.quick:
         args.epochs, args.trials, args.subset = args.epochs or 1, args.trials or 2, args.subset or 400
@@ -184,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(cfg.seeds)} seeds), {args.task}, {epochs} epochs x {task.steps_per_epoch} steps, device {args.device}, "
           f"baseline torch threads {torch.get_num_threads()}, {n_peers} peer processes x 1 thread"
           + ("" if scale == 1 else f"; one-at-a-time paths time {len(subset)} trials (one seed) and scale x{scale:g}"))
-    wall: dict[str, list[float]] = {"fleets": [], "peers": [], "base": []}
-    cpu: dict[str, list[float]] = {"fleets": [], "peers": [], "base": []}
+    paths = ["fleets", "peers"] + ([] if args.no_one_process else ["base"])
+    wall: dict[str, list[float]] = {k: [] for k in paths}
+    cpu: dict[str, list[float]] = {k: [] for k in paths}
     kids, me = resource.RUSAGE_CHILDREN, resource.RUSAGE_SELF
     for rep in range(args.repeats):
         c0, t0 = _cpu(kids), time.perf_counter()
@@ -202,14 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         c_all = _cpu(kids) - c0
         wall["peers"].append(w_start + max(0.0, w_all - w_start) * scale)
         cpu["peers"].append(c_start + max(0.0, c_all - c_start) * scale)
-        c0 = _cpu(me)
-        wall["base"].append(sum(baseline_trial(task, s, epochs, args.device) for s in subset) * scale)
-        cpu["base"].append((_cpu(me) - c0) * scale)
+        if "base" in paths:
+            c0 = _cpu(me)
+            wall["base"].append(sum(baseline_trial(task, s, epochs, args.device) for s in subset) * scale)
+            cpu["base"].append((_cpu(me) - c0) * scale)
         acc = statistics.mean(r.final["val_acc"] for r in results if not r.diverged)
-        f, p, b = (wall[k][-1] for k in ("fleets", "peers", "base"))
-        print(f"  repeat {rep + 1}: fleets {f:.1f} s | {n_peers} peers {p:.1f} s ({p / f:.2f}x) | "
-              f"one process {b:.1f} s ({b / f:.2f}x) | CPU s {cpu['fleets'][-1]:.1f} / {cpu['peers'][-1]:.1f} / "
-              f"{cpu['base'][-1]:.1f} | mean final val acc {acc:.3f}")
+        f, p = wall["fleets"][-1], wall["peers"][-1]
+        one = f"one process {wall['base'][-1]:.1f} s ({wall['base'][-1] / f:.2f}x) | " if "base" in paths else ""
+        print(f"  repeat {rep + 1}: fleets {f:.1f} s | {n_peers} peers {p:.1f} s ({p / f:.2f}x) | {one}"
+              f"CPU s {' / '.join(f'{cpu[k][-1]:.1f}' for k in paths)} | mean final val acc {acc:.3f}")
     med = statistics.median
 
     def ratio(d: dict[str, list[float]], k: str) -> str:
@@ -225,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             ("peers", f"one at a time, {n_peers} single-thread processes side by side (target >= 3x)"),
             ("base", f"one at a time, one process, {torch.get_num_threads()} threads (target >= 5x)")]
     for k, label in rows:
+        if k not in paths:
+            continue
         print(f"| {label} | {med(wall[k]):.1f} s | {med(cpu[k]):.1f} s | {ratio(wall, k)} | {ratio(cpu, k)} |")
     return 0
 

@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench_study import baseline_trial
 
     import lrlab.study.fleet as fleet
+
+    fleet.keep_freed_memory()  # the allocator setting of a run_trials worker
     from lrlab.study.config import StudyConfig
     from lrlab.study.runner import plan_trials
     from lrlab.study.tasks import load_task

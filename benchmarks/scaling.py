@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         print("scaling: every size, width, --epochs and --repeats must be >= 1", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
+    from lrlab.study.fleet import keep_freed_memory
+
+    keep_freed_memory()  # the allocator setting of a run_trials worker
     med = statistics.median
 
     base = _task(25)

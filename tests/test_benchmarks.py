@@ -38,6 +38,15 @@ def test_bench_study_quick_prints_the_three_way_table() -> None:
     assert ratio == pytest.approx(peer_wall / fleet_wall, rel=0.05, abs=0.02)
 
 
+@pytest.mark.slow
+def test_bench_study_without_the_one_process_baseline_prints_two_rows() -> None:
+    proc = _run(str(BENCH / "bench_study.py"), "--quick", "--no-one-process")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ") and " s | " in ln]
+    assert len(rows) == 2 and rows[0].startswith("| lrlab fleets"), proc.stdout
+    assert "single-thread processes side by side" in rows[1] and "one process" not in proc.stdout
+
+
 def test_bench_study_rejects_bad_arguments() -> None:
     proc = _run(str(BENCH / "bench_study.py"), "--repeats", "0")
     assert proc.returncode == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -557,6 +558,52 @@ def test_aligned_products_are_what_a_lone_item_computes():
     assert aligned(t) is t and aligned(a[1:]).data_ptr() % 64 == 0 and torch.equal(aligned(a[1:]), a[1:])
 
 
+@pytest.mark.parametrize(("length", "k", "stride", "pad", "out_split"),
+                         [(19, 3, 2, 1, 1), (40, 5, 2, 1, 2), (10, 3, 2, 1, 3), (17, 4, 3, 2, 2), (12, 3, 1, 0, 2),
+                          (9, 5, 3, 0, 1), (6, 3, 2, 4, 2), (19, 3, 2, 1, 2), (23, 5, 2, 3, 4), (11, 2, 3, 0, 2)])
+def test_residue_major_convs_are_conv1d_relu_forward_and_backward(length, k, stride, pad, out_split):
+    """The CNN's conv pieces against F.conv1d + relu in float64, values and all three gradients:
+    _ConvReLU writing its output positions residue-major (out_split), and _TapConvReLU reading
+    its input that way and writing its output residue-major too (one product per tap and output
+    residue, blocks overlapping, or reaching no input position)."""
+    from lrlab.study._batched import _ConvReLU, _residue_blocks, _TapConvReLU
+
+    g = torch.Generator().manual_seed(length * 100 + k)
+    kk, c, cout, b = 3, 4, 5, 6
+    x = torch.randn(kk, c, length, b, dtype=F64, generator=g)
+    w = torch.randn(kk, cout, c, k, dtype=F64, generator=g)
+    bias = torch.randn(kk, cout, dtype=F64, generator=g) * 0.1
+    out_len = (length + 2 * pad - k) // stride + 1
+    up = torch.randn(kk, cout, out_len, b, dtype=F64, generator=g)
+
+    def reference(x, w, bias):  # (K, C, L, B) -> (K, Cout, Lout, B), torch's own conv per model
+        return torch.stack([torch.nn.functional.conv1d(x[i].permute(2, 0, 1), w[i], bias[i], stride, pad).relu()
+                            .permute(1, 2, 0) for i in range(kk)])
+
+    def order(n, split):  # natural position of each stored position
+        return [r + split * i for r, _, count in _residue_blocks(n, split) for i in range(count)]
+
+    leaves = [t.clone().requires_grad_() for t in (x, w, bias)]
+    ref = reference(*leaves)
+    ref_grads = torch.autograd.grad((ref * up).sum(), leaves)
+    # _ConvReLU, output positions stored residue-major by out_split
+    o = order(out_len, out_split)
+    leaves = [t.clone().requires_grad_() for t in (x, w, bias)]
+    out = _ConvReLU.apply(*leaves, stride, pad, out_split)
+    assert torch.allclose(out, ref[:, :, o], rtol=1e-12, atol=1e-12)
+    for got, want in zip(torch.autograd.grad((out * up[:, :, o]).sum(), leaves), ref_grads):
+        assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+    # _TapConvReLU: input positions stored residue-major by stride * out_split, output by out_split
+    i = order(length, stride * out_split)
+    leaves = [t.clone().requires_grad_() for t in (x[:, :, i].contiguous(), w, bias)]
+    out = _TapConvReLU.apply(*leaves, stride, pad, out_split)
+    assert torch.allclose(out, ref[:, :, o], rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad((out * up[:, :, o]).sum(), leaves)
+    assert torch.allclose(got[0], ref_grads[0][:, :, i], rtol=1e-12, atol=1e-12)
+    assert torch.allclose(got[1], ref_grads[1], rtol=1e-12, atol=1e-12)
+    assert torch.allclose(got[2], ref_grads[2], rtol=1e-12, atol=1e-12)
+
+
 def test_run_trials_numbers_do_not_depend_on_workers_fleet_size_or_resume(cnn_task):
     """Same trials -> same stored numbers, bit for bit: in this process (whatever the caller's
     thread count) or in 2 worker processes, in fleets of 24 or of 3, all at once or as an
@@ -615,6 +662,24 @@ def test_a_crashed_worker_surfaces_as_an_error_and_completed_trials_are_delivere
                    on_trial_done=lambda r: done.append(r.trial_id))
     assert sorted(done) == ["sgd/0", "sgd/1"] == sorted(r.trial_id for r in exc.value.results)
     assert set(exc.value.failed) == {"adam/0", "adam/1"}
+
+
+def test_a_worker_that_cannot_start_raises_its_own_error(monkeypatch):
+    """The first worker starts, the second's start fails: run_trials stops the first and raises
+    the start's error (joining the never-started one used to raise AssertionError instead)."""
+    import multiprocessing.context as mpc
+
+    start = mpc.SpawnProcess.start
+
+    def failing_start(self):
+        if self.name.endswith("-1"):
+            raise OSError("no more processes")
+        start(self)
+
+    monkeypatch.setattr(mpc.SpawnProcess, "start", failing_start)
+    trials = [TrialSpec(f"w{o}{s}", constant(0.01), o, {}, seed=s) for o in ("sgd", "adam") for s in (0, 1)]
+    with pytest.raises(OSError, match="no more processes"):
+        run_trials("mnist1d", {"subset": 40, "batch_size": 20}, trials, epochs=1, workers=2)
 
 
 def test_an_exception_in_a_worker_names_the_trials_and_the_cause():
@@ -689,3 +754,39 @@ def test_path_description_says_which_path_and_why():
         "mnist1d_mlp", "fleet: mnist1d_mlp (hand-batched), up to 512 trials per fleet")
     path, text = path_description(tiny_task("inline"), sgd)
     assert path == "one at a time" and text.startswith("one at a time: its forward draws random numbers outside")
+
+
+# ---- allocator ----------------------------------------------------------------------------------
+
+_FAULTS_SCRIPT = """
+import resource, sys, torch
+from lrlab.study.fleet import keep_freed_memory
+def faults():  # MB-sized buffers of varying sizes allocated and freed, as in a fleet step
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for i in range(10):
+        keep = []
+        for s in (1 << 18, 3 << 18, 1 << 20, 5 << 18, 1 << 19, 1 << 20, 3 << 19):
+            t = torch.empty(s).fill_(1.0)
+            if i % 2 or s > (1 << 19):
+                keep.append(t)
+        del keep
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r
+ok = keep_freed_memory() if sys.argv[1] == "keep" else None
+faults()
+print(ok, faults())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_keep_freed_memory_stops_the_page_faults_of_reused_buffers():
+    import lrlab
+
+    env = {**os.environ, "PYTHONPATH": str(Path(lrlab.__file__).resolve().parents[1])}
+    runs = {}
+    for mode in ("default", "keep"):
+        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], capture_output=True, text=True,
+                             env=env, timeout=120, check=True).stdout.split()
+        runs[mode] = (out[0], int(out[1]))
+    assert runs["keep"][0] == "True"
+    assert runs["default"][1] > 10_000  # glibc unmaps and re-faults the blocks every round
+    assert runs["keep"][1] < 100

@@ -15,9 +15,13 @@ Three formulations:
     an explicit im2col + one ``baddbmm`` over the K trials in a channel-first, batch-innermost
     layout ``(K, C, L, B)``, inside a custom autograd function whose backward computes the weight,
     bias and input gradients with three ``bmm`` and a strided col2im (torch's generic ``unfold``
-    backward is several times slower on these shapes). Measured on a 2-core CPU with one
-    thread: ~0.85 ms per trial-step for K = 8..36 against ~1.3 ms with ``unfold`` and autograd
-    and ~1.5 ms for ``F.conv1d(groups=K)``.
+    backward is several times slower on these shapes). conv1 writes its output positions
+    residue-major modulo 4 and conv2 modulo 2, so conv2 and conv3 read each tap's input as one
+    matrix block and need neither im2col nor col2im (:class:`_TapConvReLU`); the linear head takes the
+    last conv's output as it lies and gives class-major logits (:class:`_LinearT`). Measured on
+    a 2-core CPU with one thread: ~0.85 ms per trial-step for K = 8..36 with im2col everywhere
+    against ~1.3 ms with ``unfold`` and autograd and ~1.5 ms for ``F.conv1d(groups=K)``; see
+    ``docs/performance.md`` for the current figures.
 ``mnist1d_mlp``
     The MNIST-1D ``MLPBase`` (40-100-100-10 with a residual) as three ``baddbmm``.
 generic
@@ -223,6 +227,31 @@ def linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return out
 
 
+class _LinearT(torch.autograd.Function):
+    """The same layer with the batch innermost: ``W @ hT + b`` for K models, ``hT`` (K, in, B),
+    ``W`` (K, out, in), ``b`` (K, out) -> (K, out, B).
+
+    The CNN's last conv output ``(K, C, L, B)`` is already ``hT`` (``(K, C*L, B)``, torch's
+    flatten order), so no transposing copy is needed either way, and the ``(out, B)`` products
+    with 10 outputs run ~1.6x faster than ``(B, out)`` ones (4.7 against 7.7 us per trial, 100
+    samples). Every product through :func:`_bmm` (aligned).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, ht: Tensor, w: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
+        ht, w = _aligned_operand(ht), _aligned_operand(w)
+        ctx.save_for_backward(ht, w)
+        return _bmm(w, ht, b.unsqueeze(2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        ht, w = ctx.saved_tensors
+        g = aligned(grad)
+        ght = _bmm(w.transpose(1, 2), g) if ctx.needs_input_grad[0] else None
+        gw = _bmm(g, ht.transpose(1, 2))
+        return ght, gw, g.sum(2)
+
+
 # ---- MNIST-1D CNN ---------------------------------------------------------------------------
 
 
@@ -234,6 +263,34 @@ def _tap_range(j: int, length: int, out_len: int, stride: int, pad: int) -> tupl
     return lo, max(lo, hi), stride * lo + j - pad
 
 
+def _residue_blocks(length: int, split: int) -> list[tuple[int, int, int]]:
+    """``(r, start, count)`` per residue ``r`` of positions ``0..length-1`` stored residue-major for
+    a conv of stride ``split``: positions ``r, r + split, ...`` at ``start..start+count-1``
+    (``split=1``: the natural order, one block)."""
+    blocks, start = [], 0
+    for r in range(split):
+        count = max(0, -(-(length - r) // split))
+        blocks.append((r, start, count))
+        start += count
+    return blocks
+
+
+def _im2col_blocks(length: int, out_len: int, k: int, stride: int, pad: int,
+                   out_split: int) -> list[tuple[int, int, int, int, int, int]]:
+    """The strided copies of an im2col whose output positions are stored residue-major by
+    ``out_split``: ``(tap, start, count, n_lo, n_hi, first input position)``; block entries
+    ``n_lo..n_hi-1`` read input positions ``first, first + stride*out_split, ...``, the others
+    read the zero padding."""
+    out = []
+    for j in range(k):
+        lo, hi, _ = _tap_range(j, length, out_len, stride, pad)
+        for r, start, count in _residue_blocks(out_len, out_split):
+            n_lo = min(count, max(0, -(-(lo - r) // out_split)))
+            n_hi = max(n_lo, min(count, -(-(hi - r) // out_split)))
+            out.append((j, start, count, n_lo, n_hi, stride * (r + out_split * n_lo) + j - pad))
+    return out
+
+
 class _ConvReLU(torch.autograd.Function):
     """``relu(conv1d(x, W, b, stride, padding))`` for K models at once, batch-innermost layout.
 
@@ -241,36 +298,36 @@ class _ConvReLU(torch.autograd.Function):
     ``(K, Cout, Lout, B)`` with ``Lout = (L + 2 pad - k) // stride + 1``. With the batch
     innermost, every im2col tap and every col2im accumulation moves whole rows of B contiguous
     values (with positions innermost they moved rows of ~Lout values, and the copies cost more
-    than the products).
+    than the products). With ``out_split > 1`` the output positions are stored residue-major
+    (see :class:`_TapConvReLU`, the next layer, which reads them that way): the im2col columns
+    are simply copied in that order.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, stride: int, pad: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, stride: int, pad: int,  # type: ignore[override]
+                out_split: int = 1) -> Tensor:
         k_, c, length, bsz = x.shape
         k = w.shape[-1]
         out_len = (length + 2 * pad - k) // stride + 1
         cols = aligned_empty(k_, c, k, out_len, bsz, like=x) if x.device.type == "cpu" else x.new_empty(k_, c, k, out_len, bsz)
-        for j in range(k):
-            lo, hi, s = _tap_range(j, length, out_len, stride, pad)
-            if hi > lo:
-                cols[:, :, j, lo:hi] = x[:, :, s : s + stride * (hi - lo - 1) + 1 : stride]
-            cols[:, :, j, :lo] = 0.0  # taps that read the zero padding (only these need filling)
-            cols[:, :, j, hi:] = 0.0
+        step = stride * out_split
+        blocks = _im2col_blocks(length, out_len, k, stride, pad, out_split)
+        for j, start, count, n_lo, n_hi, first in blocks:
+            if n_hi > n_lo:
+                cols[:, :, j, start + n_lo:start + n_hi] = x[:, :, first:first + step * (n_hi - n_lo - 1) + 1:step]
+            cols[:, :, j, start:start + n_lo] = 0.0  # taps that read the zero padding (only these need filling)
+            cols[:, :, j, start + n_hi:start + count] = 0.0
         cols2 = cols.view(k_, c * k, out_len * bsz)
         out = _bmm(w.reshape(k_, -1, c * k), cols2, b.unsqueeze(2)).relu_()
         ctx.save_for_backward(cols2, w, out)
-        ctx.geometry = (k_, c, bsz, length, k, out_len, stride, pad)
+        ctx.geometry = (k_, c, bsz, length, k, out_len, step, blocks)
         return out.view(k_, -1, out_len, bsz)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         cols2, w, out = ctx.saved_tensors
-        k_, c, bsz, length, k, out_len, stride, pad = ctx.geometry
-        grad = grad.reshape(k_, -1, out_len * bsz)
-        g = aligned_empty(*grad.shape, like=grad) if grad.device.type == "cpu" else None
-        # relu's backward written straight into the aligned layout: one pass, no mask tensor, no copy
-        g = torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=g) if g is not None \
-            else torch.ops.aten.threshold_backward(grad, out, 0)
+        k_, c, bsz, length, k, out_len, step, blocks = ctx.geometry
+        g = _relu_grad(grad.reshape(k_, -1, out_len * bsz), out)
         gw = _bmm(g, cols2.transpose(1, 2)).reshape(w.shape)
         gb = g.sum(2)
         gx = None
@@ -279,11 +336,122 @@ class _ConvReLU(torch.autograd.Function):
             wt = aligned(wt.contiguous()) if wt.device.type != "cpu" else aligned_empty(*wt.shape, like=wt).copy_(wt)
             gcols = _bmm(wt, g).view(k_, c, k, out_len, bsz)
             gx = g.new_zeros(k_, c, length, bsz)
-            for j in range(k):
-                lo, hi, s = _tap_range(j, length, out_len, stride, pad)
-                if hi > lo:
-                    gx[:, :, s : s + stride * (hi - lo - 1) + 1 : stride] += gcols[:, :, j, lo:hi]
-        return gx, gw, gb, None, None
+            for j, start, _, n_lo, n_hi, first in blocks:
+                if n_hi > n_lo:
+                    gx[:, :, first:first + step * (n_hi - n_lo - 1) + 1:step] += gcols[:, :, j, start + n_lo:start + n_hi]
+        return gx, gw, gb, None, None, None
+
+
+def _relu_grad(grad: Tensor, out: Tensor) -> Tensor:
+    """relu's backward (``grad`` where ``out > 0``) written straight into an aligned buffer: one
+    pass, no mask tensor, no copy."""
+    if grad.device.type != "cpu":
+        return torch.ops.aten.threshold_backward(grad, out, 0)
+    g = aligned_empty(*grad.shape, like=grad)
+    return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=g)
+
+
+def _false_runs(flags: list[bool], lo: int, hi: int) -> list[tuple[int, int]]:
+    """The maximal runs ``(a, e)`` of ``False`` in ``flags[lo:hi]``."""
+    runs, a = [], None
+    for i in range(lo, hi):
+        if not flags[i] and a is None:
+            a = i
+        elif flags[i] and a is not None:
+            runs.append((a, i))
+            a = None
+    if a is not None:
+        runs.append((a, hi))
+    return runs
+
+
+class _TapConvReLU(torch.autograd.Function):
+    """:class:`_ConvReLU` for an input stored *residue-major*: the positions ``r, r + m, r + 2m,
+    ...`` of each residue ``r`` modulo ``m = stride * out_split`` one after another (the previous
+    layer writes its output that way). Then each tap, for each residue of the output positions
+    modulo ``out_split``, reads a contiguous run of stored positions: its input is a plain
+    ``(C, n*B)`` matrix block and the conv is one product per (tap, output residue),
+    accumulated, with no im2col copy; the backward's input gradient likewise is one product per
+    block written or accumulated in place, with no im2col-sized ``gcols`` and no col2im
+    (measured in isolation, forward and backward per trial-step: the 25-channel stride-2 conv2
+    340 -> 265 us, conv3 165 -> 133 us). The output positions are stored residue-major modulo
+    ``out_split`` (1: the natural order); the input gradient is returned in the input's order.
+
+    ``x``: ``(K, C, L, B)`` (residue-major positions); ``W``: ``(K, Cout, C, k)``; ``b``:
+    ``(K, Cout)``; returns ``(K, Cout, Lout, B)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, stride: int, pad: int,  # type: ignore[override]
+                out_split: int = 1) -> Tensor:
+        k_, c, length, bsz = x.shape
+        k = w.shape[-1]
+        out_len = (length + 2 * pad - k) // stride + 1
+        m = stride * out_split
+        starts = {r: start for r, start, _ in _residue_blocks(length, m)}
+        blocks = []  # (tap, first stored output position, count, first stored input position)
+        for j in range(k):
+            lo, hi, _ = _tap_range(j, length, out_len, stride, pad)
+            for q, start, count in _residue_blocks(out_len, out_split):
+                n_lo = min(count, max(0, -(-(lo - q) // out_split)))
+                n_hi = max(n_lo, min(count, -(-(hi - q) // out_split)))
+                if n_hi > n_lo:
+                    first = stride * (q + out_split * n_lo) + j - pad
+                    blocks.append((j, start + n_lo, n_hi - n_lo, starts[first % m] + first // m))
+        xf = x.reshape(k_, c, length * bsz)
+        wj = {j: aligned(w[..., j].contiguous()) for j in {blk[0] for blk in blocks}}  # (K, Cout, C)
+        out = aligned_empty(k_, w.shape[1], out_len * bsz, like=x) if x.device.type == "cpu" \
+            else x.new_empty(k_, w.shape[1], out_len * bsz)
+        out.copy_(b.unsqueeze(2).expand_as(out))
+        for j, o0, n, i0 in blocks:
+            out[:, :, o0 * bsz:(o0 + n) * bsz].baddbmm_(wj[j], xf[:, :, i0 * bsz:(i0 + n) * bsz])
+        out.relu_()
+        ctx.save_for_backward(x, w, out)
+        ctx.geometry = (blocks, out_len)
+        return out.view(k_, -1, out_len, bsz)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, w, out = ctx.saved_tensors
+        blocks, out_len = ctx.geometry
+        k_, c, length, bsz = x.shape
+        cout, k = w.shape[1], w.shape[-1]
+        xf = x.reshape(k_, c, length * bsz)
+        g = _relu_grad(grad.reshape(k_, -1, out_len * bsz), out)
+        gw = aligned_empty(k_, cout, k, c, like=w) if w.device.type == "cpu" else w.new_empty(k_, cout, k, c)
+        for j in range(k):
+            if all(blk[0] != j for blk in blocks):
+                gw[:, :, j] = 0.0
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gx = aligned_empty(k_, c, length * bsz, like=x) if x.device.type == "cpu" else x.new_empty(k_, c, length * bsz)
+        wt: dict[int, Tensor] = {}
+        tap_done: set[int] = set()
+        covered = [False] * length  # stored input positions of gx written so far
+        for j, o0, n, i0 in blocks:
+            gj = g[:, :, o0 * bsz:(o0 + n) * bsz]
+            xj = xf[:, :, i0 * bsz:(i0 + n) * bsz].transpose(1, 2)
+            if j in tap_done:
+                gw[:, :, j].baddbmm_(gj, xj)
+            else:
+                torch.bmm(gj, xj, out=gw[:, :, j])
+                tap_done.add(j)
+            if gx is None:
+                continue
+            if j not in wt:
+                wt[j] = aligned(w[..., j].transpose(1, 2).contiguous())  # (K, C, Cout)
+            if not any(covered[i0:i0 + n]):
+                torch.bmm(wt[j], gj, out=gx[:, :, i0 * bsz:(i0 + n) * bsz])
+            else:
+                for a, e in _false_runs(covered, i0, i0 + n):  # positions only this block reaches
+                    gx[:, :, a * bsz:e * bsz] = 0.0
+                gx[:, :, i0 * bsz:(i0 + n) * bsz].baddbmm_(wt[j], gj)
+            covered[i0:i0 + n] = [True] * n
+        if gx is not None:
+            for a, e in _false_runs(covered, 0, length):  # positions no tap reaches get 0
+                gx[:, :, a * bsz:e * bsz] = 0.0
+            gx = gx.view(k_, c, length, bsz)
+        return gx, gw.permute(0, 1, 3, 2), g.sum(2), None, None, None
 
 
 def _cnn_layers(model: nn.Module) -> list[nn.Conv1d]:
@@ -309,10 +477,13 @@ def _cnn(model: nn.Module) -> Formulation:
 
     def run(params: list[Tensor], h: Tensor) -> Tensor:  # h: (K, 1, L, B), the batch innermost
         k_, bsz = h.shape[0], h.shape[-1]
-        for i, (stride, pad) in enumerate(geom):
-            h = _ConvReLU.apply(h, params[2 * i], params[2 * i + 1], stride, pad)
-        h = h.permute(0, 3, 1, 2).reshape(k_, bsz, -1)  # torch's flatten(1) order: channel, position
-        return linear(h, params[6], params[7])
+        # positions stored residue-major, so that conv2 and conv3 read each tap's input as one block
+        h = _ConvReLU.apply(h, params[0], params[1], *geom[0], geom[1][0] * geom[2][0])
+        h = _TapConvReLU.apply(h, params[2], params[3], *geom[1], geom[2][0])
+        h = _TapConvReLU.apply(h, params[4], params[5], *geom[2])
+        # (K, C, L, B) is (K, C*L, B): torch's flatten(1) order (channel, position), batch innermost
+        logits_t: Tensor = _LinearT.apply(h.reshape(k_, -1, bsz), params[6], params[7])
+        return logits_t.transpose(1, 2)  # (K, B, classes), a view of the class-major product
 
     def train(params: list[Tensor], buffers: list[Tensor], x: Tensor, masks: list[Tensor]) -> Tensor:  # x: (K, B, ...)
         k_, bsz = x.shape[0], x.shape[1]
@@ -623,7 +794,26 @@ def check_formulation(f: Formulation, models: list[nn.Module], probe: Tensor) ->
                 )
 
 
+def cross_entropy_per_sample(logits: Tensor, y: Tensor) -> Tensor:
+    """Cross-entropy of every sample: ``logits (K, b, C)``, ``y (K, b)`` (or ``(b,)``, shared) -> ``(K, b)``.
+
+    The classes go in dimension 1 (``(K, C, b)``, a transposed view): torch's log-softmax over
+    a short last dimension (10 classes) is ~8x slower on the CPU than over dimension 1, where it
+    runs vectorised along the batch (forward and backward: 22 -> 5 us per trial-step for 18
+    trials of 100 samples, measured). The same function of each sample's logits either way.
+    """
+    return F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none")
+
+
+def predictions(logits: Tensor) -> Tensor:
+    """The predicted class of every sample, ``logits (K, b, C)`` -> ``(K, b)`` (the first maximum).
+
+    Over a contiguous copy: the CNN's logits are a transposed view of a class-major product, and
+    torch's argmax over a strided class dimension is ~7x slower than the copy and the argmax.
+    """
+    return logits.contiguous().argmax(-1)
+
+
 def cross_entropy_per_trial(logits: Tensor, y: Tensor) -> Tensor:
     """Mean cross-entropy of each trial's minibatch: ``logits (K, b, C)``, ``y (K, b)`` -> ``(K,)``."""
-    k_, b = y.shape
-    return F.cross_entropy(logits.reshape(k_ * b, -1), y.reshape(-1), reduction="none").view(k_, b).mean(1)
+    return cross_entropy_per_sample(logits, y).mean(1)

@@ -972,9 +972,9 @@ class _Fleet:
             for i in range(0, x.shape[0], _EVAL_CHUNK):
                 out = self.form.forward_shared(params, x[i:i + _EVAL_CHUNK], buffers)
                 yy = y[i:i + _EVAL_CHUNK]
-                ce = F.cross_entropy(out.reshape(-1, out.shape[-1]), yy.repeat(r1 - r0), reduction="none")
-                loss[r0:r1] += ce.view(r1 - r0, -1).sum(1, dtype=torch.float64)
-                correct[r0:r1] += (out.argmax(-1) == yy).sum(1, dtype=torch.float64)
+                ce = _batched.cross_entropy_per_sample(out, yy)
+                loss[r0:r1] += ce.sum(1, dtype=torch.float64)
+                correct[r0:r1] += (_batched.predictions(out) == yy).sum(1, dtype=torch.float64)
         return loss / x.shape[0], correct / x.shape[0]
 
     def run(self) -> None:
@@ -1022,7 +1022,7 @@ class _Fleet:
                     losses = _batched.cross_entropy_per_trial(logits, yb)
                 with torch.no_grad():
                     self.run_loss.add_(losses.detach().to(torch.float64), alpha=idx.shape[1])
-                    self.run_correct.add_((logits.detach().argmax(-1) == yb).sum(1, dtype=torch.float64))
+                    self.run_correct.add_((_batched.predictions(logits.detach()) == yb).sum(1, dtype=torch.float64))
                 mark("loss, divergence check, running metrics")
                 losses.sum().backward()
                 mark("backward")
@@ -1075,6 +1075,39 @@ class _Fleet:
 
 
 # ---- many fleets over worker processes ---------------------------------------------------------
+
+
+_MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's ``malloc`` keep freed blocks of up to 32 MiB for reuse (a worker process's setting).
+
+    A fleet step allocates and frees the same few MB-sized buffers every step (im2col columns,
+    gradients, activations: ~5 MB each for 18 CNN trials). By default glibc serves such blocks
+    with fresh ``mmap`` pages and unmaps them on ``free``, so every step the kernel faults in and
+    zeroes them again (~300-3000 page faults per step, measured), and the products that write
+    them run on cold memory: the conv2 input-gradient product took 127 us per trial-step in the
+    loop against 57 us with this setting (43 us in isolation), the whole step ~10 % less CPU.
+    Setting ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` keeps the blocks in the heap. It changes
+    where buffers live, never a number (the products align their operands themselves). Called in
+    :func:`run_trials`' worker processes, which are lrlab's own; a no-op returning ``False`` where
+    there is no glibc ``mallopt`` (macOS, Windows, musl).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+        if not libc.gnu_get_libc_version:
+            return False
+    except (OSError, AttributeError, TypeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, _MMAP_THRESHOLD_MAX)
+    return bool(ok) and bool(mallopt(m_trim_threshold, 2 * _MMAP_THRESHOLD_MAX))
 
 
 class TrialsFailed(RuntimeError):
@@ -1136,6 +1169,7 @@ def _worker(wid: int, task_ref: str, task_kwargs: dict[str, Any], jobs: Any, out
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
     torch.set_num_threads(threads)
+    keep_freed_memory()
     from lrlab.study.tasks import load_task
 
     task = None
@@ -1340,7 +1374,8 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
             if p.is_alive():
                 p.terminate()
         for p in procs:
-            p.join(timeout=5)
+            if p.pid is not None:  # joining a process that never started raises, hiding the cause
+                p.join(timeout=5)
         raise
     for p in procs:
         p.join(timeout=10)
