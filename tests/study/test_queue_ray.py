@@ -51,3 +51,56 @@ def test_an_unreachable_ray_cluster_is_one_line_and_exit_2(tmp_path: Path) -> No
     assert p.returncode == 2, p.stderr[-2000:]
     lines = [x for x in p.stderr.splitlines() if x.strip()]
     assert lines[-1].startswith("lrlab: error: cannot reach the Ray cluster at 127.0.0.1:9"), p.stderr[-2000:]
+
+
+FN_MODULE = '''
+import math
+import os
+from pathlib import Path
+
+
+def train(trial):
+    """A training function whose numbers follow from its seed and peak lr (wherever it runs); it
+    leaves a mark saying whether it ran inside a Ray worker."""
+    import ray
+
+    where = "ray" if ray.is_initialized() else "local"
+    (Path(trial.kwargs["marks"]) / f"{where}-{os.getpid()}-{trial.trial_id.replace('/', '_')}").touch()
+    if trial.seed == 13:
+        raise RuntimeError("seed 13 is unlucky")
+    for epoch in range(trial.epochs):
+        acc = 0.5 + 0.01 * trial.seed + 0.1 * math.tanh(trial.peak_lr) + 0.01 * epoch
+        trial.report(epoch, val_loss=1.0 - acc, val_acc=acc, test_acc=acc, test_loss=1.0 - acc)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")  # Ray's own deprecation warnings
+def test_ray_runs_a_training_functions_trials_as_tasks(local_ray: Any, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each trial of a `module:function` training function is one Ray task (imported from the
+    driver's directory there): the stored numbers equal a local run's, a trial that raises is
+    stored as failed with its one-line reason, and the others go on."""
+    from lrlab.study.executors import ray_executor
+    from lrlab.study.runner import run_study
+
+    (tmp_path / "rayfn.py").write_text(FN_MODULE)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.chdir(tmp_path)
+    cfg = {"task": "rayfn:train", "schedules": ["constant", "linear"], "optimizers": {"sgd": {"peak_lr": 0.1}},
+           "seeds": [1, 13], "epochs": 2, "steps_per_epoch": 5, "tune": "none", "workers": 1,
+           "task_kwargs": {"marks": str(marks)}}
+    remote = run_study({**cfg, "out": str(tmp_path / "ray")}, progress=False, quiet=True, report=False,
+                       executor=ray_executor())
+    in_ray = sorted(p.name for p in marks.iterdir())
+    local = run_study({**cfg, "out": str(tmp_path / "local")}, progress=False, quiet=True, report=False)
+    assert remote.ran == 4 and len(in_ray) == 4 and all(m.startswith("ray-") for m in in_ray), in_ray
+    assert os.getpid() not in {int(m.split("-")[1]) for m in in_ray}  # Ray's worker processes
+    assert len([p for p in marks.iterdir() if p.name.startswith("local-")]) == 4
+    assert [r.key for r in remote.records] == [r.key for r in local.records]
+    for a, b in zip(local.records, remote.records):
+        assert (a.status, a.seed) == (b.status, b.seed)
+        np.testing.assert_array_equal(a.curves["val_acc"], b.curves["val_acc"])
+    bad = [r for r in remote.records if r.seed == 13]
+    assert bad and all(r.status == "failed" and "seed 13 is unlucky" in str(r.extra.get("failed")) for r in bad)

@@ -5,11 +5,18 @@ A Ray task trains one fleet (:func:`lrlab.study.fleet.train_fleet`) with ``num_c
 ``num_gpus=1`` on ``cuda``) and returns its results as plain data; the driver stores each trial as
 its task finishes, in the same storage as a local run. On the CPU a trial's float32 numbers do not
 depend on the fleet it shares, so a Ray run stores the same numbers as a local one (tested).
+
+A training function's trials (:mod:`lrlab.study.trainfn`) run one Ray task each: the task imports
+the function by its ``module:function`` reference, with the driver's current directory on its
+path (where the module is on a local cluster or a shared filesystem; on a remote cluster, install
+the module there or ship it with a Ray ``runtime_env``). A function that cannot be imported by
+name trains in the driver, as without Ray.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -32,6 +39,22 @@ def _train_fleet_task(task_ref: str, task_kwargs: dict[str, Any], trial_dicts: l
     specs = [TrialSpec.from_dict(d) for d in trial_dicts]
     return [r.to_dict() for r in train_fleet(task, specs, epochs=epochs, device=device, checkpoint_dir=checkpoint_dir,
                                              discard_checkpoints=False)]
+
+
+def _train_function_task(ref: str, kwargs: dict[str, Any], trial_args: dict[str, Any], cwd: str) -> dict[str, Any]:
+    """The body of a Ray task: one training-function trial, its result as a plain dict."""
+    import sys
+
+    import torch
+
+    from lrlab.study.tasks import import_ref
+    from lrlab.study.trainfn import _trial_from, run_one
+
+    torch.set_num_threads(1)  # as the local worker processes
+    if cwd not in sys.path:
+        sys.path.append(cwd)  # the driver's directory: where its `module:function` was found
+    fn = import_ref(ref, what="training function")
+    return run_one(fn, _trial_from(trial_args, kwargs))
 
 
 def _probe(address: str | None, timeout: float = 5.0) -> None:
@@ -111,4 +134,27 @@ def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
             raise TrialsFailed(f"{len(failed)} trials failed on Ray: {first}", done, failed)
         return done
 
+    remote_fn = ray.remote(_train_function_task)
+
+    def functions(task: Any, trials: Sequence[dict[str, Any]], *, device: str = "cpu",
+                  on_trial_done: Callable[[dict[str, Any]], None]) -> None:
+        """Each training-function trial (``trials``: :class:`~lrlab.study.trainfn.Trial` keyword
+        arguments) as one Ray task; ``on_trial_done`` gets each result as its task finishes. A task
+        that raises or whose node dies fails that trial with a one-line reason."""
+        from lrlab.study.trainfn import _failure
+
+        opts = remote_fn.options(num_cpus=1, num_gpus=1 if str(device).startswith("cuda") else 0)
+        cwd = os.getcwd()
+        pending = {opts.remote(str(task.ref), dict(task.kwargs), dict(a), cwd): a for a in trials}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            args = pending.pop(ready[0])
+            try:
+                res = ray.get(ready[0])
+            except Exception as e:
+                lines = [x for x in str(e).strip().splitlines() if x.strip()]
+                res = _failure(args, f"its Ray task failed: {lines[-1] if lines else type(e).__name__}")
+            on_trial_done(res)
+
+    run.functions = functions  # type: ignore[attr-defined]  # how the runner trains a training function's trials
     return run

@@ -669,7 +669,7 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
     with prog, live:  # live: the trials that did not finish end as FAIL, not RUNNING
         try:
             if isinstance(task, TrainingFunction):  # one trial at a time per worker, stored as each finishes
-                run_planned(task, cfg, pending, epochs, save, stored, checkpoint_dir=ck_dir)
+                run_planned(task, cfg, pending, epochs, save, stored, checkpoint_dir=ck_dir, executor=executor)
             else:
                 run = executor or run_trials
                 extra: dict[str, Any] = {"checkpoint_dir": ck_dir} if _accepts(run, "checkpoint_dir") else {}

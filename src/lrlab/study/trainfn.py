@@ -620,12 +620,14 @@ def function_checkpoint_file(directory: str | Path, plan: Any, epochs: int) -> P
 
 def run_planned(task: TrainingFunction, cfg: Any, plans: Sequence[Any], epochs: int,
                 save: Callable[[Any], None], on_done: Callable[[Any], None],
-                checkpoint_dir: str | Path | None = None) -> None:
+                checkpoint_dir: str | Path | None = None, executor: Any = None) -> None:
     """Run the study's planned trials (:class:`lrlab.study.runner.PlannedTrial`) through ``task``:
     each finished trial becomes a record (:func:`function_record`), is saved with ``save`` at once
     (so an interruption loses no finished trial) and then passed to ``on_done``. With
     ``checkpoint_dir``, :meth:`Trial.checkpoint` saves there and :meth:`Trial.restore` reads there;
-    a trial's checkpoint is removed once its record is saved."""
+    a trial's checkpoint is removed once its record is saved. An ``executor`` with a ``functions``
+    method (:func:`lrlab.study.executors.ray_executor`'s) runs the trials (one Ray task each) when
+    the function can be imported by name; else they run in local worker processes."""
     import lrlab
     from lrlab.study.checkpoint import RECIPE, discard
 
@@ -651,6 +653,10 @@ def run_planned(task: TrainingFunction, cfg: Any, plans: Sequence[Any], epochs: 
             discard(files[res["trial_id"]])
         on_done(rec)
 
+    functions = getattr(executor, "functions", None)
+    if functions is not None and task.ref is not None:
+        functions(task, args, device=cfg.device, on_trial_done=done)
+        return
     workers = 1 if str(cfg.device).startswith("cuda") and cfg.workers is None else cfg.workers
     run_function_trials(task, args, workers=workers, on_trial_done=done)
 
