@@ -98,7 +98,9 @@ def test_bench_fleet_vmap_quick_prints_both_models() -> None:
     for row in rows:  # the speed-up is the ratio of the two measured times
         fleet, alone = (float(v) for v in re.findall(r"\| ([0-9.]+) s", row))
         ratio = float(re.search(r"\| ([0-9.]+)x", row).group(1))  # type: ignore[union-attr]
-        assert fleet > 0 and alone > 0 and ratio == pytest.approx(alone / fleet, rel=0.05, abs=0.02)
+        # the times are printed to 0.01 s (quick runs take a few hundredths), the ratio from the raw times
+        assert fleet > 0 and alone > 0
+        assert (alone - 0.005) / (fleet + 0.005) - 0.005 <= ratio <= (alone + 0.005) / (fleet - 0.005) + 0.005
 
 
 def test_bench_fleet_vmap_rejects_bad_arguments() -> None:
