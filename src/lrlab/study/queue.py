@@ -9,10 +9,10 @@ How (Optuna's machinery, no scheduler of our own):
   (``lrlab_ticket``), the optimizer group (``lrlab_group``: trials of one group share a fleet) and
   everything needed to train it (``lrlab_plan``: the trial spec, task, epochs). Its params are the
   trial's ``seed`` and ``peak_lr`` like the stored results'.
-* **Claim.** A process takes the oldest waiting ticket and then up to ``claim`` - 1 more of the same
-  group, each with one conditional ``UPDATE ... WHERE state = 'WAITING'`` (so a ticket another
-  process took first is refused, on SQLite too), and records an Optuna
-  heartbeat for each just before taking it (Optuna never judges a running trial without one
+* **Claim.** A process takes the oldest waiting tickets, up to ``claim`` of them (any optimizer
+  group: the claim is split into fleets by group), each with one conditional
+  ``UPDATE ... WHERE state = 'WAITING'`` (so a ticket another process took first is refused, on
+  SQLite too), and records an Optuna heartbeat for each just before taking it (Optuna never judges a running trial without one
   stale) and every :data:`~lrlab.study.storage.HEARTBEAT_S` seconds while it trains them (a
   thread).
 * **Store.** Each finished trial is stored as before (one result trial, ``lrlab_key``), then its
@@ -217,9 +217,14 @@ class WorkQueue:
 
     def claim(self, limit: int | Callable[[dict[str, Any]], int], keys: set[str] | None = None,
               check: Callable[[dict[str, Any]], None] | None = None) -> list[Ticket]:
-        """Atomically take up to ``limit`` waiting tickets of one optimizer group (only those whose
-        key is in ``keys``, when given); duplicates of a stored or lower live ticket are closed
-        untrained and not returned. ``[]`` when nothing is waiting.
+        """Atomically take up to ``limit`` waiting tickets, oldest first, with distinct trial ids
+        (only those whose key is in ``keys``, when given); duplicates of a stored or lower live
+        ticket are closed untrained and not returned. ``[]`` when nothing is waiting.
+
+        A claim may mix optimizer groups: :func:`~lrlab.study.fleet.run_trials` splits it into
+        fleets by group, and a trial's numbers do not depend on its fleet. One claim per phase
+        instead of one per group means one worker-pool start instead of several (on a GPU each
+        took ~15-20 s, more than the training), and no small leftover claims of one group.
 
         ``limit`` may be a function of the first ticket's plan (a training function's claims are
         smaller than a fleet's); ``check(plan)`` runs before each ticket is taken and may raise
@@ -229,20 +234,17 @@ class WorkQueue:
         waiting = [t for t in self.tickets(TrialState.WAITING)
                    if keys is None or t.user_attrs[TICKET_ATTR] in keys]
         taken: list[Ticket] = []
-        group = None
         most = limit if isinstance(limit, int) else None
         ids: set[str] = set()
         for t in waiting:
-            g = t.user_attrs.get("lrlab_group", "")
             plan = dict(t.user_attrs.get("lrlab_plan") or {})
             tid = str(plan.get("spec", {}).get("trial_id"))
-            if (group is not None and g != group) or tid in ids:  # one fleet: one group, unique ids
+            if tid in ids:  # a fleet needs unique trial ids
                 continue
             if check is not None:
                 check(plan)
             if self._take(t._trial_id):
                 taken.append(Ticket(t))
-                group = g
                 ids.add(tid)
                 if most is None:
                     most = limit(plan) if callable(limit) else limit
