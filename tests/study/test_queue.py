@@ -207,6 +207,7 @@ def test_schema_creation_on_a_new_postgres_database_never_races(postgres_url: An
 # Training functions for the queue tests, written to a fresh directory that the driver and the
 # workers run in (imported as ``fnmod:...`` with the current directory on the path). Their
 # numbers are a function of the trial's seed and peak lr, so a stored result can be checked.
+# test_trainfn.py's functions are appended (train_bad: one seed per way a trial can fail).
 FN_MODULE = '''
 import math, os, time
 
@@ -227,32 +228,27 @@ def train_pid(trial):
     """Reports the id of the process that ran it."""
     for e in range(trial.epochs):
         trial.report(e, val_acc=0.5, pid=os.getpid(), **({"test_acc": 0.5} if e == trial.epochs - 1 else {}))
-
-
-def train_bad(trial):
-    if trial.seed == 1000:
-        raise RuntimeError("boom in the model\\nsecond line")
-    if trial.seed == 1001:
-        trial.report(0, val_acc=float("nan"))
-    if trial.seed == 1002:
-        return
-    if trial.seed == 1003:
-        for e in range(trial.epochs):
-            trial.report(e, val_bleu=0.3)
-        return
-    if trial.seed == 1005:
-        os._exit(3)  # the process training it dies
-    for e in range(trial.epochs):
-        trial.report(e, val_acc=0.8 + 0.01 * e, **({"test_acc": 0.75} if e == trial.epochs - 1 else {}))
 '''
 FN_STUDY = ("epochs: 3\nsteps_per_epoch: 2\nschedules: [constant, linear]\noptimizers: {sgd: 0.1, adam: 0.01}\n"
             "tune: {grid: [0.5, 1], seeds: [0]}\nseeds: 2\nworkers: 0\n")
 
 
+def _trainfn_module() -> str:
+    """tests/study/test_trainfn.py's training functions (``train_bad`` and its kinds of failure among
+    them), so a worker is checked against exactly what the driver's tests run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_lrlab_test_trainfn", Path(__file__).with_name("test_trainfn.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return str(mod.MODULE)
+
+
 def _fn_dir(tmp_path: Path, study: str = FN_STUDY, task: str = "fnmod:train_sleepy") -> Path:
     d = tmp_path / "proj"
     d.mkdir()
-    (d / "fnmod.py").write_text(FN_MODULE)
+    (d / "fnmod.py").write_text(FN_MODULE + _trainfn_module())
     (d / "study.yaml").write_text(f"task: {task}\n{study}")
     return d
 
