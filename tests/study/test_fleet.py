@@ -31,6 +31,7 @@ from lrlab.study.fleet import (
     TrialSpec,
     epoch_order,
     fleet_path,
+    keep_workers,
     plan_fleets,
     run_trials,
     train_fleet,
@@ -686,6 +687,68 @@ def test_an_exception_in_a_worker_names_the_trials_and_the_cause():
     trials = [TrialSpec("a", constant(0.1), "sgd", {}, 0)]
     with pytest.raises(TrialsFailed, match="1 of 1 trials failed \\(a\\): ValueError: unknown task 'nope'"):
         run_trials("nope", {}, trials, epochs=1, workers=1)
+
+
+def _pool_pids():
+    import lrlab.study.fleet as fleet_mod
+
+    pool = (fleet_mod._KEPT or {}).get("pool")
+    return None if pool is None else [p.pid for p in pool.procs]
+
+
+def test_keep_workers_serves_several_calls_with_one_pool_and_the_same_numbers(monkeypatch):
+    """Inside keep_workers(), successive run_trials calls (another task's kwargs, other settings
+    per call) train in the same worker processes, with the numbers of fresh workers; the
+    processes end with the block."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    trials = [TrialSpec(f"{o}/{s}", constant(PEAK[o]), o, {}, seed=s) for o in ("sgd", "adam") for s in (0, 1)]
+    calls = [("mnist1d", {"subset": 100, "batch_size": 10}, 2), ("mnist1d", {"subset": 60, "batch_size": 20}, 1),
+             ("test_fleet:tiny_task", {"subset": 60}, 1)]
+
+    def stored(results):
+        return repr({r.trial_id: (r.final, [c.__dict__ for c in r.curves]) for r in results})
+
+    fresh = [stored(run_trials(ref, kw, trials, epochs=e, workers=2)) for ref, kw, e in calls]
+    assert _pool_pids() is None
+    kept, pids = [], []
+    with keep_workers():
+        for ref, kw, e in calls:
+            kept.append(stored(run_trials(ref, kw, trials, epochs=e, workers=2)))
+            pids.append(_pool_pids())
+        procs = [Path(f"/proc/{p}") for p in pids[0]]
+        assert all(p.exists() for p in procs)
+    assert kept == fresh
+    assert pids[0] == pids[1] == pids[2] and len(pids[0]) == 2
+    assert _pool_pids() is None
+    deadline = time.time() + 10
+    while time.time() < deadline and any(p.exists() for p in procs):
+        time.sleep(0.05)
+    assert not any(p.exists() for p in procs)  # the workers exited (and were reaped) with the block
+
+
+def test_keep_workers_replaces_a_pool_whose_worker_died(monkeypatch):
+    """A worker dead between calls, or dying during one (its fleet's trials fail, the others are
+    delivered): the next call of the block gets a fresh pool and trains normally."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    trials = [TrialSpec(f"{o}/{s}", constant(PEAK[o]), o, {}, seed=s) for o in ("sgd", "adam") for s in (0, 1)]
+    kw = {"subset": 60, "batch_size": 20}
+    with keep_workers():
+        run_trials("mnist1d", kw, trials, epochs=1, workers=2)
+        first = _pool_pids()
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.time() + 10
+        while time.time() < deadline and Path(f"/proc/{first[0]}/stat").exists() \
+                and Path(f"/proc/{first[0]}/stat").read_text().split()[2] != "Z":
+            time.sleep(0.05)
+        res = run_trials("mnist1d", kw, trials, epochs=1, workers=2)
+        assert sorted(r.trial_id for r in res) == sorted(t.trial_id for t in trials)
+        second = _pool_pids()
+        assert second is not None and not set(second) & set(first)
+        with pytest.raises(TrialsFailed, match=r"2 of 4 trials failed \(adam/0, adam/1\)"):
+            run_trials("test_fleet:tiny_task", {"crash_after": 3}, trials, epochs=1, workers=1)
+        assert _pool_pids() is None  # the broken pool was closed, not kept
+        res = run_trials("mnist1d", kw, trials, epochs=1, workers=2)
+        assert len(res) == 4 and not set(_pool_pids()) & set(second)
 
 
 @pytest.mark.slow

@@ -325,6 +325,25 @@ def test_tuned_study_selects_on_validation_then_runs_fresh_seeds_and_resumes(tmp
     assert [c.vs_baseline for c in rb.summaries] == [c.vs_baseline for c in res.summaries]
 
 
+def test_a_study_starts_one_pool_of_workers_for_its_tuning_and_final_phases(tmp_path, monkeypatch):
+    """Both phases (each a work-queue claim on the default SQLite storage) train in the same worker
+    processes: one start-up per study run, not one per phase; they end with the run."""
+    import lrlab.study.fleet as fleet
+
+    started = []
+
+    class Counted(fleet._WorkerPool):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            started.append(self)
+
+    monkeypatch.setattr(fleet, "_WorkerPool", Counted)
+    res = run_study({**TUNED, "workers": 2, "out": str(tmp_path / "t")}, progress=False, quiet=True)
+    assert (res.ran, res.reused) == (8, 0) and len(res.records) == 4  # 2 cells x 2 final seeds
+    assert len(started) == 1 and started[0].closed
+    assert not any(p.is_alive() for p in started[0].procs)
+
+
 def test_every_tuning_lr_diverged_marks_the_cell_and_trains_no_finals(tmp_path):
     cfg = {**TUNED, "optimizers": {"sgd": 1e8}, "schedules": ["constant"], "out": str(tmp_path)}
     res = run_study(cfg, progress=False, quiet=True)

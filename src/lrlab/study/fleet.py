@@ -1161,10 +1161,11 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _worker(wid: int, task_ref: str, task_kwargs: dict[str, Any], jobs: Any, out: Any, epochs: int,
-            device: str, threads: int, test_every_epoch: bool = False, checkpoint_dir: str | None = None) -> None:
-    """Train fleets from ``jobs``; report on ``out``, a pipe whose ``send`` is synchronous, so a
-    message sent (a finished trial) is delivered even if the process dies right after."""
+def _worker(wid: int, jobs: Any, out: Any, device: str, threads: int) -> None:
+    """Train fleets from ``jobs`` until a ``None`` arrives; report on ``out``, a pipe whose ``send``
+    is synchronous, so a message sent (a finished trial) is delivered even if the process dies
+    right after. A job carries its task reference and run settings, so one process serves every
+    call of a :func:`keep_workers` block; the last task loaded is kept for the next job."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
@@ -1172,18 +1173,20 @@ def _worker(wid: int, task_ref: str, task_kwargs: dict[str, Any], jobs: Any, out
     keep_freed_memory()
     from lrlab.study.tasks import load_task
 
-    task = None
+    loaded: tuple[str, Any] | None = None  # (which task, the task)
     while True:
         job = jobs.get()
         if job is None:
             out.close()
             return
-        fid, trial_dicts = job
+        fid, run = job
         out.send(("start", wid, fid))
         try:
-            if task is None:
-                task = load_task(task_ref, **task_kwargs)
-            specs = [TrialSpec.from_dict(d) for d in trial_dicts]
+            which = json.dumps([run["task_ref"], run["task_kwargs"]], sort_keys=True, default=repr)
+            if loaded is None or loaded[0] != which:
+                loaded = None  # free the old task's data before loading the new one
+                loaded = (which, load_task(run["task_ref"], **run["task_kwargs"]))
+            specs = [TrialSpec.from_dict(d) for d in run["trials"]]
 
             def send_epoch(r: EpochRecord, f: int = fid) -> None:
                 out.send(("epoch", wid, f, asdict(r)))
@@ -1192,11 +1195,171 @@ def _worker(wid: int, task_ref: str, task_kwargs: dict[str, Any], jobs: Any, out
                 out.send(("trial", wid, f, r.to_dict()))
 
             # the parent removes a trial's checkpoint once it has its result (it may store it first)
-            train_fleet(task, specs, epochs=epochs, device=device, on_epoch=send_epoch, on_trial_done=send_trial,
-                        test_every_epoch=test_every_epoch, checkpoint_dir=checkpoint_dir, discard_checkpoints=False)
+            train_fleet(loaded[1], specs, epochs=run["epochs"], device=device, on_epoch=send_epoch,
+                        on_trial_done=send_trial, test_every_epoch=run["test_every_epoch"],
+                        checkpoint_dir=run["checkpoint_dir"], discard_checkpoints=False)
             out.send(("fleet_done", wid, fid))
         except Exception as e:
             out.send(("fleet_error", wid, fid, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+
+
+class _WorkerPool:
+    """``workers`` spawned processes training fleets from one job queue, each reporting on its own
+    pipe. :meth:`train` runs one call's fleets; the pool can serve further calls (inside
+    :func:`keep_workers`) unless a worker died or the call was interrupted (:attr:`broken`)."""
+
+    def __init__(self, workers: int, device: str, threads: int) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.key = (workers, device, threads)
+        self.jobs = ctx.Queue()
+        pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]
+        self.procs = [ctx.Process(target=_worker, args=(w, self.jobs, pipes[w][1], device, threads),
+                                  daemon=True, name=f"lrlab-fleet-{w}") for w in range(workers)]
+        self.readers = {w: pipes[w][0] for w in range(workers)}
+        self.next_fid = 0  # fleet numbers are unique over the pool's life, so no message is misread
+        self.broken = False  # not to be reused (a worker died, a call was interrupted)
+        self.closed = False
+        try:
+            for w, p in enumerate(self.procs):
+                p.start()
+                pipes[w][1].close()  # the worker holds the write end now
+        except BaseException:
+            self.kill()
+            raise
+
+    def usable(self, key: tuple[int, str, int]) -> bool:
+        return key == self.key and not self.broken and all(p.is_alive() for p in self.procs)
+
+    def train(self, fleets: list[list[TrialSpec]], run: dict[str, Any], deliver: Callable[[TrialResult], None],
+              on_epoch: Callable[[EpochRecord], None] | None) -> dict[str, str]:
+        """Train ``fleets`` with the settings ``run``; returns ``{trial_id: reason}`` of the trials
+        that failed. Any exception (Ctrl-C) kills the pool."""
+        from multiprocessing import connection as mp_connection
+
+        fids = list(range(self.next_fid, self.next_fid + len(fleets)))
+        self.next_fid += len(fleets)
+        by_fid = dict(zip(fids, fleets))
+        failed: dict[str, str] = {}
+        delivered: set[str] = set()
+        running: dict[int, int] = {}  # worker -> fleet it is training
+        finished: set[int] = set()
+
+        def fail(fid: int, reason: str) -> None:
+            for t in by_fid[fid]:
+                if t.trial_id not in delivered:
+                    failed[t.trial_id] = reason
+            finished.add(fid)
+
+        def handle(msg: tuple[Any, ...]) -> None:
+            kind, wid, fid = msg[0], msg[1], msg[2]
+            if kind == "start":
+                running[wid] = fid
+            elif kind == "epoch":
+                if on_epoch is not None:
+                    on_epoch(EpochRecord(**msg[3]))
+            elif kind == "trial":
+                r = TrialResult.from_dict(msg[3])
+                delivered.add(r.trial_id)
+                deliver(r)
+            else:  # fleet_done, fleet_error
+                if kind == "fleet_error":
+                    fail(fid, msg[3])
+                finished.add(fid)
+                running.pop(wid, None)
+
+        def drain(w: int) -> None:
+            """Read everything worker ``w`` sent; close its pipe once the worker is gone."""
+            reader = self.readers[w]
+            try:
+                while reader.poll():
+                    handle(reader.recv())
+            except (EOFError, OSError):
+                pass
+            if not self.procs[w].is_alive():
+                self.broken = True
+                reader.close()
+                del self.readers[w]
+                fid = running.pop(w, None)
+                if fid is not None and fid not in finished:
+                    fail(fid, f"worker process {w} died before finishing it (exit code {self.procs[w].exitcode})")
+
+        try:
+            for fid, f in by_fid.items():
+                self.jobs.put((fid, {**run, "trials": [t.to_dict() for t in f]}))
+            while len(finished) < len(fleets) and self.readers:
+                ready = mp_connection.wait([*self.readers.values(), *(self.procs[w].sentinel for w in self.readers)],
+                                           timeout=1.0)
+                for w in list(self.readers):
+                    if self.readers[w] in ready or self.procs[w].sentinel in ready:
+                        drain(w)
+            codes = ", ".join(str(p.exitcode) for p in self.procs)
+            for fid in set(fids) - finished:  # every worker is gone and these never ran
+                fail(fid, f"the worker processes died before finishing it (exit codes {codes})")
+        except BaseException:
+            self.kill()
+            raise
+        return failed
+
+    def close(self) -> None:
+        """Let the workers finish and exit (the pool is idle between calls)."""
+        if self.closed:
+            return
+        for _ in self.procs:
+            self.jobs.put(None)
+        for p in self.procs:
+            p.join(timeout=10)
+        self.kill()
+
+    def kill(self) -> None:
+        """Terminate the workers and release the pipes and the queue."""
+        if self.closed:
+            return
+        self.broken = self.closed = True
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self.procs:
+            if p.pid is not None:  # joining a process that never started raises, hiding the cause
+                p.join(timeout=5)
+        for r in self.readers.values():
+            r.close()
+        self.readers = {}
+        self.jobs.cancel_join_thread()  # jobs nobody will take must not block this process's exit
+        self.jobs.close()
+
+
+_KEPT: dict[str, Any] | None = None  # the open keep_workers() block's pool
+
+
+@contextlib.contextmanager
+def keep_workers() -> Iterator[None]:
+    """Within this block, :func:`run_trials` keeps its worker processes between calls.
+
+    A study trains in several calls (its tuning and final phases, each claim of a work queue);
+    without this each call spawns fresh workers (and so does a training function's
+    :func:`~lrlab.study.trainfn.run_planned`, whose pool the block keeps too), which import torch and load the task again
+    (~1 s of CPU each on a CPU, ~15-20 s per pool with CUDA on a GPU machine). A pool is reused
+    while the calls ask for the same workers, device and threads; one whose worker died or whose
+    call was interrupted is replaced. The workers end with the block, so the next study run
+    imports edited code afresh. Nesting is allowed (the inner block has its own pool).
+
+    >>> with keep_workers():
+    ...     pass  # run_trials(...) calls here share their worker processes
+    """
+    from lrlab.study.trainfn import shared_pool
+
+    global _KEPT
+    outer, _KEPT = _KEPT, {}
+    try:
+        with shared_pool():  # a training function's worker processes too
+            yield
+    finally:
+        mine, _KEPT = _KEPT, outer
+        pool = (mine or {}).get("pool")
+        if pool is not None:
+            pool.close()
 
 
 def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Sequence[TrialSpec], *, epochs: int,
@@ -1211,7 +1374,8 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
     data crosses the process boundary), takes fleets from a shared queue and trains them with
     :func:`train_fleet`, using ``threads_per_worker`` torch threads (default 1: on this project's
     2-core machine 2 workers x 1 thread train ~1.7x more trials per second than 1 worker x 2
-    threads, and one thread keeps the numbers reproducible, see below).
+    threads, and one thread keeps the numbers reproducible, see below). Inside a
+    :func:`keep_workers` block the worker processes (and their loaded task) serve later calls too.
 
     Reproducible numbers: on the CPU a trial's float32 results (curves, finals, weights) are the
     same bit for bit whatever ``workers``, ``max_fleet`` and the other trials in the call, so an
@@ -1250,9 +1414,6 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
             and are in the exception's ``results``.
         KeyboardInterrupt: after terminating the workers.
     """
-    import multiprocessing as mp
-    from multiprocessing import connection as mp_connection
-
     trials = list(trials)
     ids = [t.trial_id for t in trials]
     if len(set(ids)) != len(ids):
@@ -1275,7 +1436,6 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
     if not trials:
         return []
     fleets = plan_fleets(trials, max(1, workers), max_fleet)
-    workers = min(workers, len(fleets))
     results: dict[str, TrialResult] = {}
     by_id = {t.trial_id: t for t in trials}
 
@@ -1304,83 +1464,24 @@ def run_trials(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Seq
             torch.set_num_threads(before)
         return [results[i] for i in ids]
 
-    ctx = mp.get_context("spawn")
-    jobs = ctx.Queue()
-    for fid, f in enumerate(fleets):
-        jobs.put((fid, [t.to_dict() for t in f]))
-    for _ in range(workers):
-        jobs.put(None)
-    pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]
-    ck_dir = None if checkpoint_dir is None else str(checkpoint_dir)
-    procs = [ctx.Process(target=_worker, args=(w, task_ref, task_kwargs, jobs, pipes[w][1], epochs, str(device), threads,
-                                                       test_every_epoch, ck_dir),
-                         daemon=True, name=f"lrlab-fleet-{w}") for w in range(workers)]
-    failed: dict[str, str] = {}
-    running: dict[int, int] = {}  # worker -> fleet it is training
-    finished: set[int] = set()
-    open_readers = {w: pipes[w][0] for w in range(workers)}
-
-    def handle(msg: tuple[Any, ...]) -> None:
-        kind, wid, fid = msg[0], msg[1], msg[2]
-        if kind == "start":
-            running[wid] = fid
-        elif kind == "epoch":
-            if on_epoch is not None:
-                on_epoch(EpochRecord(**msg[3]))
-        elif kind == "trial":
-            deliver(TrialResult.from_dict(msg[3]))
-        else:  # fleet_done, fleet_error
-            if kind == "fleet_error":
-                for t in fleets[fid]:
-                    if t.trial_id not in results:
-                        failed[t.trial_id] = msg[3]
-            finished.add(fid)
-            running.pop(wid, None)
-
-    def drain(w: int) -> None:
-        """Read everything worker ``w`` sent; close its pipe once the worker is gone."""
-        reader = open_readers[w]
-        try:
-            while reader.poll():
-                handle(reader.recv())
-        except (EOFError, OSError):
-            pass
-        if not procs[w].is_alive():
-            reader.close()
-            del open_readers[w]
-            fid = running.pop(w, None)
-            if fid is not None and fid not in finished:
-                for t in fleets[fid]:
-                    if t.trial_id not in results:
-                        failed[t.trial_id] = f"worker process {w} died before finishing it (exit code {procs[w].exitcode})"
-                finished.add(fid)
-
+    run = {"task_ref": task_ref, "task_kwargs": task_kwargs, "epochs": epochs, "test_every_epoch": test_every_epoch,
+           "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir)}
+    key = (workers if _KEPT is not None else min(workers, len(fleets)), str(device), threads)
+    pool = None if _KEPT is None else _KEPT.get("pool")
+    if pool is not None and not pool.usable(key):
+        pool.close()
+        pool = _KEPT["pool"] = None  # type: ignore[index]
+    if pool is None:
+        pool = _WorkerPool(*key)
+        if _KEPT is not None:
+            _KEPT["pool"] = pool
     try:
-        for w, p in enumerate(procs):
-            p.start()
-            pipes[w][1].close()  # the worker holds the write end now
-        while len(finished) < len(fleets) and open_readers:
-            ready = mp_connection.wait([*open_readers.values(), *(procs[w].sentinel for w in open_readers)], timeout=1.0)
-            for w in list(open_readers):
-                if open_readers[w] in ready or procs[w].sentinel in ready:
-                    drain(w)
-        codes = ", ".join(str(p.exitcode) for p in procs)
-        for fid in set(range(len(fleets))) - finished:  # every worker is gone and these never ran
-            for t in fleets[fid]:
-                if t.trial_id not in results:
-                    failed[t.trial_id] = f"the worker processes died before finishing it (exit codes {codes})"
-    except BaseException:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            if p.pid is not None:  # joining a process that never started raises, hiding the cause
-                p.join(timeout=5)
-        raise
-    for p in procs:
-        p.join(timeout=10)
-        if p.is_alive():
-            p.terminate()
+        failed = pool.train(fleets, run, deliver, on_epoch)
+    finally:
+        if _KEPT is None or pool.broken:
+            pool.close()
+            if _KEPT is not None and _KEPT.get("pool") is pool:
+                _KEPT["pool"] = None
     if failed:
         first = next(iter(failed.values())).strip().splitlines()
         raise TrialsFailed(

@@ -463,9 +463,9 @@ def run_worker(storage: str, study_name: str = "lrlab", *, workers: int | None =
     def claim_size(plan: dict[str, Any]) -> int:
         return _claim_size(settings(), function=plan.get("kind") == "function")
 
-    from lrlab.study.trainfn import shared_pool
+    from lrlab.study.fleet import keep_workers
 
-    with shared_pool():  # a training function's worker processes serve every claim
+    with keep_workers():  # one pool of worker processes serves every claim
         return drain(q, train, claim=claim_size, keys=None, say=say, poll=poll, stop=complete, idle=idle,
                      check=function_of)
 

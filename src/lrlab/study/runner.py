@@ -414,28 +414,32 @@ def run_study(
     show = progress and not quiet
     for entry in how:
         say(escape(entry["line"]), highlight=False)
-    if tune_plans:
-        pending = _not_stored(tune_plans, done, "tuning trials", storage.url, say)
-        reused += len(tune_plans) - len(pending)
+    from lrlab.study.fleet import keep_workers
+
+    # one pool of worker processes serves the tuning and final phases and every queue claim
+    with keep_workers():
+        if tune_plans:
+            pending = _not_stored(tune_plans, done, "tuning trials", storage.url, say)
+            reused += len(tune_plans) - len(pending)
+            ran += len(pending)
+            if pending:
+                _dispatch(cfg, pending, epochs, storage, con, show, "tuning", task, executor)
+            tune_records = _stored(storage, [p.key for p in tune_plans])
+            selections = select_all(tune_records, cfg.metric, cfg.direction or "maximize")
+            chosen = {cell: sel.chosen for cell, sel in selections.items() if sel.chosen is not None}
+            final_plans = plan_trials(cfg, epochs=epochs, steps_per_epoch=spe, peak_lrs=chosen)  # type: ignore[arg-type]
+            for sel in selections.values():
+                if sel.all_diverged:
+                    say(f"[red]{escape(sel.schedule)}/{escape(sel.optimizer)}: every tuning run diverged[/red]; "
+                        "no final runs (lower the grid)")
+        pending = _not_stored(final_plans, done, "final trials" if tune_plans else "trials", storage.url, say)
+        reused += len(final_plans) - len(pending)
         ran += len(pending)
+        info["keys"] = [p.key for p in final_plans]
+        storage.set_attr(_STUDY_ATTR, info)
         if pending:
-            _dispatch(cfg, pending, epochs, storage, con, show, "tuning", task, executor)
-        tune_records = _stored(storage, [p.key for p in tune_plans])
-        selections = select_all(tune_records, cfg.metric, cfg.direction or "maximize")
-        chosen = {cell: sel.chosen for cell, sel in selections.items() if sel.chosen is not None}
-        final_plans = plan_trials(cfg, epochs=epochs, steps_per_epoch=spe, peak_lrs=chosen)  # type: ignore[arg-type]
-        for sel in selections.values():
-            if sel.all_diverged:
-                say(f"[red]{escape(sel.schedule)}/{escape(sel.optimizer)}: every tuning run diverged[/red]; "
-                    "no final runs (lower the grid)")
-    pending = _not_stored(final_plans, done, "final trials" if tune_plans else "trials", storage.url, say)
-    reused += len(final_plans) - len(pending)
-    ran += len(pending)
-    info["keys"] = [p.key for p in final_plans]
-    storage.set_attr(_STUDY_ATTR, info)
-    if pending:
-        _dispatch(cfg, pending, epochs, storage, con, show, "final runs" if tune_plans else "training",
-                  task, executor)
+            _dispatch(cfg, pending, epochs, storage, con, show, "final runs" if tune_plans else "training",
+                      task, executor)
     records = _stored(storage, info["keys"])
     summaries, effects, paths = _report(cfg.out, records, tune_records, selections, info, con, storage.url,
                                         time.perf_counter() - t0, write=report)
@@ -546,11 +550,8 @@ def _dispatch(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storag
         _train(cfg, [ticket_plan(t) for t in tickets], epochs, storage, con, show, what, fn, on_stored=stored,
                executor=executor)
 
-    from lrlab.study.trainfn import shared_pool
-
-    with shared_pool():  # a training function's worker processes serve every claim of this run
-        drain(q, train, claim=lambda plan: _claim_size(cfg, function=plan.get("kind") == "function"), keys=keys,
-              say=con.print, stop=finished)
+    drain(q, train, claim=lambda plan: _claim_size(cfg, function=plan.get("kind") == "function"), keys=keys,
+          say=con.print, stop=finished)
 
 
 FUNCTION_FIELDS = ("steps_per_epoch", "metric", "direction", "plateau_metric", "batch_size")
