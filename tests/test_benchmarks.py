@@ -147,3 +147,21 @@ def test_bench_live_quick_replays_a_fleet_live_and_finish_only() -> None:
     cpu = [float(r[3].strip().removesuffix(" s")) for r in rows]
     (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("live on / off: CPU ")]
     assert float(line.split()[5].rstrip(",")) == pytest.approx(cpu[0] / cpu[1], abs=0.1)
+
+
+@pytest.mark.slow
+def test_bench_pool_quick_times_fresh_pools_against_a_kept_one() -> None:
+    proc = _run(str(BENCH / "bench_pool.py"), "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {ln.split(" | ")[0].strip("| "): ln for ln in proc.stdout.splitlines() if ln.startswith("| ")}
+    fresh = [float(v) for v in re.findall(r"\| ([0-9.]+) s", rows["a fresh pool per call"])]
+    kept = [float(v) for v in re.findall(r"\| ([0-9.]+) s", rows["one pool kept (keep_workers)"])]
+    assert len(fresh) == len(kept) == 2 and min(fresh + kept) > 0
+    ratios = [float(v) for v in re.findall(r"\| ([0-9.]+)x", rows["kept pool faster by"])]
+    assert ratios[0] == pytest.approx(fresh[0] / kept[0], rel=0.05, abs=0.02)
+    assert ratios[1] == pytest.approx(fresh[1] / kept[1], rel=0.05, abs=0.02)
+
+
+def test_bench_pool_rejects_bad_arguments() -> None:
+    proc = _run(str(BENCH / "bench_pool.py"), "--calls", "0")
+    assert proc.returncode == 2 and proc.stderr.strip() == "bench_pool: --calls must be >= 1, got 0"

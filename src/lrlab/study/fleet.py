@@ -91,6 +91,7 @@ __all__ = [
     "TrialSpec",
     "TrialsFailed",
     "checkpoint_file",
+    "keep_workers",
     "run_trials",
     "train_fleet",
     "train_one",
