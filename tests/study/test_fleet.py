@@ -124,6 +124,17 @@ def test_cnn_fleet_matches_one_at_a_time_for_every_optimizer(cnn_task):
     assert len({round(r.final["test_loss"], 6) for r in results}) == len(results)  # trials really differ
 
 
+def test_cnn_fleet_on_the_cuda_branches_matches_one_at_a_time(cnn_task, monkeypatch):
+    """The formulation's non-CPU branches (plain buffers: what a CUDA device runs), exercised on
+    the CPU: float64 parity with one-at-a-time training, as for the CPU's aligned layout."""
+    import lrlab.study._batched as batched
+
+    calls = []
+    monkeypatch.setattr(batched, "_aligns", lambda t: calls.append(t.device.type) or False)
+    _assert_parity(cnn_task, _trials(("sgd", "adam"), with_options=True), epochs=10)
+    assert len(calls) > 100  # every product and buffer went through the patched test
+
+
 def test_mlp_fleet_matches_one_at_a_time_for_every_optimizer(mlp_task):
     assert fleet_path(mlp_task, _trials()[0]) == "mnist1d_mlp"
     _assert_parity(mlp_task, _trials(with_options=True), epochs=10)
@@ -562,12 +573,19 @@ def test_aligned_products_are_what_a_lone_item_computes():
 @pytest.mark.parametrize(("length", "k", "stride", "pad", "out_split"),
                          [(19, 3, 2, 1, 1), (40, 5, 2, 1, 2), (10, 3, 2, 1, 3), (17, 4, 3, 2, 2), (12, 3, 1, 0, 2),
                           (9, 5, 3, 0, 1), (6, 3, 2, 4, 2), (19, 3, 2, 1, 2), (23, 5, 2, 3, 4), (11, 2, 3, 0, 2)])
-def test_residue_major_convs_are_conv1d_relu_forward_and_backward(length, k, stride, pad, out_split):
+@pytest.mark.parametrize("layout", ["aligned", "plain"])
+def test_residue_major_convs_are_conv1d_relu_forward_and_backward(length, k, stride, pad, out_split, layout,
+                                                                   monkeypatch):
     """The CNN's conv pieces against F.conv1d + relu in float64, values and all three gradients:
     _ConvReLU writing its output positions residue-major (out_split), and _TapConvReLU reading
     its input that way and writing its output residue-major too (one product per tap and output
-    residue, blocks overlapping, or reaching no input position)."""
+    residue, blocks overlapping, or reaching no input position). ``plain``: the branches a CUDA
+    device takes (no aligned buffers), run here on the CPU."""
+    import lrlab.study._batched as batched
     from lrlab.study._batched import _ConvReLU, _residue_blocks, _TapConvReLU
+
+    if layout == "plain":
+        monkeypatch.setattr(batched, "_aligns", lambda t: False)
 
     g = torch.Generator().manual_seed(length * 100 + k)
     kk, c, cout, b = 3, 4, 5, 6

@@ -162,6 +162,14 @@ def aligned_empty(k: int, *shape: int, like: Tensor) -> Tensor:
     return buf[off:off + k * stride].view(k, stride)[:, :n].view(k, *shape)
 
 
+def _aligns(t: Tensor) -> bool:
+    """Whether products on ``t``'s device use the aligned layout: on the CPU, where MKL's kernel
+    choice depends on alignment; elsewhere (CUDA) buffers are allocated plainly. Every branch of
+    the formulations goes through this one test, so the CPU test suite can run the other
+    branches too (``tests/study/test_fleet.py`` patches it)."""
+    return t.device.type == "cpu"
+
+
 def _is_aligned(t: Tensor) -> bool:
     if not t[0].is_contiguous():
         return False
@@ -172,7 +180,7 @@ def aligned(t: Tensor) -> Tensor:
     """``t`` (``(k, ...)``) itself if each of its items is contiguous and starts at a 64-byte
     boundary, else such a copy: the layout every batched product here reads and writes, so each
     item's product is the one a lone trial would compute."""
-    if t.device.type != "cpu" or _is_aligned(t):
+    if not _aligns(t) or _is_aligned(t):
         return t
     out = aligned_empty(t.shape[0], *t.shape[1:], like=t)
     out.copy_(t)
@@ -186,7 +194,7 @@ def _bmm(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
     ``bias`` broadcastable to (k, m, p).
     """
     a, b = _aligned_operand(a), _aligned_operand(b)
-    out = aligned_empty(a.shape[0], a.shape[1], b.shape[2], like=a) if a.device.type == "cpu" else None
+    out = aligned_empty(a.shape[0], a.shape[1], b.shape[2], like=a) if _aligns(a) else None
     if bias is None:
         return torch.bmm(a, b, out=out) if out is not None else torch.bmm(a, b)
     return torch.baddbmm(bias, a, b, out=out) if out is not None else torch.baddbmm(bias, a, b)
@@ -195,7 +203,7 @@ def _bmm(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
 def _aligned_operand(t: Tensor) -> Tensor:
     """``t`` aligned; a transposed view stays a transposed view (of an aligned copy), so the
     product sees the same layout whether or not a copy was needed."""
-    if t.device.type != "cpu":
+    if not _aligns(t):
         return t
     if not t[0].is_contiguous() and t.dim() == 3 and t.transpose(1, 2)[0].is_contiguous():
         return aligned(t.transpose(1, 2)).transpose(1, 2)
@@ -309,7 +317,7 @@ class _ConvReLU(torch.autograd.Function):
         k_, c, length, bsz = x.shape
         k = w.shape[-1]
         out_len = (length + 2 * pad - k) // stride + 1
-        cols = aligned_empty(k_, c, k, out_len, bsz, like=x) if x.device.type == "cpu" else x.new_empty(k_, c, k, out_len, bsz)
+        cols = aligned_empty(k_, c, k, out_len, bsz, like=x) if _aligns(x) else x.new_empty(k_, c, k, out_len, bsz)
         step = stride * out_split
         blocks = _im2col_blocks(length, out_len, k, stride, pad, out_split)
         for j, start, count, n_lo, n_hi, first in blocks:
@@ -333,7 +341,7 @@ class _ConvReLU(torch.autograd.Function):
         gx = None
         if ctx.needs_input_grad[0]:
             wt = w.reshape(k_, -1, c * k).transpose(1, 2)
-            wt = aligned(wt.contiguous()) if wt.device.type != "cpu" else aligned_empty(*wt.shape, like=wt).copy_(wt)
+            wt = aligned_empty(*wt.shape, like=wt).copy_(wt) if _aligns(wt) else wt.contiguous()
             gcols = _bmm(wt, g).view(k_, c, k, out_len, bsz)
             gx = g.new_zeros(k_, c, length, bsz)
             for j, start, _, n_lo, n_hi, first in blocks:
@@ -345,7 +353,7 @@ class _ConvReLU(torch.autograd.Function):
 def _relu_grad(grad: Tensor, out: Tensor) -> Tensor:
     """relu's backward (``grad`` where ``out > 0``) written straight into an aligned buffer: one
     pass, no mask tensor, no copy."""
-    if grad.device.type != "cpu":
+    if not _aligns(grad):
         return torch.ops.aten.threshold_backward(grad, out, 0)
     g = aligned_empty(*grad.shape, like=grad)
     return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=g)
@@ -400,7 +408,7 @@ class _TapConvReLU(torch.autograd.Function):
                     blocks.append((j, start + n_lo, n_hi - n_lo, starts[first % m] + first // m))
         xf = x.reshape(k_, c, length * bsz)
         wj = {j: aligned(w[..., j].contiguous()) for j in {blk[0] for blk in blocks}}  # (K, Cout, C)
-        out = aligned_empty(k_, w.shape[1], out_len * bsz, like=x) if x.device.type == "cpu" \
+        out = aligned_empty(k_, w.shape[1], out_len * bsz, like=x) if _aligns(x) \
             else x.new_empty(k_, w.shape[1], out_len * bsz)
         out.copy_(b.unsqueeze(2).expand_as(out))
         for j, o0, n, i0 in blocks:
@@ -418,13 +426,13 @@ class _TapConvReLU(torch.autograd.Function):
         cout, k = w.shape[1], w.shape[-1]
         xf = x.reshape(k_, c, length * bsz)
         g = _relu_grad(grad.reshape(k_, -1, out_len * bsz), out)
-        gw = aligned_empty(k_, cout, k, c, like=w) if w.device.type == "cpu" else w.new_empty(k_, cout, k, c)
+        gw = aligned_empty(k_, cout, k, c, like=w) if _aligns(w) else w.new_empty(k_, cout, k, c)
         for j in range(k):
             if all(blk[0] != j for blk in blocks):
                 gw[:, :, j] = 0.0
         gx = None
         if ctx.needs_input_grad[0]:
-            gx = aligned_empty(k_, c, length * bsz, like=x) if x.device.type == "cpu" else x.new_empty(k_, c, length * bsz)
+            gx = aligned_empty(k_, c, length * bsz, like=x) if _aligns(x) else x.new_empty(k_, c, length * bsz)
         wt: dict[int, Tensor] = {}
         tap_done: set[int] = set()
         covered = [False] * length  # stored input positions of gx written so far
