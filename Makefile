@@ -64,10 +64,12 @@ bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 ## The scaling figure (docs/perf/scaling.png, shown in docs/performance.md and the README's
-## Benchmarks section) and the fleet's phase profile: fleet throughput against fleet size and width.
+## Benchmarks section) and the fleet's phase profile: fleet throughput against fleet size and width,
+## and a fleet step's fixed and per-trial costs.
 bench-figures: $(STAMP)
 	$(BIN)/python benchmarks/scaling.py --out docs/perf/scaling.png
 	$(BIN)/python benchmarks/profile_fleet.py
+	$(BIN)/python benchmarks/profile_fleet.py --sweep 4 9 18 36 --epochs 2
 
 ## One plot per registered schedule, into docs/gallery/ (shown in the README).
 gallery: $(STAMP)

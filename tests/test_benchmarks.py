@@ -66,6 +66,29 @@ def test_profile_fleet_prints_the_phase_table() -> None:
 
 
 @pytest.mark.slow
+def test_profile_fleet_sweep_fits_fixed_and_per_trial_costs() -> None:
+    proc = _run(str(BENCH / "profile_fleet.py"), "--sweep", "1", "3", "--epochs", "1", "--repeats", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [ln for ln in proc.stdout.splitlines() if re.match(r"\| \d+ \|", ln)]
+    assert [int(r.split("|")[1]) for r in rows] == [1, 3]
+    per_trial = [float(r.split("|")[2]) for r in rows]
+    k = [1, 3]
+    fit = re.search(r"a fleet step costs (-?[0-9]+) us \+ (-?[0-9]+) us per trial", proc.stdout)
+    assert fit is not None, proc.stdout
+    fixed, marginal = float(fit.group(1)), float(fit.group(2))
+    for kk, p in zip(k, per_trial):  # two sizes: the line goes through both points (printed rounded)
+        assert (fixed + kk * marginal) / kk == pytest.approx(p, abs=2.0)
+    shares = [float(s) for s in re.findall(r"\| ([0-9]+) % \|", proc.stdout)]
+    assert len(shares) == 2 and all(0 < s < 100 for s in shares)
+
+
+def test_profile_fleet_sweep_rejects_one_size() -> None:
+    proc = _run(str(BENCH / "profile_fleet.py"), "--sweep", "4", "4")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "profile_fleet: --sweep needs at least two different fleet sizes"
+
+
+@pytest.mark.slow
 def test_scaling_writes_the_figure(tmp_path: Path) -> None:
     out = tmp_path / "scaling.png"
     proc = _run(str(BENCH / "scaling.py"), "--ks", "1", "2", "--widths", "8", "--width-k", "2", "--epochs", "1",
