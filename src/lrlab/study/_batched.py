@@ -65,6 +65,7 @@ error rather than silently different training.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -299,6 +300,18 @@ def _im2col_blocks(length: int, out_len: int, k: int, stride: int, pad: int,
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _im2col_index(length: int, out_len: int, k: int, stride: int, pad: int, out_split: int,
+                  device: torch.device) -> Tensor:
+    """For each im2col column (tap ``j``, then output position in the order stored: residue-major
+    by ``out_split``) the input position it reads, or ``length`` for the zero padding (the
+    caller appends a zero position): one ``index_select`` builds the columns (~6x faster than a
+    strided copy per tap and residue, which cost ~0.2 ms of Python and dispatch per call)."""
+    order = [r + out_split * i for r, _, count in _residue_blocks(out_len, out_split) for i in range(count)]
+    pos = [stride * q + j - pad for j in range(k) for q in order]
+    return torch.tensor([p if 0 <= p < length else length for p in pos], dtype=torch.long, device=device)
+
+
 class _ConvReLU(torch.autograd.Function):
     """``relu(conv1d(x, W, b, stride, padding))`` for K models at once, batch-innermost layout.
 
@@ -318,23 +331,22 @@ class _ConvReLU(torch.autograd.Function):
         k = w.shape[-1]
         out_len = (length + 2 * pad - k) // stride + 1
         cols = aligned_empty(k_, c, k, out_len, bsz, like=x) if _aligns(x) else x.new_empty(k_, c, k, out_len, bsz)
-        step = stride * out_split
-        blocks = _im2col_blocks(length, out_len, k, stride, pad, out_split)
-        for j, start, count, n_lo, n_hi, first in blocks:
-            if n_hi > n_lo:
-                cols[:, :, j, start + n_lo:start + n_hi] = x[:, :, first:first + step * (n_hi - n_lo - 1) + 1:step]
-            cols[:, :, j, start:start + n_lo] = 0.0  # taps that read the zero padding (only these need filling)
-            cols[:, :, j, start + n_hi:start + count] = 0.0
+        # one gather from x with a zero position appended (the padding), in the columns' order
+        xz = x.new_empty(k_, c, length + 1, bsz)
+        xz[:, :, :length] = x
+        xz[:, :, length] = 0.0
+        torch.index_select(xz, 2, _im2col_index(length, out_len, k, stride, pad, out_split, x.device),
+                           out=cols.view(k_, c, k * out_len, bsz))
         cols2 = cols.view(k_, c * k, out_len * bsz)
         out = _bmm(w.reshape(k_, -1, c * k), cols2, b.unsqueeze(2)).relu_()
         ctx.save_for_backward(cols2, w, out)
-        ctx.geometry = (k_, c, bsz, length, k, out_len, step, blocks)
+        ctx.geometry = (k_, c, bsz, length, k, out_len, stride, pad, out_split)
         return out.view(k_, -1, out_len, bsz)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         cols2, w, out = ctx.saved_tensors
-        k_, c, bsz, length, k, out_len, step, blocks = ctx.geometry
+        k_, c, bsz, length, k, out_len, stride, pad, out_split = ctx.geometry
         g = _relu_grad(grad.reshape(k_, -1, out_len * bsz), out)
         gw = _bmm(g, cols2.transpose(1, 2)).reshape(w.shape)
         gb = g.sum(2)
@@ -344,7 +356,8 @@ class _ConvReLU(torch.autograd.Function):
             wt = aligned_empty(*wt.shape, like=wt).copy_(wt) if _aligns(wt) else wt.contiguous()
             gcols = _bmm(wt, g).view(k_, c, k, out_len, bsz)
             gx = g.new_zeros(k_, c, length, bsz)
-            for j, start, _, n_lo, n_hi, first in blocks:
+            step = stride * out_split
+            for j, start, _, n_lo, n_hi, first in _im2col_blocks(length, out_len, k, stride, pad, out_split):
                 if n_hi > n_lo:
                     gx[:, :, first:first + step * (n_hi - n_lo - 1) + 1:step] += gcols[:, :, j, start + n_lo:start + n_hi]
         return gx, gw, gb, None, None, None
