@@ -735,6 +735,10 @@ def test_keep_workers_serves_several_calls_with_one_pool_and_the_same_numbers(mo
             pids.append(_pool_pids())
         procs = [Path(f"/proc/{p}") for p in pids[0]]
         assert all(p.exists() for p in procs)
+        ref, kw, e = calls[1]
+        assert stored(run_trials(ref, kw, trials, epochs=e, workers=1)) == fresh[1]  # another size: a new pool
+        one = _pool_pids()
+        assert len(one) == 1 and not set(one) & set(pids[0])
     assert kept == fresh
     assert pids[0] == pids[1] == pids[2] and len(pids[0]) == 2
     assert _pool_pids() is None
