@@ -147,3 +147,21 @@ def test_bench_live_quick_replays_a_fleet_live_and_finish_only() -> None:
     cpu = [float(r[3].strip().removesuffix(" s")) for r in rows]
     (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("live on / off: CPU ")]
     assert float(line.split()[5].rstrip(",")) == pytest.approx(cpu[0] / cpu[1], abs=0.1)
+
+
+def test_bench_save_once_quick_prints_scan_and_lookup() -> None:
+    proc = _run(str(BENCH / "bench_save_once.py"), "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [ln.split("|")[1:-1] for ln in proc.stdout.splitlines() if re.match(r"\| 50 \|", ln)]
+    assert len(rows) == 1, proc.stdout
+    cells = [c.strip() for c in rows[0]]
+    for scan, look, ratio in (cells[1:4], cells[4:7]):  # measured, and the ratio follows from them
+        a, b = float(scan.removesuffix(" ms")), float(look.removesuffix(" ms"))
+        assert a > 0 and b > 0
+        assert float(ratio.removesuffix("x")) == pytest.approx(a / b, rel=0.05, abs=0.02)
+
+
+def test_bench_save_once_rejects_a_url_without_n() -> None:
+    proc = _run(str(BENCH / "bench_save_once.py"), "--url", "sqlite:///x.db")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "bench_save_once: --url must hold {n}, got 'sqlite:///x.db'"

@@ -430,6 +430,18 @@ def test_storing_a_trial_twice_keeps_the_first_result_on_postgres(postgres_url: 
     _check_first_wins(_fresh_pg(postgres_url))
 
 
+def test_is_stored_looks_up_one_key_on_postgres(postgres_url: Any) -> None:
+    """The first-wins check's one-key query on PostgreSQL (tests/study/test_storage.py runs it on
+    SQLite and a journal file)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_lrlab_test_storage", Path(__file__).with_name("test_storage.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod._check_is_stored(_fresh_pg(postgres_url))
+
+
 def _sqlite_unlocked(path: Path) -> bool:
     """Whether nobody holds the SQLite file's write lock (a process stopped inside a transaction
     would block everyone until it is continued)."""
