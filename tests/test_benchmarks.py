@@ -188,3 +188,21 @@ def test_bench_pool_quick_times_fresh_pools_against_a_kept_one() -> None:
 def test_bench_pool_rejects_bad_arguments() -> None:
     proc = _run(str(BENCH / "bench_pool.py"), "--calls", "0")
     assert proc.returncode == 2 and proc.stderr.strip() == "bench_pool: --calls must be >= 1, got 0"
+
+
+def test_bench_save_once_quick_prints_scan_and_lookup() -> None:
+    proc = _run(str(BENCH / "bench_save_once.py"), "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [ln.split("|")[1:-1] for ln in proc.stdout.splitlines() if re.match(r"\| 50 \|", ln)]
+    assert len(rows) == 1, proc.stdout
+    cells = [c.strip() for c in rows[0]]
+    for scan, look, ratio in (cells[1:4], cells[4:7]):  # measured, and the ratio follows from them
+        a, b = float(scan.removesuffix(" ms")), float(look.removesuffix(" ms"))
+        assert a > 0 and b > 0
+        assert float(ratio.removesuffix("x")) == pytest.approx(a / b, rel=0.05, abs=0.02)
+
+
+def test_bench_save_once_rejects_a_url_without_n() -> None:
+    proc = _run(str(BENCH / "bench_save_once.py"), "--url", "sqlite:///x.db")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "bench_save_once: --url must hold {n}, got 'sqlite:///x.db'"

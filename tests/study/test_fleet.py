@@ -843,9 +843,8 @@ def test_path_description_says_which_path_and_why():
 
 # ---- allocator ----------------------------------------------------------------------------------
 
-_FAULTS_SCRIPT = """
-import resource, sys, torch
-from lrlab.study.fleet import keep_freed_memory
+FAULTS_PROBE = """
+import resource, torch
 def faults():  # MB-sized buffers of varying sizes allocated and freed, as in a fleet step
     r = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for i in range(10):
@@ -856,6 +855,13 @@ def faults():  # MB-sized buffers of varying sizes allocated and freed, as in a 
                 keep.append(t)
         del keep
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r
+"""
+"""``faults()``: this process's page faults over rounds of reused buffers (test_queue_ray runs it
+in a Ray worker)."""
+
+_FAULTS_SCRIPT = FAULTS_PROBE + """
+import sys
+from lrlab.study.fleet import keep_freed_memory
 ok = keep_freed_memory() if sys.argv[1] == "keep" else None
 faults()
 print(ok, faults())

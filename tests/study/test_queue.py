@@ -64,9 +64,37 @@ def _planned(url: str) -> set[str]:
 
 @pytest.mark.slow
 def test_two_drivers_on_a_new_sqlite_file_train_each_trial_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    procs = [_lrlab("study", *STUDY, "--out", str(tmp_path / f"out{i}"), "--storage", url, LRLAB_CLAIM="2")
-             for i in range(2)]
+    """Two drivers started together on a new SQLite file: every trial stored exactly once, none lost,
+    and both train a share. That both take part is made certain, not left to timing (one driver
+    could finish the study before the other's imports did): the first to store a result is paused
+    (SIGSTOP, outside any transaction or store lock) until the other has stored one too; with a
+    long grace period its claim is not re-queued meanwhile, so it trains that claim once continued."""
+    db = tmp_path / "shared.db"
+    url = f"sqlite:///{db}"
+    procs = [_lrlab("study", *STUDY, "--out", str(tmp_path / f"out{i}"), "--storage", url, LRLAB_CLAIM="2",
+                    LRLAB_GRACE="300") for i in range(2)]
+
+    def stored_by() -> set[int]:
+        try:
+            _, per_worker = _counts(url)
+        except Exception:  # the study is not created yet
+            return set()
+        return {p.pid for p in procs if any(w.endswith(f":{p.pid}") for w in per_worker)}
+
+    deadline = time.monotonic() + 180
+    while not (done := stored_by()):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no driver stored a trial"
+        time.sleep(0.05)
+    paused = len(done) == 1
+    if paused:
+        (first,) = [p for p in procs if p.pid in done]
+        _pause_outside_locks(first, db)
+        try:
+            while len(stored_by()) < 2:
+                assert time.monotonic() < deadline, "the other driver stored nothing while the first was paused"
+                time.sleep(0.05)
+        finally:
+            first.send_signal(signal.SIGCONT)
     for p in procs:
         rc, _out, err = _finish(p)
         assert rc == 0, err[-2000:]
@@ -76,6 +104,28 @@ def test_two_drivers_on_a_new_sqlite_file_train_each_trial_once(tmp_path: Path) 
     assert set(results) == planned and set(results.values()) == {1}  # each trained exactly once, none lost
     assert sum(per_worker.values()) == N_TRIALS
     assert len(per_worker) == 2, per_worker  # both drivers trained a share
+    print(f"\ntwo drivers, trained per driver: {sorted(per_worker.values())}; first storer paused: {paused}")
+
+
+def _pause_outside_locks(proc: subprocess.Popen[str], db: Path) -> None:
+    """SIGSTOP ``proc`` at a moment it holds neither the SQLite file's write lock nor the store lock
+    beside it (stopped holding one, it would block every other process until continued)."""
+    import fcntl
+
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.05)
+        with open(str(db) + ".lrlab-store-lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_UN)
+                free = True
+            except BlockingIOError:
+                free = False
+        if free and _sqlite_unlocked(db):
+            return
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
 
 
 def _killed_worker_run(url: str, tmp_path: Path, n_workers: int) -> dict[str, Any]:
@@ -430,6 +480,18 @@ def test_storing_a_trial_twice_keeps_the_first_result_on_postgres(postgres_url: 
     _check_first_wins(_fresh_pg(postgres_url))
 
 
+def test_is_stored_looks_up_one_key_on_postgres(postgres_url: Any) -> None:
+    """The first-wins check's one-key query on PostgreSQL (tests/study/test_storage.py runs it on
+    SQLite and a journal file)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_lrlab_test_storage", Path(__file__).with_name("test_storage.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod._check_is_stored(_fresh_pg(postgres_url))
+
+
 def _sqlite_unlocked(path: Path) -> bool:
     """Whether nobody holds the SQLite file's write lock (a process stopped inside a transaction
     would block everyone until it is continued)."""
@@ -472,13 +534,7 @@ def test_a_stalled_worker_and_its_requeued_copy_store_the_trial_once(tmp_path: P
         assert time.monotonic() < deadline, "the worker never claimed a trial"
         time.sleep(0.05)
     (held,) = tickets("RUNNING", victim.pid)
-    while True:  # stopped outside a SQLite transaction, or the driver would wait for it
-        victim.send_signal(signal.SIGSTOP)
-        time.sleep(0.05)
-        if _sqlite_unlocked(db):
-            break
-        victim.send_signal(signal.SIGCONT)
-        time.sleep(0.01)
+    _pause_outside_locks(victim, db)  # or the driver would wait for it
     try:
         copy = None
         while copy is None:  # the driver fails the stale claim, re-queues it and trains the copy

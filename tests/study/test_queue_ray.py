@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,39 @@ def test_ray_runs_a_training_functions_trials_as_tasks(local_ray: Any, tmp_path:
         np.testing.assert_array_equal(a.curves["val_acc"], b.curves["val_acc"])
     bad = [r for r in remote.records if r.seed == 13]
     assert bad and all(r.status == "failed" and "seed 13 is unlucky" in str(r.extra.get("failed")) for r in bad)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+@pytest.mark.filterwarnings("ignore")  # Ray's own deprecation warnings
+def test_a_ray_fleet_task_keeps_freed_memory_in_its_process(local_ray: Any) -> None:
+    """A Ray worker that trained a fleet (the task body ray_executor sends) has glibc keeping freed
+    blocks, as run_trials' own workers do: MB-sized buffers allocated and freed again cause no page
+    faults there (tens of thousands without the setting, see test_fleet's allocator test)."""
+    import importlib.util
+
+    from lrlab.schedules import constant
+    from lrlab.study.fleet import TrialSpec
+
+    spec = importlib.util.spec_from_file_location("_lrlab_test_fleet", Path(__file__).with_name("test_fleet.py"))
+    assert spec is not None and spec.loader is not None
+    test_fleet = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_fleet)
+    probe = test_fleet.FAULTS_PROBE
+
+    def fleet_then_probe(trials: list[dict[str, Any]]) -> tuple[int, Any, int, int]:
+        """Train the fleet as a Ray task does, then count this process's page faults over rounds of
+        reused MB-sized buffers (defined here: Ray ships it by value)."""
+        from lrlab.study import executors
+
+        out = executors._train_fleet_task("mnist1d", {"subset": 100}, trials, 1, "cpu")
+        scope: dict[str, Any] = {}
+        exec(probe, scope)  # test_fleet's probe: defines faults()
+        scope["faults"]()  # the heap grows once
+        return len(out), getattr(executors, "_KEEPS_FREED_MEMORY", None), scope["faults"](), os.getpid()
+
+    trial = TrialSpec(trial_id="constant/sgd/s0", schedule=constant(0.1).resolve(total_steps=1, steps_per_epoch=1),
+                      optimizer="sgd", optimizer_kwargs={}, seed=0)
+    n, kept, faults, pid = local_ray.get(local_ray.remote(fleet_then_probe).remote([trial.to_dict()]))
+    assert pid != os.getpid() and n == 1  # a Ray worker process trained the fleet
+    assert kept is True and faults < 100, (kept, faults)

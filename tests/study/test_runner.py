@@ -77,6 +77,65 @@ def test_schedules_are_peak_times_relative_spec():
                                                                   peak_lrs={"sgd": 0.2})]
 
 
+def test_builtin_task_keys_are_pinned():
+    """Stored studies resume by key, and the README's results were stored under these: a change to
+    what a Task trial's key covers would retrain them all, so its values are pinned here."""
+    import hashlib
+
+    from lrlab.study.runner import tuning_grid
+
+    cfg = StudyConfig()  # the default study (README results), tuned
+    base = {o: 0.1 for o in cfg.optimizers}
+    tune = plan_trials(cfg, epochs=30, steps_per_epoch=25, peak_lrs=base, role="tune", grid=tuning_grid(cfg, base))
+    final = plan_trials(cfg, epochs=30, steps_per_epoch=25, peak_lrs=base)
+    assert (len(tune), len(final)) == (120, 72)
+    assert [tune[0].key, tune[-1].key, final[0].key, final[-1].key] == [
+        "constant/sgd/lr0.025/s0@7429bff4d13e", "plateau/adam/lr0.4/s0@09daf71508a8",
+        "constant/sgd/s1000@e2aa6c5c3d1e", "plateau/adam/s1002@59a1460de8ca"]
+    every = hashlib.sha256(" ".join(p.key for p in [*tune, *final]).encode()).hexdigest()
+    assert every == "0ccfa7b809768b6225f5e96246e0b3f97f9bf5ec924ae12e70a043d8cc242f4e"
+    custom = StudyConfig.from_mapping({"schedules": ["warmup_cosine", "constant"], "optimizers": {
+        "sgd": 0.2, "adam": {"peak_lr": 0.01, "weight_decay": 1e-4}}, "seeds": [3], "metric": "val_loss",
+        "batch_size": 64})
+    keys = ["warmup_cosine/sgd/s3@c35d2e45fb81", "constant/sgd/s3@48474cfb7b3a",
+            "warmup_cosine/adam/s3@1ebfb27b9444", "constant/adam/s3@1657380fe02b"]
+    peaks = {"sgd": 0.2, "adam": 0.01}
+    assert [p.key for p in plan_trials(custom, epochs=10, steps_per_epoch=7, peak_lrs=peaks)] == keys
+    # a Task's selection metric and direction choose among stored trials, they do not change one
+    again = custom.replace(metric="val_acc", direction="minimize")
+    assert [p.key for p in plan_trials(again, epochs=10, steps_per_epoch=7, peak_lrs=peaks)] == keys
+
+
+@pytest.mark.parametrize("change", [{"metric": "val_loss"}, {"direction": "minimize"}, {"batch_size": 32},
+                                    {"task_kwargs": {"batch_size": 32}}, {"steps_per_epoch": 4},
+                                    {"plateau_metric": "train_loss"}])
+def test_training_function_keys_cover_every_setting_its_trial_gets(change):
+    """A training function's Trial carries metric, direction, batch_size, peak_lr and
+    steps_per_epoch besides what a Task trial's key covers: each one is in its key."""
+    base = {"task": "tfmod:train", "schedules": ["constant"], "optimizers": {"sgd": 0.1}, "seeds": [1],
+            "steps_per_epoch": 3, "epochs": 2, "tune": "none"}
+    cfg = StudyConfig.from_mapping(base)
+    other = StudyConfig.from_mapping({**base, **change})
+    spe = int(other.steps_per_epoch or 3)
+    (a,) = plan_trials(cfg, epochs=2, steps_per_epoch=3, peak_lrs={"sgd": 0.1})
+    (b,) = plan_trials(other, epochs=2, steps_per_epoch=spe, peak_lrs={"sgd": 0.1})
+    (c,) = plan_trials(cfg, epochs=2, steps_per_epoch=3, peak_lrs={"sgd": 0.1})
+    assert a.key != b.key and a.key == c.key
+
+
+def test_training_function_batch_size_is_told_apart_from_a_task_kwarg():
+    """``batch_size: 32`` gives ``trial.batch_size == 32``; ``task_kwargs: {batch_size: 32}`` gives
+    ``trial.kwargs["batch_size"]`` and ``trial.batch_size is None``: another trial, another key."""
+    base = {"task": "tfmod:train", "schedules": ["constant"], "optimizers": {"sgd": 0.1}, "seeds": [1],
+            "steps_per_epoch": 3, "epochs": 2, "tune": "none"}
+    one, other = (StudyConfig.from_mapping({**base, **extra}) for extra in
+                  ({"batch_size": 32}, {"task_kwargs": {"batch_size": 32}}))
+    assert one.task_build_kwargs() == other.task_build_kwargs()
+    (a,) = plan_trials(one, epochs=2, steps_per_epoch=3, peak_lrs={"sgd": 0.1})
+    (b,) = plan_trials(other, epochs=2, steps_per_epoch=3, peak_lrs={"sgd": 0.1})
+    assert a.key != b.key
+
+
 def test_default_grid_parses_and_covers_the_seeds_catalogue():
     assert len(DEFAULT_SCHEDULES) == 12
     for name, spec in DEFAULT_SCHEDULES.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import optuna
@@ -188,3 +189,58 @@ def test_processes_opening_a_new_sqlite_file_at_once_do_not_race_on_the_schema(t
             url = "sqlite:///" + str(tmp_path / f"s{i}.db")
             start = _time.time() + 0.5
             assert pool.map(_open_at, [(url, start)] * 4) == [True] * 4
+
+
+def _check_is_stored(url: str) -> None:
+    """:meth:`StudyStorage.is_stored` agrees with :meth:`done_keys` on every kind of trial: finished
+    and diverged trials count; a waiting/running/pruned trial with the key, the key in another study,
+    a prefix of a key and a live trial that has not finished do not; keys needing JSON escapes match."""
+    from lrlab.study.storage import LiveTrials
+
+    st, other = StudyStorage(url, "t"), StudyStorage(url, "t2")
+    odd = 'ünï/"q\\uote"/s0@abc'
+    assert not st.is_stored("linear/sgd/s0@abc")
+    st.save(record())
+    st.save(record("linear/sgd/s1@abc", diverged=True))  # FAIL: counts (diverged trials are not rerun)
+    st.save(record(odd))
+    other.save(record("only/in/other@abc"))
+    for state, key in (("RUNNING", "running@abc"), ("PRUNED", "pruned@abc"), ("WAITING", "waiting@abc")):
+        st.study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState[state],
+                                                     user_attrs={"lrlab_key": key}))
+    live = LiveTrials(st, {"live/sgd/s0": record("live/sgd/s0@abc")})
+    with live:
+        from lrlab.study.fleet import EpochRecord
+
+        live.epoch(EpochRecord("live/sgd/s0", 0, 0.1, 1.0, 0.5, 1.0, 0.5, math.nan, math.nan))
+        deadline = time.time() + 10
+        while live.live and not live._ids and time.time() < deadline:  # its RUNNING trial written
+            time.sleep(0.05)
+        assert bool(live._ids) == ("://" in st.url)  # live on an RDB storage, not on a journal file
+        candidates = ["linear/sgd/s0@abc", "linear/sgd/s1@abc", odd, "only/in/other@abc", "running@abc",
+                      "pruned@abc", "waiting@abc", "live/sgd/s0@abc", "linear/sgd/s0@ab", "linear/sgd/s0"]
+        expect = {"linear/sgd/s0@abc", "linear/sgd/s1@abc", odd}
+        assert st.done_keys() == expect
+        assert {k for k in candidates if st.is_stored(k)} == expect
+        assert other.is_stored("only/in/other@abc") and not other.is_stored("linear/sgd/s0@abc")
+        assert live.save(record("live/sgd/s0@abc"), once=True)  # the live trial completed in place
+        assert st.is_stored("live/sgd/s0@abc") and not live.save(record("live/sgd/s0@abc"), once=True)
+    assert st.save_once(record(odd)) is False and len(st.done_keys()) == 4
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_is_stored_looks_up_one_key(tmp_path, kind):
+    _check_is_stored(str(tmp_path / ("s.db" if kind == "sqlite" else "s.log")))
+
+
+def test_is_stored_on_sqlite_does_not_load_the_trials(tmp_path, monkeypatch):
+    """On an RDB storage the check is a query for the one key: no trial is loaded (the old check
+    loaded every trial of the study for each stored trial)."""
+    st = StudyStorage(str(tmp_path / "s.db"), "t")
+    st.save(record())
+
+    def loaded(*a, **k):
+        raise AssertionError("is_stored loaded the study's trials")
+
+    monkeypatch.setattr(type(st.study), "get_trials", loaded)
+    assert st.is_stored(record().key) and not st.is_stored("linear/sgd/s9@abc")
+    assert st.save_once(record("linear/sgd/s9@abc")) and not st.save_once(record("linear/sgd/s9@abc"))

@@ -199,6 +199,24 @@ def test_training_function_study_tunes_selects_and_resumes(tfmod):
     assert [r.final["test_acc"] for r in again.records] == [r.final["test_acc"] for r in res.records]
 
 
+def test_a_rerun_with_another_metric_retrains_the_same_settings_reuse(tfmod):
+    """The selection metric and direction reach the function (``trial.metric``/``direction``) and
+    its stored ``best_<metric>``: a rerun that changes them retrains, one that keeps them does not."""
+    cfg = _base(tfmod, task="tfmod:train_quad", seeds=2, optimizers={"sgd": 0.05},
+                tune={"grid": [0.5, 1.0], "seeds": [0]})
+    res = run_study(cfg, quiet=True)
+    assert (res.ran, res.reused) == (4, 0)
+    assert all(math.isfinite(r.final["best_val_acc"]) and "best_val_loss" not in r.final for r in res.records)
+    same = run_study(cfg, quiet=True)
+    assert (same.ran, same.reused) == (0, 4)
+    other = run_study({**cfg, "metric": "val_loss"}, quiet=True)
+    assert (other.ran, other.reused) == (4, 0)
+    assert all(math.isfinite(r.final["best_val_loss"]) for r in [*other.records, *other.tune_records])
+    flipped = run_study({**cfg, "direction": "minimize"}, quiet=True)  # val_acc, minimized
+    assert (flipped.ran, flipped.reused) == (4, 0)
+    assert (run_study(cfg, quiet=True).ran, run_study({**cfg, "metric": "val_loss"}, quiet=True).ran) == (0, 0)
+
+
 def test_minimize_selects_the_lowest_loss(tfmod):
     cfg = _base(tfmod, task="tfmod:train_quad", metric="val_loss", optimizers={"sgd": 0.05},
                 tune={"grid": [0.1, 1.0, 4.0], "seeds": [0]})

