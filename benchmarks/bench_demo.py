@@ -54,8 +54,8 @@ def live_overhead(config: dict, pairs: int) -> int:
             os.environ["LRLAB_LIVE"] = mode
             wall, cpu, _ = _timed(config)
             runs[mode].append((wall, cpu))
-            print(f"| {len(runs['1']) + len(runs['0'])} | {'on' if mode == '1' else 'off'} | {wall:.1f} s "
-                  f"| {cpu:.1f} s |", flush=True)
+            print(f"| {len(runs['1']) + len(runs['0'])} | {'on' if mode == '1' else 'off'} | {wall:.2f} s "
+                  f"| {cpu:.2f} s |", flush=True)
     os.environ.pop("LRLAB_LIVE")
     on = [sum(x[k] for x in runs["1"]) for k in (0, 1)]
     off = [sum(x[k] for x in runs["0"]) for k in (0, 1)]
