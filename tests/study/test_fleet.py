@@ -735,6 +735,10 @@ def test_keep_workers_serves_several_calls_with_one_pool_and_the_same_numbers(mo
             pids.append(_pool_pids())
         procs = [Path(f"/proc/{p}") for p in pids[0]]
         assert all(p.exists() for p in procs)
+        with keep_workers():  # an inner block (run_study opens one) joins the outer block's pool
+            run_trials(*calls[1][:2], trials, epochs=1, workers=2)
+            assert _pool_pids() == pids[0]
+        assert _pool_pids() == pids[0]  # and leaves it running
         ref, kw, e = calls[1]
         assert stored(run_trials(ref, kw, trials, epochs=e, workers=1)) == fresh[1]  # another size: a new pool
         one = _pool_pids()

@@ -401,6 +401,12 @@ def test_a_study_starts_one_pool_of_workers_for_its_tuning_and_final_phases(tmp_
     assert (res.ran, res.reused) == (8, 0) and len(res.records) == 4  # 2 cells x 2 final seeds
     assert len(started) == 1 and started[0].closed
     assert not any(p.is_alive() for p in started[0].procs)
+    with fleet.keep_workers():  # two studies inside one block share one pool
+        for name in ("a", "b"):
+            assert run_study({**TUNED, "workers": 2, "out": str(tmp_path / name)}, progress=False,
+                             quiet=True).ran == 8
+        assert len(started) == 2 and not started[1].closed
+    assert started[1].closed
 
 
 def test_every_tuning_lr_diverged_marks_the_cell_and_trains_no_finals(tmp_path):

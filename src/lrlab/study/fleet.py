@@ -1344,14 +1344,18 @@ def keep_workers() -> Iterator[None]:
     (~1 s of CPU each on a CPU, ~15-20 s per pool with CUDA on a GPU machine). A pool is reused
     while the calls ask for the same workers, device and threads; one whose worker died or whose
     call was interrupted is replaced. The workers end with the block, so the next study run
-    imports edited code afresh. Nesting is allowed (the inner block has its own pool).
+    imports edited code afresh. An inner block joins the outer one: wrap several
+    :func:`~lrlab.study.runner.run_study` calls (each opens a block) in one to share their workers.
 
     >>> with keep_workers():
-    ...     pass  # run_trials(...) calls here share their worker processes
+    ...     pass  # run_trials(...) and run_study(...) calls here share their worker processes
     """
     from lrlab.study.trainfn import shared_pool
 
     global _KEPT
+    if _KEPT is not None:  # inside another block: its pool serves this one's calls too
+        yield
+        return
     outer, _KEPT = _KEPT, {}
     try:
         with shared_pool():  # a training function's worker processes too
