@@ -55,6 +55,16 @@ def _counts(url: str) -> tuple[collections.Counter[str], collections.Counter[str
     return results, per_worker
 
 
+def _each_trained_once(url: str) -> collections.Counter[str]:
+    """Assert every one of the study's N_TRIALS planned trials is stored exactly once (none lost,
+    no duplicate); return the trials trained per worker."""
+    results, per_worker = _counts(url)
+    planned = _planned(url)
+    assert len(planned) == N_TRIALS
+    assert set(results) == planned and set(results.values()) == {1}  # each trained exactly once, none lost
+    return per_worker
+
+
 def _planned(url: str) -> set[str]:
     import optuna
 
@@ -98,10 +108,7 @@ def test_two_drivers_on_a_new_sqlite_file_train_each_trial_once(tmp_path: Path) 
     for p in procs:
         rc, _out, err = _finish(p)
         assert rc == 0, err[-2000:]
-    results, per_worker = _counts(url)
-    planned = _planned(url)
-    assert len(planned) == N_TRIALS
-    assert set(results) == planned and set(results.values()) == {1}  # each trained exactly once, none lost
+    per_worker = _each_trained_once(url)
     assert sum(per_worker.values()) == N_TRIALS
     assert len(per_worker) == 2, per_worker  # both drivers trained a share
     print(f"\ntwo drivers, trained per driver: {sorted(per_worker.values())}; first storer paused: {paused}")
@@ -321,10 +328,7 @@ def _function_study_with_two_workers(url: str, tmp_path: Path) -> dict[str, int]
     for w in workers:
         wrc, _, werr = _finish(w)
         assert wrc == 0, werr[-2000:]
-    results, per_worker = _counts(url)
-    planned = _planned(url)
-    assert len(planned) == N_TRIALS
-    assert set(results) == planned and set(results.values()) == {1}  # each trained exactly once, none lost
+    per_worker = _each_trained_once(url)
     pids = {str(p.pid) for p in (driver, *workers)}
     assert {w.rsplit(":", 1)[1] for w in per_worker} <= pids and sum(per_worker.values()) == N_TRIALS
     assert len(per_worker) == 3, per_worker  # the driver and both workers trained a share
