@@ -122,6 +122,42 @@ def test_values_visible_while_running_on_postgres(tmp_path: Path, monkeypatch: p
     _visible_and_unchanged(fresh(postgres_url), fresh(postgres_url), tmp_path, monkeypatch)
 
 
+def train_watched(trial: Any) -> None:
+    """A training function that, before reporting epoch e >= 1, waits until another connection sees
+    its own trial RUNNING in Optuna with the values of epochs 0..e-1 (fails the trial otherwise)."""
+    url = trial.kwargs["url"]
+    for epoch in range(trial.epochs):
+        t0 = time.monotonic()
+        while epoch:
+            mine = [t for t in _trials(url, deepcopy=False) if t.user_attrs.get("trial_id") == trial.trial_id
+                    and t.state == TrialState.RUNNING]
+            if mine and mine[-1].intermediate_values == {e: 0.1 * (e + 1) for e in range(epoch)}:
+                break
+            if time.monotonic() - t0 > 30:
+                raise RuntimeError(f"epoch {epoch - 1} of {trial.trial_id} is not visible live: {mine}")
+            time.sleep(0.02)
+        trial.report(epoch, val_loss=1.0 / (epoch + 1), val_f1=0.1 * (epoch + 1))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_training_functions_trials_are_live_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  workers: int) -> None:
+    """Each report of a training function's trial (the study metric, here val_f1) is visible to
+    another connection while the trial trains, in this process or in worker processes; the
+    finished trial is the live one, completed in place."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    url = f"sqlite:///{tmp_path / 'fn.db'}"
+    res = run_study({"task": "test_live:train_watched", "task_kwargs": {"url": url}, "epochs": 3,
+                     "steps_per_epoch": 2, "schedules": ["constant", "linear"], "optimizers": {"sgd": 0.1},
+                     "tune": "none", "seeds": 1, "workers": workers, "metric": "val_f1", "storage": url,
+                     "out": str(tmp_path / "out")}, progress=False, quiet=True, report=False)
+    assert [r.status for r in res.records] == ["done", "done"], [r.extra for r in res.records]
+    trials = _trials(url)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2  # the live trials, no copies
+    for t in trials:
+        assert t.intermediate_values == {0: 0.1, 1: 0.2, 2: pytest.approx(0.3)} and t.value == pytest.approx(0.3)
+
+
 def test_epoch_values_are_written_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fleet-epoch's records go to the database in one transaction, not one commit per value."""
     monkeypatch.setattr(storage_mod, "LIVE_LINGER_S", 0.5)  # the default: batch what arrives within it

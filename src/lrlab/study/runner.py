@@ -630,13 +630,21 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
     t0, next_line = time.perf_counter(), 1
 
     # trials in Optuna as they train (RUNNING, per-epoch values), written off this thread
-    live = LiveTrials(storage, {} if isinstance(task, TrainingFunction) else
-                      {p.spec.trial_id: _skeleton(p, epochs) for p in pending})
+    live = LiveTrials(storage, {p.spec.trial_id: _skeleton(p, epochs) for p in pending})
 
     def on_epoch(rec: Any) -> None:
         seen[rec.trial_id] = seen.get(rec.trial_id, 0) + 1
         prog.advance(bar, 1)
         live.epoch(rec)
+
+    def on_report(trial_id: str, epoch: int, values: dict[str, float]) -> None:
+        """A training function's :meth:`~lrlab.study.trainfn.Trial.report`: its study metric is
+        the live trial's intermediate value (as in the record it is stored with)."""
+        if trial_id not in by_id:  # not this call's trial
+            return
+        seen[trial_id] = seen.get(trial_id, 0) + 1
+        prog.advance(bar, 1)
+        live.value(trial_id, epoch, values.get(cfg.metric, math.nan))
 
     def save(rec: TrialRecord) -> None:
         """Store a finished trial at once (a kill loses no finished trial); from a queue claim, first
@@ -680,7 +688,8 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
     with prog, live:  # live: the trials that did not finish end as FAIL, not RUNNING
         try:
             if isinstance(task, TrainingFunction):  # one trial at a time per worker, stored as each finishes
-                run_planned(task, cfg, pending, epochs, save, stored, checkpoint_dir=ck_dir, executor=executor)
+                run_planned(task, cfg, pending, epochs, save, stored, checkpoint_dir=ck_dir, executor=executor,
+                            on_epoch=on_report)
             else:
                 run = executor or run_trials
                 extra: dict[str, Any] = {"checkpoint_dir": ck_dir} if _accepts(run, "checkpoint_dir") else {}

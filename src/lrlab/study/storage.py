@@ -584,14 +584,21 @@ class LiveTrials:
 
     # ---- the training side ------------------------------------------------------------------------
     def epoch(self, rec: Any) -> None:
-        """Queue one :class:`~lrlab.study.fleet.EpochRecord` (returns at once)."""
-        if not self.live or rec.trial_id not in self.skeletons:
+        """Queue one :class:`~lrlab.study.fleet.EpochRecord` (returns at once): its validation
+        accuracy is the trial's intermediate value for that epoch."""
+        self.value(rec.trial_id, rec.epoch, rec.val_acc)
+
+    def value(self, trial_id: str, epoch: int, value: float) -> None:
+        """Queue the intermediate value of ``trial_id`` at ``epoch`` (returns at once; a value that
+        is not finite, or of a trial not announced in ``skeletons``, is ignored). A training
+        function's trials report the study's metric this way."""
+        if not self.live or trial_id not in self.skeletons:
             return
-        value = float(rec.val_acc)
+        value = float(value)
         if not math.isfinite(value):
             return
         with self._plock:
-            self._pending.setdefault(rec.trial_id, {})[int(rec.epoch)] = value
+            self._pending.setdefault(trial_id, {})[int(epoch)] = value
         self._wake.set()
 
     def save(self, record: TrialRecord, *, once: bool = False) -> bool:

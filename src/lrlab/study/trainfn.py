@@ -207,6 +207,8 @@ class Trial:
         """The first epoch to train: 0, or the epoch after the checkpoint :meth:`restore` returned."""
         self.prior_seconds = 0.0  # training time before a resume
         self._started: float | None = None  # perf_counter() when the training function was called
+        # called with (trial_id, epoch, values) at each report: the study shows the trial live
+        self._on_report: Callable[[str, int, dict[str, float]], None] | None = None
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def checkpoint(self, epoch: int, state: Mapping[str, Any]) -> None:
@@ -299,6 +301,11 @@ class Trial:
         self.history.append(values)
         step = (len(self.history)) * self.steps_per_epoch - 1
         self.lrs.append(self._reference.lr_at(min(step, self.total_steps - 1)))
+        if self._on_report is not None:
+            try:
+                self._on_report(self.trial_id, int(epoch), dict(values))
+            except Exception:  # showing the trial live must never stop its training
+                self._on_report = None
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise TrialDiverged(f"reported {bad[0]}={values[bad[0]]} at epoch {epoch}")
@@ -459,8 +466,18 @@ def run_one(fn: Callable[..., Any], trial: Trial) -> dict[str, Any]:
     return _outcome(trial, trial.prior_seconds + time.perf_counter() - t0)
 
 
+_EVENTS: Any = None  # in a worker process: the pool's queue of (trial_id, epoch, values) reports
+
+
+def _init_events(events: Any) -> None:
+    """Worker-process initializer: keep the pool's report queue."""
+    global _EVENTS
+    _EVENTS = events
+
+
 def _worker(ref: str, kwargs: dict[str, Any], trial_args: dict[str, Any], threads: int) -> dict[str, Any]:
-    """Worker-process entry: import the function by reference, build the trial, run it."""
+    """Worker-process entry: import the function by reference, build the trial, run it (its
+    reports also go to the pool's report queue, for the study to show the trial live)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
@@ -473,7 +490,10 @@ def _worker(ref: str, kwargs: dict[str, Any], trial_args: dict[str, Any], thread
     from lrlab.study.tasks import import_ref
 
     fn = import_ref(ref, what="training function")
-    return run_one(fn, _trial_from(trial_args, kwargs))
+    trial = _trial_from(trial_args, kwargs)
+    if _EVENTS is not None:
+        trial._on_report = lambda tid, epoch, values: _EVENTS.put((tid, epoch, values))
+    return run_one(fn, trial)
 
 
 def _trial_from(args: Mapping[str, Any], kwargs: Mapping[str, Any]) -> Trial:
@@ -485,12 +505,16 @@ def _trial_from(args: Mapping[str, Any], kwargs: Mapping[str, Any]) -> Trial:
 
 
 def run_function_trials(task: TrainingFunction, trials: Sequence[dict[str, Any]], *, workers: int | None,
-                        on_trial_done: Callable[[dict[str, Any]], None], threads_per_worker: int = 1) -> None:
+                        on_trial_done: Callable[[dict[str, Any]], None], threads_per_worker: int = 1,
+                        on_epoch: Callable[[str, int, dict[str, float]], None] | None = None) -> None:
     """Run each trial (the keyword arguments of :class:`Trial`, with ``schedule`` as its config)
     once, one at a time per worker process (``workers=0``, or a function without an importable
     reference: in this process); ``on_trial_done`` gets each result in this process as soon as it
-    is known. Trials run with ``threads_per_worker`` torch threads wherever they run, so the
-    numbers do not depend on ``workers``. A worker that dies fails one trial, not the others."""
+    is known, ``on_epoch`` each :meth:`Trial.report` as ``(trial_id, epoch, values)`` (also in
+    this process, from a reader thread while workers train; display only: a report may arrive
+    after its trial's result). Trials run with ``threads_per_worker`` torch threads wherever they
+    run, so the numbers do not depend on ``workers``. A worker that dies fails one trial, not the
+    others."""
     from lrlab.study.fleet import _usable_cores
 
     if workers is None:
@@ -503,7 +527,9 @@ def run_function_trials(task: TrainingFunction, trials: Sequence[dict[str, Any]]
         torch.set_num_threads(threads_per_worker)  # as in a worker (and the fleets): the same numbers
         try:
             for args in trials:
-                on_trial_done(run_one(task.fn, _trial_from(args, task.kwargs)))
+                trial = _trial_from(args, task.kwargs)
+                trial._on_report = on_epoch
+                on_trial_done(run_one(task.fn, trial))
         finally:
             torch.set_num_threads(before)
         return
@@ -513,7 +539,7 @@ def run_function_trials(task: TrainingFunction, trials: Sequence[dict[str, Any]]
     while pending:
         batch, pending = (pending[:1], pending[1:]) if isolate else (pending, [])
         broken = _pool_round(task, batch, 1 if isolate else size, threads_per_worker, on_trial_done,
-                             shared=not isolate)
+                             shared=not isolate, on_epoch=on_epoch)
         if broken and isolate:
             on_trial_done(_failure(broken[0], "its worker process died (killed, out of memory or os._exit)"))
         elif broken:
@@ -540,29 +566,61 @@ def shared_pool() -> Iterator[None]:
     finally:
         mine, _SHARED = _SHARED, outer
         if mine and mine.get("pool") is not None:
-            mine["pool"].shutdown(wait=True, cancel_futures=True)
+            _shutdown(mine["pool"], wait=True)
 
 
-def _new_pool(workers: int, shared: bool) -> Any:
+class _Pool:
+    """A spawn process pool and the queue its workers send trial reports on. The queue lives in
+    a manager process: each worker talks to it over its own connection, so a worker killed in
+    the middle of a report cannot block the others (a queue shared through a lock could)."""
+
+    def __init__(self, workers: int) -> None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("spawn")
+        self.manager = ctx.Manager()
+        self.events = self.manager.Queue()
+        self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_events,
+                                            initargs=(self.events,))
+
+    def reports(self) -> Iterator[tuple[str, int, dict[str, float]]]:
+        """The reports that have arrived (none waits)."""
+        import queue
+
+        while True:
+            try:
+                yield self.events.get_nowait()
+            except queue.Empty:
+                return
+            except (EOFError, OSError, BrokenPipeError):  # the manager is gone: nothing more to show
+                return
+
+
+def _shutdown(pool: _Pool, *, wait: bool) -> None:
+    pool.executor.shutdown(wait=wait, cancel_futures=True)
+    pool.manager.shutdown()
+
+
+def _new_pool(workers: int, shared: bool) -> _Pool:
     """A spawn process pool of ``workers``: inside :func:`shared_pool` (and ``shared``) the block's
     one, started on first use and replaced when its size differs."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
     if not shared or _SHARED is None:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        return _Pool(workers)
     if _SHARED.get("pool") is None or _SHARED.get("size") != workers:
         if _SHARED.get("pool") is not None:
-            _SHARED["pool"].shutdown(wait=True)
-        _SHARED["pool"] = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+            _shutdown(_SHARED["pool"], wait=True)
+        _SHARED["pool"] = _Pool(workers)
         _SHARED["size"] = workers
     return _SHARED["pool"]
 
 
 def _pool_round(task: TrainingFunction, batch: list[dict[str, Any]], workers: int, threads: int,
-                on_trial_done: Callable[[dict[str, Any]], None], *, shared: bool = False) -> list[dict[str, Any]]:
+                on_trial_done: Callable[[dict[str, Any]], None], *, shared: bool = False,
+                on_epoch: Callable[[str, int, dict[str, float]], None] | None = None) -> list[dict[str, Any]]:
     """Run ``batch`` in one process pool (with ``shared``, the :func:`shared_pool` block's, kept
-    open); returns the trials whose result was lost to a broken pool."""
+    open), passing the workers' reports to ``on_epoch`` as they arrive; returns the trials whose
+    result was lost to a broken pool."""
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -570,11 +628,18 @@ def _pool_round(task: TrainingFunction, batch: list[dict[str, Any]], workers: in
     pool = _new_pool(workers, shared)
     keep = shared and _SHARED is not None
     ok = False
+
+    def relay() -> None:
+        for tid, epoch, values in pool.reports():
+            if on_epoch is not None:
+                on_epoch(tid, epoch, values)
+
     try:
-        futs = {pool.submit(_worker, str(task.ref), task.kwargs, a, threads): a for a in batch}
+        futs = {pool.executor.submit(_worker, str(task.ref), task.kwargs, a, threads): a for a in batch}
         left = set(futs)
         while left:
-            done, left = wait(left, return_when=FIRST_COMPLETED)
+            done, left = wait(left, timeout=0.1, return_when=FIRST_COMPLETED)
+            relay()
             for f in done:
                 try:
                     res = f.result()
@@ -584,17 +649,18 @@ def _pool_round(task: TrainingFunction, batch: list[dict[str, Any]], workers: in
                 except Exception as e:  # e.g. the function could not be imported in the worker
                     res = _failure(futs[f], _one_line(e))
                 on_trial_done(res)
+        relay()  # a report is queued before its trial returns: every one of this round is here
         ok = True
     except BrokenProcessPool:  # broken before a trial was submitted: all of them are lost
         lost = list(batch)
     finally:
         if not ok:
-            for p in list((getattr(pool, "_processes", None) or {}).values()):
+            for p in list((getattr(pool.executor, "_processes", None) or {}).values()):
                 p.terminate()
         if not keep or not ok or lost:  # a broken or interrupted pool is never reused
             if keep and _SHARED is not None:
                 _SHARED["pool"] = None
-            pool.shutdown(wait=True, cancel_futures=True)
+            _shutdown(pool, wait=True)
     return lost
 
 
@@ -620,14 +686,16 @@ def function_checkpoint_file(directory: str | Path, plan: Any, epochs: int) -> P
 
 def run_planned(task: TrainingFunction, cfg: Any, plans: Sequence[Any], epochs: int,
                 save: Callable[[Any], None], on_done: Callable[[Any], None],
-                checkpoint_dir: str | Path | None = None, executor: Any = None) -> None:
+                checkpoint_dir: str | Path | None = None, executor: Any = None,
+                on_epoch: Callable[[str, int, dict[str, float]], None] | None = None) -> None:
     """Run the study's planned trials (:class:`lrlab.study.runner.PlannedTrial`) through ``task``:
     each finished trial becomes a record (:func:`function_record`), is saved with ``save`` at once
     (so an interruption loses no finished trial) and then passed to ``on_done``. With
     ``checkpoint_dir``, :meth:`Trial.checkpoint` saves there and :meth:`Trial.restore` reads there;
     a trial's checkpoint is removed once its record is saved. An ``executor`` with a ``functions``
     method (:func:`lrlab.study.executors.ray_executor`'s) runs the trials (one Ray task each) when
-    the function can be imported by name; else they run in local worker processes."""
+    the function can be imported by name; else they run in local worker processes, and each
+    :meth:`Trial.report` reaches ``on_epoch`` as it happens (not with Ray)."""
     import lrlab
     from lrlab.study.checkpoint import RECIPE, discard
 
@@ -658,7 +726,7 @@ def run_planned(task: TrainingFunction, cfg: Any, plans: Sequence[Any], epochs: 
         functions(task, args, device=cfg.device, on_trial_done=done)
         return
     workers = 1 if str(cfg.device).startswith("cuda") and cfg.workers is None else cfg.workers
-    run_function_trials(task, args, workers=workers, on_trial_done=done)
+    run_function_trials(task, args, workers=workers, on_trial_done=done, on_epoch=on_epoch)
 
 
 def function_record(plan: Any, res: Mapping[str, Any], epochs: int, steps_per_epoch: int, metric: str,
