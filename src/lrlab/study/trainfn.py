@@ -511,8 +511,8 @@ def run_function_trials(task: TrainingFunction, trials: Sequence[dict[str, Any]]
     once, one at a time per worker process (``workers=0``, or a function without an importable
     reference: in this process); ``on_trial_done`` gets each result in this process as soon as it
     is known, ``on_epoch`` each :meth:`Trial.report` as ``(trial_id, epoch, values)`` (also in
-    this process, from a reader thread while workers train; display only: a report may arrive
-    after its trial's result). Trials run with ``threads_per_worker`` torch threads wherever they
+    this process: relayed between waits on the workers' results, every report of a trial before
+    its result). Trials run with ``threads_per_worker`` torch threads wherever they
     run, so the numbers do not depend on ``workers``. A worker that dies fails one trial, not the
     others."""
     from lrlab.study.fleet import _usable_cores
@@ -593,7 +593,7 @@ class _Pool:
                 yield self.events.get_nowait()
             except queue.Empty:
                 return
-            except (EOFError, OSError, BrokenPipeError):  # the manager is gone: nothing more to show
+            except (EOFError, OSError):  # the manager is gone: nothing more to show
                 return
 
 
