@@ -323,7 +323,10 @@ def _function_study_with_two_workers(url: str, tmp_path: Path) -> dict[str, int]
     driver = _in(d, "study", "--config", "study.yaml", "--out", "out", "--storage", url, "--no-progress",
                  FNMOD_EPOCH_S="0.3")
     rc, out, err = _finish(driver)
-    assert rc == 0, err[-2000:]
+    if rc != 0:  # say what the workers said too
+        for w in workers:
+            w.kill()
+        raise AssertionError(err[-2000:] + "".join(f"\nworker: {w.communicate()[1][-1500:]}" for w in workers))
     assert "not importable" not in out  # fnmod:train_sleepy is queued, not trained in the driver
     for w in workers:
         wrc, _, werr = _finish(w)
@@ -674,3 +677,57 @@ def test_processes_racing_for_the_same_tickets_take_each_once(tmp_path: Path) ->
         assert p.returncode == 0, err[-1000:]
         taken += out.split()
     assert sorted(taken, key=int) == [str(t._trial_id) for t in q.tickets()] and len(taken) == 40
+
+
+# ---- when a driver stops waiting ---------------------------------------------------------------
+
+def _record(key: str) -> Any:
+    import numpy as np
+
+    from lrlab.study.storage import CURVE_FIELDS, TrialRecord
+
+    return TrialRecord(key=key, trial_id=key.split("@")[0], schedule_name="constant", schedule_text="constant(1.0)",
+                       schedule_config={}, optimizer="sgd", optimizer_kwargs={}, seed=0, peak_lr=0.1, epochs=1,
+                       curves={k: np.array([0.5]) for k in CURVE_FIELDS}, final={"val_acc": 0.5})
+
+
+def test_a_trial_finishing_while_the_driver_looks_is_never_taken_for_lost(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker stores a trial and closes its ticket right after the driver read the stored keys:
+    the driver still waits for it (CI once saw a healthy study stop with "claimed by workers that
+    died", the keys read in the other order), then sees it stored."""
+    from lrlab.study.queue import WorkQueue
+    from lrlab.study.storage import StudyStorage
+
+    st = StudyStorage(f"sqlite:///{tmp_path / 'q.db'}", "lrlab")
+    q = WorkQueue(st)
+    assert q.enqueue([("k@x", "g", {}, {"seed": 0, "peak_lr": 0.1})]) == 1
+    (ticket,) = q.claim(1)
+    read_done = q.done_keys
+
+    def done_keys_then_finish() -> set[str]:
+        got = read_done()
+        if "k@x" not in got:  # the worker finishes right after this read
+            assert st.save_once(_record("k@x"))
+            q.close(ticket)
+        return got
+
+    monkeypatch.setattr(q, "done_keys", done_keys_then_finish)
+    assert q.outstanding({"k@x"}, settle=0.0) == {"k@x"}
+    assert q.outstanding({"k@x"}, settle=0.0) == set()
+
+
+def test_a_driver_stops_with_a_one_line_error_once_no_missing_trial_can_finish(tmp_path: Path) -> None:
+    from lrlab.study.queue import WorkQueue
+    from lrlab.study.storage import StudyStorage
+
+    q = WorkQueue(StudyStorage(f"sqlite:///{tmp_path / 'q.db'}", "lrlab"))
+    assert q.enqueue([(f"k{i}@x", "g", {"spec": {"trial_id": f"k{i}"}}, {"seed": i, "peak_lr": 0.1})
+                      for i in range(2)]) == 2
+    a, b = q.claim(2)
+    q.release([a], "RuntimeError: boom", requeue=False)
+    assert q.outstanding({a.key, b.key}, settle=0.0) == {a.key, b.key}  # b still runs: wait for it
+    q.release([b], "RuntimeError: boom", requeue=False)
+    with pytest.raises(RuntimeError, match=r"^2 trials were claimed by workers that died too often or failed "
+                                           r"\(first: k0\); rerun to retry them$"):
+        q.outstanding({a.key, b.key}, settle=0.0)

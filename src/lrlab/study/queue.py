@@ -136,6 +136,26 @@ class WorkQueue:
     def done_keys(self) -> set[str]:
         return set(_retry(self.storage.done_keys))
 
+    def outstanding(self, keys: set[str], *, settle: float = 0.5) -> set[str]:
+        """The ``keys`` not stored yet; raises a one-line ``RuntimeError`` when there are some and
+        none of them is queued any more (their tickets failed, or died too often: a rerun retries
+        them), so a study waits for every trial that can still finish before it stops.
+
+        Live tickets are read before stored keys: a ticket is closed only after its result is
+        stored, so a trial that finishes between the two reads is seen in one of them (read the
+        other way round it was in neither, and a healthy study stopped with this error: seen in
+        CI). A dead worker's ticket is failed and then re-queued (two writes), so it is in neither
+        for a moment: a finding is confirmed by a second reading ``settle`` seconds later."""
+        for attempt in range(2):
+            live = self.live_keys()
+            missing = keys - self.done_keys()
+            if not missing or missing & live:
+                return missing
+            if attempt == 0:
+                time.sleep(settle)
+        raise RuntimeError(f"{len(missing)} trials were claimed by workers that died too often or failed "
+                           f"(first: {sorted(missing)[0].split('@')[0]}); rerun to retry them")
+
     # ---- enqueue ---------------------------------------------------------------------------------
     def enqueue(self, entries: Iterable[tuple[str, str, dict[str, Any], dict[str, Any]]]) -> int:
         """Add a ticket for each ``(key, group, plan, params)`` not stored and not queued; returns

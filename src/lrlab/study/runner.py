@@ -550,11 +550,7 @@ def _dispatch(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storag
     keys = {p.key for p in pending}
 
     def finished() -> bool:
-        missing = keys - q.done_keys()
-        if missing and not missing & q.live_keys():
-            raise RuntimeError(f"{len(missing)} trials were claimed by workers that died too often or failed "
-                               f"(first: {sorted(missing)[0].split('@')[0]}); rerun to retry them")
-        return not missing
+        return not q.outstanding(keys)
 
     def train(tickets: list[Any], stored: Callable[[str], None]) -> None:
         _train(cfg, [ticket_plan(t) for t in tickets], epochs, storage, con, show, what, fn, on_stored=stored,
