@@ -165,7 +165,7 @@ class WorkQueue:
 
         from lrlab.study.storage import _LR_HIGH, _LR_LOW, _plain
 
-        skip = self.done_keys() | self.live_keys()
+        skip = self.live_keys() | self.done_keys()  # live first: see outstanding()
         n = 0
         for key, group, plan, params in entries:
             if key in skip:
