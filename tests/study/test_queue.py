@@ -316,10 +316,19 @@ def _in(cwd: Path, *args: str, **env: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(**env))
 
 
+def _polling(worker: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    """``worker`` once it says it waits for trials (its imports done, its storage open)."""
+    assert worker.stderr is not None
+    line = worker.stderr.readline()
+    assert f":{worker.pid}: waiting for trials of study 'lrlab'" in line, line + worker.stderr.read()[-2000:]
+    return worker
+
+
 def _function_study_with_two_workers(url: str, tmp_path: Path) -> dict[str, int]:
     d = _fn_dir(tmp_path)
     workers = [_in(d, "study", "worker", "--storage", url, "--idle", "120", FNMOD_EPOCH_S="0.3") for _ in range(2)]
-    time.sleep(2)  # the workers are polling before the driver enqueues
+    for w in workers:  # polling before the driver enqueues, or the driver might train every trial
+        _polling(w)
     driver = _in(d, "study", "--config", "study.yaml", "--out", "out", "--storage", url, "--no-progress",
                  FNMOD_EPOCH_S="0.3")
     rc, out, err = _finish(driver)
@@ -383,7 +392,8 @@ def test_a_worker_that_cannot_import_the_function_leaves_its_trials_queued(tmp_p
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     rc, _out, err = _finish(_in(elsewhere, "study", "worker", "--storage", url, "--idle", "2"))
-    assert rc == 2 and err.count("\n") == 1, err
+    started, err = err.split("\n", 1)  # "waiting for trials ...", then a one-line error
+    assert rc == 2 and "waiting for trials" in started and err.count("\n") == 1, err
     assert "cannot import module 'fnmod'" in err and "stay queued for other workers" in err, err
     assert str(elsewhere) in err  # says which directory it searched
     tickets = _trials(url, "lrlab.queue")
@@ -525,8 +535,7 @@ def test_a_stalled_worker_and_its_requeued_copy_store_the_trial_once(tmp_path: P
     d = _fn_dir(tmp_path, study="epochs: 4\nsteps_per_epoch: 2\nschedules: [constant]\noptimizers: {sgd: 0.1}\n"
                                 "tune: none\nseeds: 2\nworkers: 0\n")
     env = {"FNMOD_EPOCH_S": "0.5", "LRLAB_HEARTBEAT": "1", "LRLAB_GRACE": "2"}
-    victim = _in(d, "study", "worker", "--storage", url, "--idle", "60", **env)
-    time.sleep(2)
+    victim = _polling(_in(d, "study", "worker", "--storage", url, "--idle", "60", **env))
     driver = _in(d, "study", "--config", "study.yaml", "--out", "out", "--storage", url, "--no-progress", **env)
 
     def tickets(state: str, pid: int) -> list[Any]:

@@ -485,6 +485,8 @@ def run_worker(storage: str, study_name: str = "lrlab", *, workers: int | None =
 
     from lrlab.study.fleet import keep_workers
 
+    say(f"worker {q.worker}: waiting for trials of study {study_name!r} (until its plan is complete, or "
+        f"{idle:g} s with nothing to claim)")
     with keep_workers():  # one pool of worker processes serves every claim
         return drain(q, train, claim=claim_size, keys=None, say=say, poll=poll, stop=complete, idle=idle,
                      check=function_of)
