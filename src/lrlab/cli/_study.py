@@ -294,8 +294,10 @@ def worker(
     except Exception as e:  # lost the database: its claims go stale and other workers re-queue them
         if not type(e).__module__.startswith("sqlalchemy"):
             raise
-        print(f"lrlab: error: lost the storage {storage!r}: {str(e).splitlines()[0]}; this worker's unfinished "
-              "trials are re-queued when its heartbeat times out", file=sys.stderr)
+        from lrlab.study.storage import shown_url
+
+        print(f"lrlab: error: lost the storage {shown_url(storage)!r}: {shown_url(storage, str(e).splitlines()[0])}; "
+              "this worker's unfinished trials are re-queued when its heartbeat times out", file=sys.stderr)
         raise typer.Exit(1) from e
     print(f"worker done: trained {n} trials", file=sys.stderr)
 

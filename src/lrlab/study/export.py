@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lrlab.study.storage import CURVE_FIELDS, StudyStorage, TrialRecord, storage_url
+from lrlab.study.storage import CURVE_FIELDS, StudyStorage, TrialRecord, shown_url, storage_url
 
 __all__ = ["LOGGERS", "Frames", "load_results", "log_mlflow", "log_runs", "log_tensorboard", "parse_log_to",
            "to_frames"]
@@ -102,7 +102,7 @@ def load_results(out_or_storage: str | Path, study_name: str = "lrlab") -> Frame
     st = StudyStorage(url, study_name)
     records = list(st.records().values())
     if not records:
-        raise ValueError(f"storage {url!r} holds no lrlab trials in study {study_name!r}")
+        raise ValueError(f"storage {shown_url(url)!r} holds no lrlab trials in study {study_name!r}")
     return to_frames(records)
 
 

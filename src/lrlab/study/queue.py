@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from lrlab.study.storage import StudyStorage
+from lrlab.study.storage import StudyStorage, shown_url
 
 __all__ = ["Ticket", "WorkQueue", "drain", "queue_enabled", "ticket_entry", "ticket_plan", "worker_name"]
 
@@ -432,7 +432,7 @@ def run_worker(storage: str, study_name: str = "lrlab", *, workers: int | None =
 
     st = StudyStorage(storage, study_name)
     if not queue_enabled(st):
-        raise ValueError(f"storage {st.url!r} cannot be a work queue: use an RDB storage (sqlite:///..., "
+        raise ValueError(f"storage {shown_url(st.url)!r} cannot be a work queue: use an RDB storage (sqlite:///..., "
                          "postgresql://...), not a journal file")
     q = WorkQueue(st)
     con = Console(stderr=True, highlight=False)

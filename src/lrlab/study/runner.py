@@ -56,7 +56,14 @@ from lrlab.study.stats import (
     select_lr,
     summarize,
 )
-from lrlab.study.storage import CURVE_FIELDS, LiveTrials, StudyStorage, TrialRecord, storage_url
+from lrlab.study.storage import (
+    CURVE_FIELDS,
+    LiveTrials,
+    StudyStorage,
+    TrialRecord,
+    shown_url,
+    storage_url,
+)
 
 __all__ = ["PlannedTrial", "StudyResult", "plan_trials", "rebuild_report", "run_study", "tuning_grid", "versions"]
 
@@ -388,12 +395,13 @@ def run_study(
     final_plans = plan_trials(cfg, epochs=epochs, steps_per_epoch=spe, peak_lrs=base_lrs)
     how = training_paths(task, [*tune_plans, *final_plans], cfg.device)
     info: dict[str, Any] = {
-        "config": cfg.to_dict(), "task": task.name, "epochs": epochs, "steps_per_epoch": spe,
+        "config": {**cfg.to_dict(), "storage": cfg.storage and shown_url(cfg.storage)},
+        "task": task.name, "epochs": epochs, "steps_per_epoch": spe,
         "training_paths": how,
         **sizes, "metric": cfg.metric, "direction": cfg.direction, "peak_lrs": base_lrs, "lr_grid": {k: list(v) for k, v in grid.items()},
         "tune_keys": [p.key for p in tune_plans], "keys": [],
         "schedules": list(cfg.schedules), "optimizers": list(cfg.optimizers),
-        "versions": versions(), "command": command if command is not None else _argv(),
+        "versions": versions(), "command": _shown(cfg, command if command is not None else _argv()),
     }
     n_cells = len(cfg.schedules) * len(cfg.optimizers)
     tuning = (f"tuning {len(tune_plans)} trials ({len(cfg.tune.grid)} lrs x {len(cfg.tune.seeds)} tuning "
@@ -464,8 +472,13 @@ def _not_stored(plans: Sequence[PlannedTrial], done: set[str], what: str, url: s
 
     pending = [p for p in plans if p.key not in done]
     if len(pending) < len(plans):
-        say(f"{len(plans) - len(pending)} {what} already in {escape(url)} (not rerun); {len(pending)} to train")
+        say(f"{len(plans) - len(pending)} {what} already in {escape(shown_url(url))} (not rerun); {len(pending)} to train")
     return pending
+
+
+def _shown(cfg: StudyConfig, text: str) -> str:
+    """``text`` with the study's storage password hidden (:func:`~lrlab.study.storage.shown_url`)."""
+    return shown_url(cfg.storage, text) if cfg.storage else text
 
 
 def _argv() -> str:
@@ -731,7 +744,7 @@ def interrupt_summary(stored: int, running: Sequence[PlannedTrial], epochs: int,
     counts = [saved_epochs(f) for f in files]
     saved, n = sum(counts), sum(c > 0 for c in counts)
     rest = len(running) - n
-    return (f"{stored} finished trial{'' if stored == 1 else 's'} stored in {url}, {saved} epoch"
+    return (f"{stored} finished trial{'' if stored == 1 else 's'} stored in {shown_url(url)}, {saved} epoch"
             f"{'' if saved == 1 else 's'} of {n} running trial{'' if n == 1 else 's'} saved"
             + (f" ({rest} other{'' if rest == 1 else 's'} had no finished epoch)" if rest else "")
             + "; rerun the same command to continue")
@@ -774,7 +787,7 @@ def _report(out: str | Path, records: list[TrialRecord], tune_records: list[Tria
         "final seeds": ", ".join(str(x) for x in info["config"]["seeds"]),
         "trials": f"{len(tune_records)} tuning + {len(records)} final "
                   f"({sum(r.diverged for r in [*tune_records, *records])} diverged)",
-        "storage": url,
+        "storage": shown_url(url),
         "training time (sum over trials)": f"{sum(r.seconds for r in [*tune_records, *records]):.0f} s",
         "versions": ", ".join(f"{k} {v}" for k, v in vers.items() if k != "platform"),
         "platform": vers.get("platform", "?"),
@@ -834,7 +847,7 @@ def rebuild_report(
     st = StudyStorage(url, study_name)
     info = st.get_attr(_STUDY_ATTR)
     if not info:
-        raise ValueError(f"storage {url!r} holds no lrlab study named {study_name!r}")
+        raise ValueError(f"storage {shown_url(url)!r} holds no lrlab study named {study_name!r}")
     keys = list(info.get("tune_keys", [])) + list(info["keys"])
     recs = st.records(keys)
     missing = [k for k in keys if k not in recs]

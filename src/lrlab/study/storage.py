@@ -51,6 +51,7 @@ import contextlib
 import functools
 import json
 import math
+import re
 import sys
 import threading
 import time
@@ -64,7 +65,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["CURVE_FIELDS", "LRLabStorageWarning", "LiveTrials", "StudyStorage", "TrialRecord", "live_reason",
-           "storage_url"]
+           "shown_url", "storage_url"]
 
 CURVE_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 """Per-epoch curves of a stored trial: ``train_*`` running means over the epoch's minibatches,
@@ -150,6 +151,33 @@ def storage_url(storage: str | None, out: str | Path) -> str:
         f"storage={storage!r}: give a URL (sqlite:///x.db, postgresql://...) or a file ending in "
         f"{', '.join(_SQLITE_SUFFIXES + _JOURNAL_SUFFIXES)}"
     )
+
+
+def shown_url(url: str, text: str | None = None) -> str:
+    """``url`` as lrlab shows and records it (messages, reports, ``results.json``, the study's
+    stored settings): a database password replaced by ``***``, as SQLAlchemy renders it. With
+    ``text`` (an error message about ``url``): that text with the url and its password hidden.
+
+    >>> shown_url("postgresql://me:s3cret@db:5432/lrlab")
+    'postgresql://me:***@db:5432/lrlab'
+    >>> shown_url("postgresql://me:s3cret@db/x", "no route to postgresql://me:s3cret@db/x (s3cret)")
+    'no route to postgresql://me:***@db/x (***)'
+    """
+    shown, password = url, None
+    if "://" in url:
+        try:
+            from sqlalchemy.engine import make_url
+
+            parsed = make_url(url)
+            shown, password = parsed.render_as_string(hide_password=True), parsed.password
+        except Exception:  # not a URL SQLAlchemy reads: hide whatever stands between "user:" and "@"
+            m = re.match(r"[^:/]*://[^/@:]*:([^/]*)@", url)
+            password = m.group(1) if m else None
+            shown = url if m is None else url[:m.start(1)] + "***" + url[m.end(1):]
+    if text is None:
+        return shown
+    text = text.replace(url, shown)
+    return text.replace(str(password), "***") if password else text
 
 
 _SCHEMA_RACE = ("already exists", "database is locked", "alembic_version", "duplicate key")
@@ -246,11 +274,13 @@ class StudyStorage:
             self.study = _create_study(optuna, study_name, backend)
         except ImportError as e:  # e.g. psycopg (SQLAlchemy 2.1's default) missing for postgresql://
             hint = " (pip install 'lrlab[postgres]')" if url.startswith("postgresql") else ""
-            raise ValueError(f"storage {url!r} needs a database driver{hint}: {e}") from e
+            raise ValueError(f"storage {shown_url(url)!r} needs a database driver{hint}: "
+                             f"{shown_url(url, str(e))}") from e
         except Exception as e:  # sqlalchemy errors: bad URL, unreachable server
             if isinstance(e, ValueError):
                 raise
-            raise ValueError(f"cannot open storage {url!r}: {str(e).splitlines()[0]}") from e
+            raise ValueError(f"cannot open storage {shown_url(url)!r}: "
+                             f"{shown_url(url, str(e).splitlines()[0])}") from e
         finally:
             optuna.logging.set_verbosity(verbosity)
 
@@ -691,7 +721,7 @@ class LiveTrials:
     def _failed(self, e: BaseException) -> None:
         if self.error is None:
             self.error = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            warnings.warn(f"live trials in {self.storage.url} stopped ({self.error}); finished trials are still "
+            warnings.warn(f"live trials in {shown_url(self.storage.url)} stopped ({self.error}); finished trials are still "
                           "stored as they finish", LRLabStorageWarning, stacklevel=2)
 
     @staticmethod
