@@ -36,12 +36,30 @@ def test_ray_executor_stores_the_numbers_a_local_run_stores(local_ray: Any, tmp_
     from lrlab.study.runner import run_study
 
     local = run_study({**CFG, "out": str(tmp_path / "local")}, progress=False, quiet=True, report=False)
+    ray_run, events = ray_executor(), []
+
+    def spy(*args: Any, on_epoch: Any, on_trial_done: Any, **kwargs: Any) -> Any:
+        """The Ray executor, noting the order in which the epoch records and results reach the driver."""
+        def epoch(rec: Any) -> None:
+            events.append(("epoch", rec.trial_id, rec.epoch, rec.val_acc))
+            on_epoch(rec)
+
+        def done(res: Any) -> None:
+            events.append(("done", res.trial_id))
+            on_trial_done(res)
+
+        return ray_run(*args, on_epoch=epoch, on_trial_done=done, **kwargs)
+
     remote = run_study({**CFG, "out": str(tmp_path / "ray")}, progress=False, quiet=True, report=False,
-                       executor=ray_executor())
+                       executor=spy)
     assert remote.ran == 4 and [r.key for r in remote.records] == [r.key for r in local.records]
     for a, b in zip(local.records, remote.records):  # float32 results do not depend on the fleet
         np.testing.assert_array_equal(a.curves["val_loss"], b.curves["val_loss"])
         assert a.final == b.final
+        # live: each epoch record reached the driver from the Ray task, before the trial's result
+        mine = [e for e in events if e[1] == b.trial_id]
+        assert [e[0] for e in mine] == ["epoch", "epoch", "done"] and [e[2] for e in mine[:2]] == [0, 1]
+        np.testing.assert_array_equal([e[3] for e in mine[:2]], b.curves["val_acc"])
 
 
 def test_an_unreachable_ray_cluster_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -105,6 +123,47 @@ def test_ray_runs_a_training_functions_trials_as_tasks(local_ray: Any, tmp_path:
         np.testing.assert_array_equal(a.curves["val_acc"], b.curves["val_acc"])
     bad = [r for r in remote.records if r.seed == 13]
     assert bad and all(r.status == "failed" and "seed 13 is unlucky" in str(r.extra.get("failed")) for r in bad)
+
+
+LIVE_MODULE = '''
+import time
+
+import optuna
+
+
+def train(trial):
+    """Reports epoch 0, then waits until the study shows it (a RUNNING trial with that value)
+    before it goes on: a study that relays reports only when the trial ends fails it."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for epoch in range(trial.epochs):
+        trial.report(epoch, val_acc=0.5 + 0.01 * trial.seed + 0.01 * epoch, test_acc=0.5)
+        if epoch == 0:
+            deadline = time.monotonic() + 90
+            while not any(t.state.name == "RUNNING" and t.params.get("seed") == trial.seed
+                          and t.intermediate_values.get(0) == 0.5 + 0.01 * trial.seed
+                          for t in optuna.load_study(study_name="lrlab", storage=trial.kwargs["storage"]).trials):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("its epoch 0 never showed in the study")
+                time.sleep(0.2)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")  # Ray's own deprecation warnings
+def test_a_training_functions_trials_are_live_on_ray(local_ray: Any, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each trial.report in a Ray task reaches the study while the trial still trains."""
+    from lrlab.study.executors import ray_executor
+    from lrlab.study.runner import run_study
+
+    (tmp_path / "livefn.py").write_text(LIVE_MODULE)
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    cfg = {"task": "livefn:train", "schedules": ["constant"], "optimizers": {"sgd": {"peak_lr": 0.1}},
+           "seeds": [1, 2], "epochs": 2, "steps_per_epoch": 5, "tune": "none", "workers": 1,
+           "task_kwargs": {"storage": url}, "storage": url, "out": str(tmp_path / "out")}
+    got = run_study(cfg, progress=False, quiet=True, report=False, executor=ray_executor())
+    assert got.ran == 2 and [r.status for r in got.records] == ["done", "done"], [r.extra for r in got.records]
 
 
 @pytest.mark.slow

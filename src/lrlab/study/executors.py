@@ -6,6 +6,12 @@ A Ray task trains one fleet (:func:`lrlab.study.fleet.train_fleet`) with ``num_c
 its task finishes, in the same storage as a local run. On the CPU a trial's float32 numbers do not
 depend on the fleet it shares, so a Ray run stores the same numbers as a local one (tested).
 
+Trials are live as with local workers: each epoch record of a fleet task, and each
+:meth:`~lrlab.study.trainfn.Trial.report` of a training-function task, goes through a Ray queue
+(:class:`ray.util.queue.Queue`, an actor using no CPU) to the driver, which relays them (to the
+progress bar and the study's live Optuna trials) between waits on the tasks; a task puts its
+reports before it returns, so every report of a trial arrives before its result.
+
 A training function's trials (:mod:`lrlab.study.trainfn`) run one Ray task each: the task imports
 the function by its ``module:function`` reference, with the driver's current directory on its
 path (where the module is on a local cluster or a shared filesystem; on a remote cluster, install
@@ -15,6 +21,7 @@ name trains in the driver, as without Ray.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -42,10 +49,25 @@ def _fleet_process() -> bool:
     return _KEEPS_FREED_MEMORY
 
 
+def _reporter(reports: Any) -> Callable[[Any], None] | None:
+    """What a task calls with each report: put it in the driver's queue ``reports`` (``None``: no
+    reports wanted). A report that cannot be put is dropped: showing a trial live must never stop
+    its training."""
+    if reports is None:
+        return None
+
+    def put(item: Any) -> None:
+        with contextlib.suppress(Exception):  # the driver's queue actor is gone
+            reports.put_nowait(item)
+
+    return put
+
+
 def _train_fleet_task(task_ref: str, task_kwargs: dict[str, Any], trial_dicts: list[dict[str, Any]], epochs: int,
-                      device: str, checkpoint_dir: str | None = None) -> list[dict[str, Any]]:
+                      device: str, checkpoint_dir: str | None = None, reports: Any = None) -> list[dict[str, Any]]:
     """The body of a Ray task: one fleet, results as plain dicts (epoch-end checkpoints in
-    ``checkpoint_dir`` on the node that trains it; the driver removes them once stored)."""
+    ``checkpoint_dir`` on the node that trains it; the driver removes them once stored); each
+    :class:`~lrlab.study.fleet.EpochRecord` is put in ``reports`` as it happens."""
     import torch
 
     from lrlab.study.fleet import TrialSpec, train_fleet
@@ -56,11 +78,13 @@ def _train_fleet_task(task_ref: str, task_kwargs: dict[str, Any], trial_dicts: l
     task = load_task(task_ref, **task_kwargs)
     specs = [TrialSpec.from_dict(d) for d in trial_dicts]
     return [r.to_dict() for r in train_fleet(task, specs, epochs=epochs, device=device, checkpoint_dir=checkpoint_dir,
-                                             discard_checkpoints=False)]
+                                             discard_checkpoints=False, on_epoch=_reporter(reports))]
 
 
-def _train_function_task(ref: str, kwargs: dict[str, Any], trial_args: dict[str, Any], cwd: str) -> dict[str, Any]:
-    """The body of a Ray task: one training-function trial, its result as a plain dict."""
+def _train_function_task(ref: str, kwargs: dict[str, Any], trial_args: dict[str, Any], cwd: str,
+                         reports: Any = None) -> dict[str, Any]:
+    """The body of a Ray task: one training-function trial, its result as a plain dict; each
+    :meth:`~lrlab.study.trainfn.Trial.report` is put in ``reports`` as ``(trial_id, epoch, values)``."""
     import sys
 
     import torch
@@ -72,7 +96,44 @@ def _train_function_task(ref: str, kwargs: dict[str, Any], trial_args: dict[str,
     if cwd not in sys.path:
         sys.path.append(cwd)  # the driver's directory: where its `module:function` was found
     fn = import_ref(ref, what="training function")
-    return run_one(fn, _trial_from(trial_args, kwargs))
+    trial = _trial_from(trial_args, kwargs)
+    put = _reporter(reports)
+    if put is not None:
+        trial._on_report = lambda tid, epoch, values: put((tid, epoch, values))
+    return run_one(fn, trial)
+
+
+class _Reports:
+    """The driver's end of the tasks' reports: a Ray queue while ``on_report`` is given."""
+
+    def __init__(self, ray: Any, on_report: Callable[[Any], None] | None) -> None:
+        self.ray, self.on_report, self.queue = ray, on_report, None
+        if on_report is not None:
+            from ray.util.queue import Queue
+
+            self.queue = Queue(actor_options={"num_cpus": 0})
+
+    def wait(self, pending: Mapping[Any, Any]) -> list[Any]:
+        """The tasks of ``pending`` that finished (at most one), after relaying every report
+        waiting meanwhile (so a trial's reports come before its result)."""
+        ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=None if self.queue is None else 0.5)
+        self.relay()
+        return list(ready)
+
+    def relay(self) -> None:
+        if self.queue is None or self.on_report is None:
+            return
+        while n := self.queue.qsize():
+            for item in self.queue.get_nowait_batch(n):
+                self.on_report(item)
+
+    def __enter__(self) -> _Reports:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.queue is not None:
+            with contextlib.suppress(Exception):  # Ray is shutting down
+                self.queue.shutdown(force=True)
 
 
 def _probe(address: str | None, timeout: float = 5.0) -> None:
@@ -119,33 +180,33 @@ def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
         from lrlab.study.checkpoint import discard
         from lrlab.study.fleet import TrialResult, TrialsFailed, checkpoint_file, plan_fleets
 
-        del on_epoch  # a Ray task reports when its fleet finishes
         cuda = str(device).startswith("cuda")
         n_cpus = int(ray.cluster_resources().get("CPU", 1))
         fleets = plan_fleets(list(trials), max(1, n_cpus), max_fleet or (512 if cuda else 24))
         opts = remote.options(num_cpus=1, num_gpus=1 if cuda else 0)
         ck = None if checkpoint_dir is None else str(checkpoint_dir)
         by_id = {t.trial_id: t for t in trials}
-        pending = {opts.remote(task_ref, dict(task_kwargs or {}), [t.to_dict() for t in f], epochs, device, ck):
-                   [t.trial_id for t in f] for f in fleets}
         results: dict[str, Any] = {}
         failed: dict[str, str] = {}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            ids = pending.pop(ready[0])
-            try:
-                got = ray.get(ready[0])
-            except Exception as e:  # the task raised or its node died: those trials fail, the rest go on
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                failed.update({i: reason for i in ids})
-                continue
-            for d in got:
-                r = TrialResult.from_dict(d)
-                results[r.trial_id] = r
-                if on_trial_done is not None:
-                    on_trial_done(r)
-                if ck is not None:
-                    discard(checkpoint_file(ck, by_id[r.trial_id], epochs))
+        with _Reports(ray, on_epoch) as reports:
+            pending = {opts.remote(task_ref, dict(task_kwargs or {}), [t.to_dict() for t in f], epochs, device, ck,
+                                   reports.queue): [t.trial_id for t in f] for f in fleets}
+            while pending:
+                for ref in reports.wait(pending):
+                    ids = pending.pop(ref)
+                    try:
+                        got = ray.get(ref)
+                    except Exception as e:  # the task raised or its node died: those trials fail, the rest go on
+                        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                        failed.update({i: reason for i in ids})
+                        continue
+                    for d in got:
+                        r = TrialResult.from_dict(d)
+                        results[r.trial_id] = r
+                        if on_trial_done is not None:
+                            on_trial_done(r)
+                        if ck is not None:
+                            discard(checkpoint_file(ck, by_id[r.trial_id], epochs))
         done = [results[t.trial_id] for t in trials if t.trial_id in results]
         if failed:
             first = next(iter(failed.values()))
@@ -155,24 +216,27 @@ def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
     remote_fn = ray.remote(_train_function_task)
 
     def functions(task: Any, trials: Sequence[dict[str, Any]], *, device: str = "cpu",
-                  on_trial_done: Callable[[dict[str, Any]], None]) -> None:
+                  on_trial_done: Callable[[dict[str, Any]], None],
+                  on_epoch: Callable[[str, int, dict[str, float]], None] | None = None) -> None:
         """Each training-function trial (``trials``: :class:`~lrlab.study.trainfn.Trial` keyword
-        arguments) as one Ray task; ``on_trial_done`` gets each result as its task finishes. A task
-        that raises or whose node dies fails that trial with a one-line reason."""
+        arguments) as one Ray task; ``on_trial_done`` gets each result as its task finishes,
+        ``on_epoch`` each report as ``(trial_id, epoch, values)`` as it happens. A task that raises
+        or whose node dies fails that trial with a one-line reason."""
         from lrlab.study.trainfn import _failure
 
         opts = remote_fn.options(num_cpus=1, num_gpus=1 if str(device).startswith("cuda") else 0)
         cwd = os.getcwd()
-        pending = {opts.remote(str(task.ref), dict(task.kwargs), dict(a), cwd): a for a in trials}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            args = pending.pop(ready[0])
-            try:
-                res = ray.get(ready[0])
-            except Exception as e:
-                lines = [x for x in str(e).strip().splitlines() if x.strip()]
-                res = _failure(args, f"its Ray task failed: {lines[-1] if lines else type(e).__name__}")
-            on_trial_done(res)
+        with _Reports(ray, None if on_epoch is None else lambda item: on_epoch(*item)) as reports:
+            pending = {opts.remote(str(task.ref), dict(task.kwargs), dict(a), cwd, reports.queue): a for a in trials}
+            while pending:
+                for ref in reports.wait(pending):
+                    args = pending.pop(ref)
+                    try:
+                        res = ray.get(ref)
+                    except Exception as e:
+                        lines = [x for x in str(e).strip().splitlines() if x.strip()]
+                        res = _failure(args, f"its Ray task failed: {lines[-1] if lines else type(e).__name__}")
+                    on_trial_done(res)
 
     run.functions = functions  # type: ignore[attr-defined]  # how the runner trains a training function's trials
     return run

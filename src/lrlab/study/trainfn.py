@@ -695,7 +695,7 @@ def run_planned(task: TrainingFunction, cfg: Any, plans: Sequence[Any], epochs: 
     a trial's checkpoint is removed once its record is saved. An ``executor`` with a ``functions``
     method (:func:`lrlab.study.executors.ray_executor`'s) runs the trials (one Ray task each) when
     the function can be imported by name; else they run in local worker processes, and each
-    :meth:`Trial.report` reaches ``on_epoch`` as it happens (not with Ray)."""
+    :meth:`Trial.report` reaches ``on_epoch`` as it happens (with Ray too)."""
     import lrlab
     from lrlab.study.checkpoint import RECIPE, discard
 
@@ -723,7 +723,7 @@ def run_planned(task: TrainingFunction, cfg: Any, plans: Sequence[Any], epochs: 
 
     functions = getattr(executor, "functions", None)
     if functions is not None and task.ref is not None:
-        functions(task, args, device=cfg.device, on_trial_done=done)
+        functions(task, args, device=cfg.device, on_trial_done=done, on_epoch=on_epoch)
         return
     workers = 1 if str(cfg.device).startswith("cuda") and cfg.workers is None else cfg.workers
     run_function_trials(task, args, workers=workers, on_trial_done=done, on_epoch=on_epoch)
