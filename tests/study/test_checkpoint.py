@@ -135,6 +135,8 @@ def test_checkpoint_dir_sits_next_to_the_storage():
     assert ck.checkpoint_dir("sqlite:////r/s/study.db", "/out", "lrlab") == Path("/r/s/checkpoints/lrlab")
     assert ck.checkpoint_dir("/j/trials.log", "/out", "a/b") == Path("/j/checkpoints/a_b")
     assert ck.checkpoint_dir("postgresql://u@h/db", "/out", "lrlab") == Path("/out/checkpoints/lrlab")
+    assert ck.checkpoint_dir("postgresql://u@h/db", "/out", "a/b", "/mnt/ck") == Path("/mnt/ck/a_b")  # given
+    assert ck.checkpoint_dir("sqlite:////r/s/study.db", "/out", "lrlab", "rel") == Path("rel/lrlab")
 
 
 # ---- fleets and one-at-a-time trials ---------------------------------------------------------------
@@ -240,9 +242,9 @@ STUDY = {"task_kwargs": {"subset": 300, "batch_size": 50}, "epochs": EPOCHS, "se
          "schedules": ["constant", "plateau"], "optimizers": ["adam", "adamw_schedulefree"], "tune": "none"}
 
 
-def _stored(out: Path) -> dict[str, str]:
+def _stored(out: Path, db: Path | None = None) -> dict[str, str]:
     """Every stored trial's curves and final metrics, exactly (repr of the floats, NaN included)."""
-    st = StudyStorage(str(out / "study.db"), "lrlab")
+    st = StudyStorage(str(db or out / "study.db"), "lrlab")
     recs = st.records(sorted(st.done_keys()))
     return {k: repr(({c: v.tolist() for c, v in sorted(r.curves.items())}, sorted(r.final.items()), r.diverged))
             for k, r in recs.items()}
@@ -287,6 +289,51 @@ def test_run_study_interrupted_mid_fleet_continues_and_matches(tmp_path):
     assert _stored(out) == _stored(tmp_path / "whole") and len(_stored(out)) == 8
     assert [repr(r.final) for r in again.records] == [repr(r.final) for r in whole.records]
     assert list((out / "checkpoints" / "lrlab").iterdir()) == []
+
+
+def test_a_shared_checkpoint_dir_lets_a_worker_elsewhere_continue_an_interrupted_study(tmp_path, monkeypatch):
+    """``checkpoint_dir``: the driver saves its running trials there (not next to the storage), and a
+    ``lrlab study worker`` in another directory, which mounts it at another path (``--checkpoint-dir``),
+    continues them from their checkpoints: it trains only the epochs left, the results are bit for
+    bit an uninterrupted run's, and the shared directory ends empty."""
+    from lrlab.study.queue import run_worker
+
+    whole = tmp_path / "whole"
+    run_study({**STUDY, "out": str(whole)}, progress=False, quiet=True, report=False)
+    shared, db = tmp_path / "shared", tmp_path / "db" / "study.db"
+    cfg = {**STUDY, "out": str(tmp_path / "driver"), "storage": str(db), "checkpoint_dir": str(shared)}
+    calls = {"n": 0}
+
+    def interrupting(*args, on_epoch=None, **kw):
+        def cb(rec):
+            calls["n"] += 1
+            on_epoch(rec)
+            if calls["n"] == 4 * 2 + 1:  # the adam fleet of 4 saved its third epoch and reports it
+                raise KeyboardInterrupt
+        return run_trials(*args, on_epoch=cb, **kw)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, progress=False, quiet=True, report=False, executor=interrupting)
+    assert set(_epochs_on_disk(shared / "lrlab").values()) == {3}  # the adam fleet's trials, 3 epochs each
+    assert not (db.parent / "checkpoints").exists()  # not the default place
+    mnt = shared.rename(tmp_path / "mnt")  # the same directory, mounted at another path "there"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    trained: list[tuple[str, int]] = []
+
+    def counting(*args, on_epoch=None, **kw):
+        def cb(rec):
+            trained.append((rec.trial_id.split("/")[1], rec.epoch))
+            on_epoch(rec)
+        return run_trials(*args, on_epoch=cb, **kw)
+
+    n = run_worker(f"sqlite:///{db}", idle=1, poll=0.2, say=lambda m: None, executor=counting,
+                   checkpoint_dir=str(mnt))
+    assert n == 8 and sorted(e for o, e in trained if o == "adam") == [3, 3, 3, 3]
+    assert len([e for o, e in trained if o == "adamw_schedulefree"]) == 4 * EPOCHS
+    assert _stored(tmp_path, db) == _stored(whole) and len(_stored(whole)) == 8
+    assert list((mnt / "lrlab").iterdir()) == [] and not shared.exists() and list(elsewhere.iterdir()) == []
 
 
 def _epochs_on_disk(ckdir: Path) -> dict[str, int]:

@@ -71,6 +71,9 @@ def test_study_with_config_and_overrides_then_report(tmp_path):
         (["--format", "xml"], "--format must be table or json"),
         (["--device", "bogus", "--epochs", "1"], "device 'bogus' is not a torch device"),
         (["--out", "/proc/lrlab_cannot_write", "--epochs", "1"], "cannot write to the output directory"),
+        (["--checkpoint-dir", " ", "--epochs", "1"], "checkpoint_dir must be a directory path, got ' '"),
+        (["--checkpoint-dir", "/proc/lrlab_ck", "--epochs", "1"],
+         "cannot write to the checkpoint directory '/proc/lrlab_ck'"),
         (["--config", "bad_kwargs.yaml"], "task_kwargs: task 'mnist1d' does not accept these arguments"),
     ],
 )

@@ -322,6 +322,11 @@ def test_config_files(tmp_path):
         load_config(tmp_path / "c.ini")
     round_trip = StudyConfig.from_mapping(t.to_dict())
     assert round_trip == t and round_trip.fingerprint() == t.fingerprint()
+    shared = StudyConfig.from_mapping({**t.to_dict(), "checkpoint_dir": tmp_path / "ck"})
+    assert shared.checkpoint_dir == str(tmp_path / "ck")
+    assert shared.fingerprint() == t.fingerprint()  # where checkpoints go changes no result
+    with pytest.raises(ValueError, match=r"^c\.yaml: checkpoint_dir must be a directory path, got ' '$"):
+        StudyConfig.from_mapping({"checkpoint_dir": " "}, where="c.yaml")
 
 
 def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):

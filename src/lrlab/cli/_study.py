@@ -58,6 +58,7 @@ def study(
     peak_lr: str = typer.Option(None, "--peak-lr", help="fixed (documented defaults / config) or find (LR range test per optimizer)."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore stored results and rerun every trial."),
     study_name: str = typer.Option(None, "--study-name", help="Name of the Optuna study in the storage. (default: lrlab)"),
+    checkpoint_dir: str = typer.Option(None, "--checkpoint-dir", help="Where running trials save epoch-end checkpoints (a directory every worker machine mounts lets a re-queued trial continue anywhere). (default: next to the storage file, or in OUT)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     log_to: str = typer.Option(None, "--log-to", help="Also log each trial as a run to tensorboard (OUT/tensorboard) and/or mlflow (sqlite:///OUT/mlflow.db), comma-separated."),
     executor: str = typer.Option("local", "--executor", help="local (worker processes here) or ray (each fleet a Ray task)."),
@@ -81,6 +82,7 @@ def study(
         "seeds": None if seeds is None else _seeds_option("--seeds", seeds),
         "epochs": epochs, "workers": workers, "storage": storage, "device": device, "peak_lr": peak_lr,
         "study_name": study_name, "metric": metric, "direction": direction, "steps_per_epoch": steps_per_epoch,
+        "checkpoint_dir": checkpoint_dir,
     }
     for k, v in cli.items():
         if v is not None:
@@ -276,6 +278,7 @@ def worker(
     idle: float = typer.Option(300.0, "--idle", help="Exit after this many seconds with nothing to claim (the study's plan not complete yet)."),
     executor: str = typer.Option("local", "--executor", help="local (worker processes here) or ray (each fleet a Ray task)."),
     ray_address: str = typer.Option(None, "--ray-address", help="With --executor ray: the Ray cluster address."),
+    checkpoint_dir: str = typer.Option(None, "--checkpoint-dir", help="Where this worker's running trials save checkpoints. (default: the study's; give it where the shared directory is mounted at another path)"),
 ) -> None:
     """Train waiting trials of a study started by `lrlab study` on a shared storage (any number of
     workers, on any machines); exits when the study's plan is complete or after --idle seconds idle."""
@@ -287,7 +290,8 @@ def worker(
     _quiet_optuna()
     try:
         n = run_worker(storage, study_name, workers=workers, device=device, idle=idle,
-                       say=lambda m: print(m, file=sys.stderr), executor=_executor(executor, ray_address))
+                       say=lambda m: print(m, file=sys.stderr), executor=_executor(executor, ray_address),
+                       checkpoint_dir=checkpoint_dir)
     except TrialsFailed as e:
         print(f"lrlab: error: {str(e).splitlines()[0]}; the trials are recorded as failed", file=sys.stderr)
         raise typer.Exit(1) from e

@@ -72,22 +72,29 @@ class LRLabCheckpointWarning(UserWarning):
     """A checkpoint was ignored (unreadable or made for something else); the trial restarts."""
 
 
-def checkpoint_dir(storage_url: str, out: str | Path, study_name: str) -> Path:
+def checkpoint_dir(storage_url: str, out: str | Path, study_name: str, given: str | Path | None = None) -> Path:
     """Where a study keeps its checkpoints: ``checkpoints/<study name>/`` next to a SQLite or
-    journal storage file, or in the output directory ``out`` for a server storage (PostgreSQL...).
+    journal storage file, or in the output directory ``out`` for a server storage (PostgreSQL...);
+    ``<given>/<study name>/`` when a directory is given (the study's ``checkpoint_dir``: one that
+    every machine mounts, so a re-queued claim continues on any of them).
 
     >>> checkpoint_dir("sqlite:////data/runs/study.db", "elsewhere", "lrlab").as_posix()
     '/data/runs/checkpoints/lrlab'
     >>> checkpoint_dir("postgresql://u:p@db/x", "/runs/demo", "my study").as_posix()
     '/runs/demo/checkpoints/my_study'
+    >>> checkpoint_dir("postgresql://u:p@db/x", "/runs/demo", "my study", "/shared/ck").as_posix()
+    '/shared/ck/my_study'
     """
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip(".") or "study"
+    if given is not None:
+        return Path(given) / name
     if storage_url.startswith("sqlite:///"):
         base = Path(storage_url.removeprefix("sqlite:///")).parent
     elif "://" not in storage_url:  # a journal file
         base = Path(storage_url).parent
     else:
         base = Path(out)
-    return base / "checkpoints" / (re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip(".") or "study")
+    return base / "checkpoints" / name
 
 
 def trial_path(directory: str | Path, key: Mapping[str, Any]) -> Path:

@@ -109,7 +109,7 @@ _PLATEAU_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")
 _TOP_KEYS = (
     "task", "task_kwargs", "model", "data", "schedules", "optimizers", "seeds", "epochs",
     "batch_size", "peak_lr", "tune", "plateau_metric", "workers", "device", "out", "storage",
-    "study_name", "fresh", "metric", "direction", "steps_per_epoch",
+    "study_name", "fresh", "metric", "direction", "steps_per_epoch", "checkpoint_dir",
 )
 
 DEFAULT_LR_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -394,6 +394,12 @@ class StudyConfig:
             :func:`lrlab.study.trainfn.default_direction`, else maximize).
         steps_per_epoch: optimizer steps per epoch of a training function (required for one;
             a Task knows its own).
+        checkpoint_dir: where running trials save their epoch-end checkpoints (under
+            ``<checkpoint_dir>/<study name>/``); ``None``: next to a SQLite or journal storage
+            file, in ``out`` for a server storage (:func:`lrlab.study.checkpoint.checkpoint_dir`).
+            A directory every machine mounts lets a claim re-queued after its worker died
+            continue on another machine (workers use the driver's, or their own
+            ``--checkpoint-dir`` where the mount point differs).
     """
 
     task: Any = "mnist1d"
@@ -417,6 +423,7 @@ class StudyConfig:
     metric: str = "val_acc"
     direction: str | None = None
     steps_per_epoch: int | None = None
+    checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
         tasks = sys.modules.get("lrlab.study.tasks")  # a Task object means it is loaded: no torch import here
@@ -481,6 +488,9 @@ class StudyConfig:
             raise ValueError(f"device must be a torch device string, got {self.device!r}")
         if not isinstance(self.study_name, str) or not self.study_name:
             raise ValueError(f"study_name must be a non-empty string, got {self.study_name!r}")
+        if self.checkpoint_dir is not None and (not isinstance(self.checkpoint_dir, str)
+                                                or not self.checkpoint_dir.strip()):
+            raise ValueError(f"checkpoint_dir must be a directory path, got {self.checkpoint_dir!r}")
 
     # ---- derived --------------------------------------------------------------------------------
     @property
@@ -546,12 +556,13 @@ class StudyConfig:
             "metric": self.metric,
             "direction": self.direction,
             "steps_per_epoch": self.steps_per_epoch,
+            "checkpoint_dir": self.checkpoint_dir,
         }
 
     def fingerprint(self) -> str:
         """A short hash of what determines the results (not where they go or how fast)."""
         d = self.to_dict()
-        for k in ("workers", "out", "storage", "study_name", "fresh", "device"):
+        for k in ("workers", "out", "storage", "study_name", "fresh", "device", "checkpoint_dir"):
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -566,7 +577,7 @@ class StudyConfig:
         list), ``epochs``, ``batch_size``, ``peak_lr`` (fixed/find), ``tune`` (``none``, ``grid``
         or ``{grid: [...], relative: true, seeds: [...]}``), ``plateau_metric``,
         ``workers``, ``device``, ``out``, ``storage``, ``study_name``, ``fresh``, ``metric``,
-        ``direction``, ``steps_per_epoch``.
+        ``direction``, ``steps_per_epoch``, ``checkpoint_dir``.
         """
         pre = f"{where}: " if where else ""
         if not isinstance(data, Mapping):
@@ -600,12 +611,12 @@ class StudyConfig:
         if "tune" in data:
             kw["tune"] = TuneConfig.from_value(data["tune"], f"{pre}tune")
         for k in ("epochs", "batch_size", "peak_lr", "plateau_metric", "workers", "device", "out",
-                  "storage", "study_name", "fresh", "metric", "direction", "steps_per_epoch"):
+                  "storage", "study_name", "fresh", "metric", "direction", "steps_per_epoch", "checkpoint_dir"):
             if k in data and data[k] is not None:
                 kw[k] = data[k]
         if "fresh" in kw and not isinstance(kw["fresh"], bool):
             raise ValueError(f"{pre}fresh must be true or false, got {kw['fresh']!r}")
-        for k in ("out", "storage"):
+        for k in ("out", "storage", "checkpoint_dir"):
             if k in kw:
                 kw[k] = str(kw[k])
         try:

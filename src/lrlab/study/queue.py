@@ -412,11 +412,12 @@ def drain(q: WorkQueue, train: Callable[[list[Ticket], Callable[[str], None]], N
 
 def run_worker(storage: str, study_name: str = "lrlab", *, workers: int | None = None, device: str | None = None,
                idle: float = 300.0, poll: float = 1.0, say: Callable[[str], None] = print,
-               executor: Callable[..., Any] | None = None) -> int:
+               executor: Callable[..., Any] | None = None, checkpoint_dir: str | None = None) -> int:
     """``lrlab study worker``: claim and train waiting trials of the study until its plan is complete
     (its final trials are planned and all stored), or nothing was waiting for ``idle`` seconds.
     Returns the number of trials this worker trained. The task, epochs and each trial come with the
-    tickets; ``workers`` and ``device`` are this machine's (default: the study's config).
+    tickets; ``workers``, ``device`` and ``checkpoint_dir`` are this machine's (default: the
+    study's config; a shared checkpoint directory may be mounted at another path here).
 
     A training function's tickets carry its ``module:function`` reference: the worker imports it
     as the driver does (the current directory on ``sys.path``) and runs each trial with the same
@@ -444,6 +445,8 @@ def run_worker(storage: str, study_name: str = "lrlab", *, workers: int | None =
             cfg["workers"] = workers
         if device is not None:
             cfg["device"] = device
+        if checkpoint_dir is not None:
+            cfg["checkpoint_dir"] = checkpoint_dir
         return StudyConfig.from_mapping(cfg)
 
     def complete() -> bool:

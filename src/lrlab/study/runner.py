@@ -305,7 +305,7 @@ def _check_device(device: str) -> None:
         raise ValueError(f"device {device!r}: the study trains on cpu or cuda")
 
 
-def _writable_dir(out: str | Path) -> Path:
+def _writable_dir(out: str | Path, what: str = "output directory") -> Path:
     """Create ``out`` and prove it is writable (one-line error otherwise, before training)."""
     p = Path(out)
     try:
@@ -314,7 +314,7 @@ def _writable_dir(out: str | Path) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise ValueError(f"cannot write to the output directory {str(out)!r}: {e.strerror or e}") from e
+        raise ValueError(f"cannot write to the {what} {str(out)!r}: {e.strerror or e}") from e
     return p
 
 
@@ -386,6 +386,8 @@ def run_study(
 
             cfg = cfg.replace(task=object_ref(task), task_kwargs={}, batch_size=None, workers=0)
     _writable_dir(cfg.out)
+    if cfg.checkpoint_dir is not None:
+        _writable_dir(cfg.checkpoint_dir, "checkpoint directory")
     storage = StudyStorage(storage_url(cfg.storage, cfg.out), cfg.study_name)
     base_lrs = _peak_lrs(cfg, task, storage, say)
     grid = tuning_grid(cfg, base_lrs) if cfg.tune is not None else {}
@@ -425,7 +427,7 @@ def run_study(
 
         from lrlab.study.checkpoint import checkpoint_dir
 
-        shutil.rmtree(checkpoint_dir(storage.url, cfg.out, storage.study_name), ignore_errors=True)
+        shutil.rmtree(checkpoint_dir(storage.url, cfg.out, storage.study_name, cfg.checkpoint_dir), ignore_errors=True)
     ran = reused = 0
     selections: dict[tuple[str, str], LrSelection] = {}
     tune_records: list[TrialRecord] = []
@@ -623,7 +625,7 @@ def _train(cfg: StudyConfig, pending: list[PlannedTrial], epochs: int, storage: 
     from lrlab.study.fleet import run_trials
     from lrlab.study.trainfn import TrainingFunction, run_planned
 
-    ck_dir = checkpoint_dir(storage.url, cfg.out, storage.study_name)
+    ck_dir = checkpoint_dir(storage.url, cfg.out, storage.study_name, cfg.checkpoint_dir)
     by_id = {p.spec.trial_id: p for p in pending}
     seen: dict[str, int] = {}
     state = {"done": 0, "diverged": 0}
