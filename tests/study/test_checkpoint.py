@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -250,39 +251,48 @@ def _stored(out: Path, db: Path | None = None) -> dict[str, str]:
             for k, r in recs.items()}
 
 
+def _interrupting() -> Any:
+    """run_trials, interrupted (Ctrl-C) once STUDY's adam fleet of 4 saved its third epoch and reports it."""
+    calls = {"n": 0}
+
+    def run(*args, on_epoch=None, **kw):
+        def cb(rec):
+            calls["n"] += 1
+            on_epoch(rec)
+            if calls["n"] == 4 * 2 + 1:
+                raise KeyboardInterrupt
+        return run_trials(*args, on_epoch=cb, **kw)
+
+    return run
+
+
+def _counting(trained: list[tuple[str, int]]) -> Any:
+    """run_trials, noting each epoch it trains as ``(optimizer, epoch)`` in ``trained``."""
+    def run(*args, on_epoch=None, **kw):
+        def cb(rec):
+            trained.append((rec.trial_id.split("/")[1], rec.epoch))
+            on_epoch(rec)
+        return run_trials(*args, on_epoch=cb, **kw)
+
+    return run
+
+
 def test_run_study_interrupted_mid_fleet_continues_and_matches(tmp_path):
     from rich.console import Console
 
     whole = run_study({**STUDY, "out": str(tmp_path / "whole")}, progress=False, quiet=True, report=False)
     out = tmp_path / "cut"
-    calls = {"n": 0}
-
-    def interrupting(*args, on_epoch=None, **kw):
-        def cb(rec):
-            calls["n"] += 1
-            on_epoch(rec)
-            if calls["n"] == 4 * 2 + 1:  # the adam fleet of 4 saved its third epoch and reports it
-                raise KeyboardInterrupt
-        return run_trials(*args, on_epoch=cb, **kw)
-
     con = Console(record=True, width=200)
     with pytest.raises(KeyboardInterrupt):
-        run_study({**STUDY, "out": str(out)}, progress=False, console=con, report=False, executor=interrupting)
+        run_study({**STUDY, "out": str(out)}, progress=False, console=con, report=False, executor=_interrupting())
     text = " ".join(con.export_text().split())
     assert ("interrupted: 0 finished trials stored in sqlite:///" in text
             # one claim holds both optimizers' trials: the schedule-free ones had not started yet
             and "12 epochs of 4 running trials saved (4 others had no finished epoch); rerun the same "
                 "command to continue" in text), text
     trained: list[tuple[str, int]] = []
-
-    def counting(*args, on_epoch=None, **kw):
-        def cb(rec):
-            trained.append((rec.trial_id.split("/")[1], rec.epoch))
-            on_epoch(rec)
-        return run_trials(*args, on_epoch=cb, **kw)
-
     # the rerun takes the re-queued tickets: the adam fleet trains only its last epoch
-    again = run_study({**STUDY, "out": str(out)}, progress=False, quiet=True, report=False, executor=counting)
+    again = run_study({**STUDY, "out": str(out)}, progress=False, quiet=True, report=False, executor=_counting(trained))
     assert sorted(e for o, e in trained if o == "adam") == [3, 3, 3, 3]
     assert len([e for o, e in trained if o == "adamw_schedulefree"]) == 4 * EPOCHS
     assert (again.ran, again.reused) == (8, 0)
@@ -302,18 +312,8 @@ def test_a_shared_checkpoint_dir_lets_a_worker_elsewhere_continue_an_interrupted
     run_study({**STUDY, "out": str(whole)}, progress=False, quiet=True, report=False)
     shared, db = tmp_path / "shared", tmp_path / "db" / "study.db"
     cfg = {**STUDY, "out": str(tmp_path / "driver"), "storage": str(db), "checkpoint_dir": str(shared)}
-    calls = {"n": 0}
-
-    def interrupting(*args, on_epoch=None, **kw):
-        def cb(rec):
-            calls["n"] += 1
-            on_epoch(rec)
-            if calls["n"] == 4 * 2 + 1:  # the adam fleet of 4 saved its third epoch and reports it
-                raise KeyboardInterrupt
-        return run_trials(*args, on_epoch=cb, **kw)
-
     with pytest.raises(KeyboardInterrupt):
-        run_study(cfg, progress=False, quiet=True, report=False, executor=interrupting)
+        run_study(cfg, progress=False, quiet=True, report=False, executor=_interrupting())
     assert set(_epochs_on_disk(shared / "lrlab").values()) == {3}  # the adam fleet's trials, 3 epochs each
     assert not (db.parent / "checkpoints").exists()  # not the default place
     mnt = shared.rename(tmp_path / "mnt")  # the same directory, mounted at another path "there"
@@ -321,14 +321,7 @@ def test_a_shared_checkpoint_dir_lets_a_worker_elsewhere_continue_an_interrupted
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     trained: list[tuple[str, int]] = []
-
-    def counting(*args, on_epoch=None, **kw):
-        def cb(rec):
-            trained.append((rec.trial_id.split("/")[1], rec.epoch))
-            on_epoch(rec)
-        return run_trials(*args, on_epoch=cb, **kw)
-
-    n = run_worker(f"sqlite:///{db}", idle=1, poll=0.2, say=lambda m: None, executor=counting,
+    n = run_worker(f"sqlite:///{db}", idle=1, poll=0.2, say=lambda m: None, executor=_counting(trained),
                    checkpoint_dir=str(mnt))
     assert n == 8 and sorted(e for o, e in trained if o == "adam") == [3, 3, 3, 3]
     assert len([e for o, e in trained if o == "adamw_schedulefree"]) == 4 * EPOCHS
