@@ -445,3 +445,41 @@ def test_a_tiny_peak_lr_is_stored(tmp_path):
     assert res.records[0].peak_lr == 1e-13
     st = StudyStorage(str(tmp_path / "study.db"), "lrlab")
     assert st.study.get_trials()[0].params["peak_lr"] == 1e-13
+
+
+_FN_MODULE = '''
+def train(trial):
+    for epoch in range(trial.epochs):
+        trial.report(epoch, val_acc=0.5 + 0.01 * trial.seed, test_acc=0.5)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["mnist1d", "fnmod:train"])
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_calling_a_study_outside_its_main_guard_is_refused_before_a_worker_starts(tmp_path, task, guarded):
+    """Spawned workers import the main script again: an unguarded top-level run_study would run once
+    more in each of them (studies of their own on the same storage: it never ended). It is refused
+    in one line naming the script's line, before any worker starts; nothing is stored or lost. The
+    same call under ``if __name__ == "__main__":`` (inside a function, too) runs."""
+    (tmp_path / "fnmod.py").write_text(_FN_MODULE)
+    cfg = {"task": task, "epochs": 1, "seeds": 1, "workers": 2, "tune": "none", "schedules": ["constant"],
+           "optimizers": {"sgd": 0.1}, "out": str(tmp_path / "out"),
+           **({"task_kwargs": {"subset": 100}} if task == "mnist1d" else {"steps_per_epoch": 2})}
+    call = f"res = lrlab.study.run_study({cfg!r}, progress=False, quiet=True)\nprint('ran', res.ran)"
+    body = (f"def main():\n{textwrap.indent(call, '    ')}\n\nif __name__ == '__main__':\n    main()\n"
+            if guarded else call + "\n")
+    script = tmp_path / "study_script.py"
+    script.write_text(f"import lrlab.study\nprint('started', flush=True)\n{body}")
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=240)
+    if guarded:
+        # (each worker imports the script and prints "started"; only the main process runs the study)
+        assert p.returncode == 0 and p.stdout.split()[-2:] == ["ran", "1"], p.stdout + p.stderr[-2000:]
+        assert p.stdout.count("ran") == 1 and p.stdout.count("started") > 1
+        return
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 1 and p.stdout.split() == ["started"], p.stdout + p.stderr[-2000:]
+    assert last.startswith(f"ValueError: {script}, line 3 calls lrlab at the script's top level") and (
+        'put it under `if __name__ == "__main__":` (or train in this process: workers=0)' in last), last
+    st = StudyStorage(str(tmp_path / "out" / "study.db"), "lrlab")
+    assert st.done_keys() == set() and not [t for t in st.study.get_trials() if t.state.name == "FAIL"]

@@ -60,6 +60,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -1204,6 +1205,57 @@ def _worker(wid: int, jobs: Any, out: Any, device: str, threads: int) -> None:
             out.send(("fleet_error", wid, fid, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
 
 
+def _is_main_test(test: Any) -> bool:
+    """Whether an ``if`` test is ``__name__ == "__main__"`` (either way round)."""
+    import ast
+
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
+            and any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides))
+
+
+def check_main_guard() -> None:
+    """Refuse, with one line, to spawn worker processes for a call made by a script's top-level
+    code outside ``if __name__ == "__main__":``.
+
+    Spawned workers (the only start method that is safe with torch's threads) import the main
+    script again, so such a call would run once more in every worker: those start studies of
+    their own on the same storage and the run never ends. Python's own check fires only for a
+    pool started during that import; this one finds the line of the script that led here (the
+    outermost frame running the script's module code) and reads the script with :mod:`ast`.
+    Scripts without a file (``python -c``, a notebook, stdin) are not imported again: no check.
+    In a worker that imports such a script all the same, the call is refused there."""
+    import ast
+    import multiprocessing as mp
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    hint = ("the worker processes lrlab spawns import the script again and would run the call again; put "
+            "it under `if __name__ == \"__main__\":` (or train in this process: workers=0)")
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise RuntimeError(f"lrlab was called while a worker process imported {path or 'the main script'}: {hint}")
+    if not path or not Path(path).is_file():
+        return
+    line: int | None = None
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            line = frame.f_lineno
+        frame = frame.f_back
+    if line is None:
+        return
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return
+    guarded = any(isinstance(n, ast.If) and _is_main_test(n.test) and n.lineno <= line <= (n.end_lineno or n.lineno)
+                  for n in ast.walk(tree))
+    if not guarded:
+        raise ValueError(f"{path}, line {line} calls lrlab at the script's top level: {hint}")
+
+
 class _WorkerPool:
     """``workers`` spawned processes training fleets from one job queue, each reporting on its own
     pipe. :meth:`train` runs one call's fleets; the pool can serve further calls (inside
@@ -1212,6 +1264,7 @@ class _WorkerPool:
     def __init__(self, workers: int, device: str, threads: int) -> None:
         import multiprocessing as mp
 
+        check_main_guard()
         ctx = mp.get_context("spawn")
         self.key = (workers, device, threads)
         self.jobs = ctx.Queue()

@@ -578,6 +578,9 @@ class _Pool:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
+        from lrlab.study.fleet import check_main_guard
+
+        check_main_guard()
         ctx = mp.get_context("spawn")
         self.manager = ctx.Manager()
         self.events = self.manager.Queue()
