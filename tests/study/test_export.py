@@ -129,6 +129,21 @@ def test_log_to_names_are_checked():
         parse_log_to("wandb")
 
 
+@pytest.mark.parametrize("missing", ["tensorboard", "mlflow"])
+def test_a_logger_that_is_not_installed_is_refused_before_training(tmp_path, capsys, monkeypatch, missing):
+    """(A README audit: a study trained to the end, then failed with a traceback.)"""
+    import sys
+
+    from lrlab.cli import main
+
+    monkeypatch.setitem(sys.modules, missing, None)  # what importing it then does: ImportError
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--log-to", f"mlflow,{missing}", "--out", str(tmp_path / "x"), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err == f"lrlab: error: --log-to {missing} needs {missing}: pip install 'lrlab[{missing}]'\n"
+    assert not (tmp_path / "x").exists()  # refused before training
+
+
 def test_cli_log_to(tmp_path, capsys):
     pytest.importorskip("tensorboard")
     from lrlab.cli import main

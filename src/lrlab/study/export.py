@@ -116,15 +116,26 @@ _SCALARS = ("lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
 
 
 def parse_log_to(text: str | Iterable[str]) -> tuple[str, ...]:
-    """``"tensorboard,mlflow"`` -> ``("tensorboard", "mlflow")``; unknown names are a ValueError.
+    """``"tensorboard,mlflow"`` -> ``("tensorboard", "mlflow")``; unknown names, and loggers whose
+    package is not installed, are a one-line ValueError (the CLI checks before training, so a study
+    never trains for hours and then fails to log).
 
     >>> parse_log_to("mlflow, tensorboard")
     ('mlflow', 'tensorboard')
     """
+    import importlib.util
+
     names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
     bad = [n for n in names if n not in LOGGERS]
     if bad or not names:
         raise ValueError(f"--log-to takes {' and/or '.join(LOGGERS)} (comma-separated), got {text!r}")
+    for name in dict.fromkeys(names):
+        try:
+            found = importlib.util.find_spec(name) is not None  # the tensorboard / mlflow package
+        except (ImportError, ValueError):  # a parent package missing, or blocked in sys.modules
+            found = False
+        if not found:
+            raise ValueError(f"--log-to {name} needs {name}: pip install 'lrlab[{name}]'")
     return tuple(dict.fromkeys(names))
 
 
