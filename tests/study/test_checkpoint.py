@@ -321,8 +321,10 @@ def test_a_shared_checkpoint_dir_lets_a_worker_elsewhere_continue_an_interrupted
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     trained: list[tuple[str, int]] = []
-    n = run_worker(f"sqlite:///{db}", idle=1, poll=0.2, say=lambda m: None, executor=_counting(trained),
+    said: list[str] = []
+    n = run_worker(f"sqlite:///{db}", idle=1, poll=0.2, say=said.append, executor=_counting(trained),
                    checkpoint_dir=str(mnt))
+    assert said[0].endswith("s with nothing to claim)")  # the driver started this study: no warning
     assert n == 8 and sorted(e for o, e in trained if o == "adam") == [3, 3, 3, 3]
     assert len([e for o, e in trained if o == "adamw_schedulefree"]) == 4 * EPOCHS
     assert _stored(tmp_path, db) == _stored(whole) and len(_stored(whole)) == 8

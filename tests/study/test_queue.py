@@ -424,6 +424,8 @@ def test_a_worker_that_cannot_import_the_function_leaves_its_trials_queued(tmp_p
     rc, _out, err = _finish(_in(elsewhere, "study", "worker", "--storage", url, "--idle", "2"))
     started, err = err.split("\n", 1)  # "waiting for trials ...", then a one-line error
     assert rc == 2 and "waiting for trials" in started and err.count("\n") == 1, err
+    assert started.endswith("; no `lrlab study` has started it on this storage yet: check the URL and "
+                            "--study-name"), started  # only tickets were enqueued here
     assert "cannot import module 'fnmod'" in err and "stay queued for other workers" in err, err
     assert str(elsewhere) in err  # says which directory it searched
     tickets = _trials(url, "lrlab.queue")

@@ -488,8 +488,10 @@ def run_worker(storage: str, study_name: str = "lrlab", *, workers: int | None =
 
     from lrlab.study.fleet import keep_workers
 
+    started = "" if _retry(lambda: st.get_attr(_STUDY_ATTR)) else (
+        "; no `lrlab study` has started it on this storage yet: check the URL and --study-name")
     say(f"worker {q.worker}: waiting for trials of study {study_name!r} (until its plan is complete, or "
-        f"{idle:g} s with nothing to claim)")
+        f"{idle:g} s with nothing to claim){started}")
     with keep_workers():  # one pool of worker processes serves every claim
         return drain(q, train, claim=claim_size, keys=None, say=say, poll=poll, stop=complete, idle=idle,
                      check=function_of)
