@@ -116,12 +116,40 @@ def test_show_prints_formulas_as_unicode_not_latex():
         for raw in ("\\eta", "\\text", "\\frac", ".. math::", ":math:`", "``", ":class:`"):
             assert raw not in res.output, (name, raw)
     cosine = runner.invoke(app, ["show", "cosine"], env={"COLUMNS": "200"}).output
-    assert "η(t) = end + (peak − end)[½(1 + cos(π min(t, T))/T)]^(exponent)" in cosine
-    step = runner.invoke(app, ["show", "step_decay"], env={"COLUMNS": "200"}).output
-    assert "η(t) = peak · factor^(⌊ (t + offset)/every ⌋)" in step
+    # the fraction is cos's whole argument: cos((π t)/T), never cos(π t)/T (cos divided by T)
+    assert "η(t) = end + (peak − end)[½(1 + cos((π min(t, T))/T))]^(exponent)" in cosine
+    shown = {name: runner.invoke(app, ["show", name], env={"COLUMNS": "200"}).output
+             for name in ("step_decay", "snapshot", "inverse_sqrt", "interpolate", "cyclic")}
+    assert "η(t) = peak · factor^(⌊ (t + offset)/every ⌋)" in shown["step_decay"]
+    # a fraction multiplied by a parenthesis, and a fraction under a cosine
+    assert "η(t) = (peak/2)(cos((π mod(τ, P))/P) + 1)" in shown["snapshot"]
+    # the square root covers the whole fraction; peak multiplies both cases
+    assert "η(t) = peak · {t/max(1, W), if t < W; 1/√((t + τ − W)/τ), if t ≥ W}" in shown["inverse_sqrt"]
+    assert "η(t) = b + ((a − b)/2)(cos π p + 1) (cos)" in shown["interpolate"]
+    # the definition of s ends before ", η(t) = ..." starts
+    assert "s = {x/r, if x ≤ r; (x − 1)/(r − 1), if x > r}, η(t) = base" in shown["cyclic"]
     # --format json keeps the documentation as written (data for the docs site)
     doc = json.loads(runner.invoke(app, ["show", "cosine", "--format", "json"]).output)["doc"]
     assert ".. math::" in doc and "\\eta" in doc
+
+
+@pytest.mark.parametrize(
+    "latex, text",
+    [
+        (r"\cos\frac{\pi t}{T}", "cos((π t)/T)"),
+        (r"\exp\frac{t}{T}", "exp(t/T)"),
+        (r"2^\frac{t}{T}", "2^(t/T)"),
+        (r"2^{\frac{t - 1}{T}}", "2^((t − 1)/T)"),
+        (r"\sqrt{\frac{a}{b}} + \sqrt{t}", "√(a/b) + √t"),
+        (r"\lfloor \frac{t}{N} \rfloor", "⌊ t/N ⌋"),
+        (r"\frac{a}{2} + \tfrac12(1 + c)", "a/2 + ½(1 + c)"),
+        (r"\eta_\text{last}", "η_last"),
+    ],
+)
+def test_readable_fractions_keep_their_extent(latex, text):
+    from lrlab.cli._readable import readable
+
+    assert readable(f":math:`{latex}`") == text
 
 
 def test_study_report_format_json(tmp_path, capsys):

@@ -87,6 +87,33 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monke
     assert err.startswith("lrlab: error: ") and message in err and err.count("\n") == 1, err
 
 
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("x = 1\n\ndef make(:\n", "cannot import module 'broken_task_syntax': SyntaxError: invalid syntax "
+                                  "(broken_task_syntax.py, line 3)"),
+        ("x = 1\nraise RuntimeError('no data here')\n",
+         "cannot import module 'broken_task_raises': RuntimeError: no data here (broken_task_raises.py, line 2)"),
+        ("import nopkg_xyz_inner\n", "cannot import module 'broken_task_imports': ModuleNotFoundError: "
+                                     "No module named 'nopkg_xyz_inner' (broken_task_imports.py, line 1)"),
+    ],
+)
+def test_a_task_module_that_fails_to_import_is_one_line_and_exit_2(source, message, capsys, tmp_path,
+                                                                    monkeypatch):
+    """A module that exists but fails while importing (a SyntaxError, an exception at import, a
+    missing dependency) is named with the exception's type and line, not a traceback."""
+    name = message.split("'")[1]
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--task", f"{name}:make", "--epochs", "1"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lrlab: error: ") and message in err and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
 def test_subprocess_error_and_help():
     script = Path(sys.executable).parent / "lrlab"  # the installed console script
     lrlab = [str(script)] if script.is_file() else [sys.executable, "-c", "from lrlab.cli import main; main()"]

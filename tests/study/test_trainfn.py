@@ -421,7 +421,7 @@ def test_example_regression_minimizes_val_mse(monkeypatch, tmp_path, capsys):
                    tune={"grid": [0.25, 1.0], "seeds": [0]}, seeds=2)
     rebuild_report(tmp_path / "out")
     out = " ".join(capsys.readouterr().out.split())
-    assert "val % / test % hold val_mse / test_mse as reported (not percent), lr selected to minimize" in out
+    assert "lr selected to minimize val_mse" in out and "test %" not in out
     assert res.config.direction == "minimize"
     (sel,) = res.selections.values()
     mse = {r.peak_lr: r.final["val_mse"] for r in res.tune_records}
@@ -440,6 +440,52 @@ def test_example_regression_minimizes_val_mse(monkeypatch, tmp_path, capsys):
     assert study_title(res.info).endswith("selected on val_mse (minimize), compared on test_mse")
     again = run_study(dict(res.config.to_dict(), steps_per_epoch=4), quiet=True)  # another budget: new keys
     assert again.reused == 0 and again.ran == len(res.records) + len(res.tune_records)
+
+
+def test_a_regression_study_names_its_metric_with_enough_digits(monkeypatch, tmp_path, capsys):
+    """A study compared on test_mse labels its columns and legend test_mse (not "test %", "final
+    test accuracy"), shows 3 significant digits (not 0.3±0.0) in the terminal, report.html and
+    interactive.html, and says nothing of the batch size a training function does not give."""
+    import re
+
+    monkeypatch.chdir(EXAMPLES)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--task", "train_regression:train", "--metric", "val_mse", "--schedules", "constant,linear",
+              "--seeds", "2", "--epochs", "2", "--steps-per-epoch", "4", "--workers", "0", "--tune", "none",
+              "--optimizers", "sgd=0.05", "--out", str(out), "--no-progress"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    header = next(ln for ln in text.splitlines() if "schedule" in ln and "Δ vs const" in ln)
+    assert "test_mse" in header and "%" not in header, header
+    flat = " ".join(text.split())
+    assert "test_mse: final test_mse (as reported)" in flat and "test accuracy" not in flat
+    assert "batch" not in flat.split("report:")[0], flat
+    row = next(ln for ln in text.splitlines() if ln.split()[:2] == ["sgd", "linear"])
+    mse, delta = re.findall(r"[-+]?\d+\.\d+±\d+\.\d+", row)
+    assert re.fullmatch(r"0\.\d{3}±\d\.\d{3}", mse) and re.fullmatch(r"[-+]0\.\d{3}±\d+\.\d{3}", delta), row
+    (linear,) = [c for c in run_study({"task": "train_regression:train", "metric": "val_mse", "epochs": 2,
+                                       "steps_per_epoch": 4, "seeds": 2, "workers": 0, "tune": None,
+                                       "schedules": ["constant", "linear"], "optimizers": {"sgd": 0.05},
+                                       "out": str(out)}, quiet=True).summaries if c.schedule == "linear"]
+    assert mse == f"{linear.acc_mean:.3f}±{linear.acc_sd:.3f}"  # the stored study, its own digits
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<th class=\"\">val_mse</th>" in page and "<th class=\"\">test_mse</th>" in page
+    assert f"<td class=\"\">{mse}</td>" in page and "test %" not in page and "final test accuracy" not in page
+    assert "Bold: best mean test_mse (lowest) per optimizer" in page and "batch" not in page.split("Results")[0]
+    if (out / "interactive.html").is_file():
+        inter = (out / "interactive.html").read_text(encoding="utf-8")
+        assert "test_mse" in inter and mse in inter and "test %" not in inter
+
+
+def test_metric_digits_keep_three_significant_digits():
+    from lrlab.study.report import metric_digits
+
+    assert metric_digits("val_acc", [0.31]) == 1  # percent: one decimal, as always
+    assert [metric_digits("val_mse", [v]) for v in (0.312, 0.0312, 3.12, 31.2, 3120.0)] == [3, 4, 2, 1, 0]
+    assert metric_digits("val_mse", [0.5, 0.0042, math.nan, 0.0]) == 5  # the smallest nonzero value decides
 
 
 def test_readme_training_function_block(tmp_path, monkeypatch):

@@ -251,7 +251,8 @@ def report(
             raise ValueError("--docs needs a study with lr tuning (its sensitivity figure)")
         from lrlab.study.runner import study_title
 
-        text = table_text(res.summaries, res.effects, title=study_title(res.info), n_seeds=len(res.config.final_seeds))
+        text = table_text(res.summaries, res.effects, title=study_title(res.info), n_seeds=len(res.config.final_seeds),
+                          metric=res.config.metric, maximize=res.config.direction != "minimize")
         png = plot_lr_sensitivity(res.selections, list(res.config.schedules), list(res.config.optimizers))
         paths = write_readme_results(text, png, docs, readme)
         Console(highlight=False).print("wrote " + ", ".join(escape(str(p)) for p in paths.values()))

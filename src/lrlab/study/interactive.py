@@ -250,15 +250,15 @@ def interactive_page(records: Sequence[Any], tune_records: Sequence[Any], summar
                      schedules: Sequence[str], *, title: str, meta: Mapping[str, Any] | None = None,
                      metric: str = "val_acc") -> str:
     """The interactive report as one self-contained HTML string (see the module docstring)."""
-    from lrlab.study.report import _COLUMNS, TABLE_CAPTION, table_rows
+    from lrlab.study.report import table_caption, table_columns, table_rows
 
     trials = [_trial(r) for r in [*tune_records, *records]]
     optimizers = list(dict.fromkeys(c.optimizer for c in summaries)) or list(
         dict.fromkeys(t["optimizer"] for t in trials))
     selections = {(c.schedule, c.optimizer): c.selection for c in summaries if c.selection is not None}
-    rows = table_rows(summaries)
-    table = {"title": "Results", "header": [h for _, h in _COLUMNS], "left": 2, "caption": TABLE_CAPTION,
-             "rows": [[r[k] for k, _ in _COLUMNS] for r in rows]}
+    rows, columns = table_rows(summaries, metric), table_columns(metric)
+    table = {"title": "Results", "header": [h for _, h in columns], "left": 2, "caption": table_caption(metric),
+             "rows": [[r[k] for k, _ in columns] for r in rows]}
     figures = []
     for o in optimizers:
         figures.append({"id": f"multiples-{o}", "title": f"Validation accuracy by schedule: {o}",

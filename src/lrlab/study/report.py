@@ -52,10 +52,14 @@ from lrlab.study.storage import CURVE_FIELDS, TrialRecord, dumps_json
 __all__ = [
     "edge_lines",
     "effect_lines",
+    "metric_digits",
+    "metric_on_test",
     "plot_lr_sensitivity",
     "results_document",
     "results_table",
     "significance_note",
+    "table_caption",
+    "table_columns",
     "table_text",
     "write_readme_results",
     "write_report",
@@ -81,15 +85,15 @@ def _pm(mean: float, sd: float, scale: float = 1.0, digits: int = 1, sep: str = 
     return s + (f"{sep}{sd * scale:.{digits}f}" if math.isfinite(sd) else "")
 
 
-def _delta(c: CellSummary) -> tuple[str, str, str, str]:
+def _delta(c: CellSummary, digits: int = 1) -> tuple[str, str, str, str]:
     comp = c.vs_baseline
     if comp is None:
         return ("baseline" if c.schedule == BASELINE and c.n else "-"), "", "", ""
     if comp.n == 0 or not math.isfinite(comp.mean):
         return "-", "", "", ""
-    d = f"{comp.mean:+.1f}"
+    d = f"{comp.mean:+.{digits}f}"
     if math.isfinite(comp.ci[0]):
-        d += f"±{(comp.ci[1] - comp.ci[0]) / 2:.1f}"
+        d += f"±{(comp.ci[1] - comp.ci[0]) / 2:.{digits}f}"
     p = f"{comp.p_t:.3f}" if math.isfinite(comp.p_t) else "-"
     ph = f"{comp.p_holm:.3f}" if math.isfinite(comp.p_holm) else "-"
     return d, p, ph, "*" if c.significant() else ""
@@ -115,13 +119,32 @@ def _note(c: CellSummary) -> str:
     return "; ".join(notes)
 
 
-def table_rows(summaries: Sequence[CellSummary]) -> list[dict[str, str]]:
-    """The table's cells as strings (shared by the terminal, HTML and tests)."""
+def metric_digits(metric: str, values: Sequence[float]) -> int:
+    """Decimals for a study's metric: 1 for a percentage (an ``*_acc`` metric, as always); for a
+    metric in its own unit (``val_mse``) enough that the smallest nonzero ``|value|`` keeps 3
+    significant digits (0.312 -> 3 decimals, 12.3 -> 1), so 0.31 and 0.34 never both read 0.3."""
+    from lrlab.study.stats import metric_scale
+
+    if metric_scale(metric) != 1.0:
+        return 1
+    finite = [abs(v) for v in values if math.isfinite(v) and v != 0]
+    return 3 if not finite else min(12, max(0, 2 - math.floor(math.log10(min(finite)))))
+
+
+def _digits(summaries: Sequence[CellSummary], metric: str) -> int:
+    return metric_digits(metric, [v for c in summaries for v in (c.acc_mean, c.val_acc_mean)])
+
+
+def table_rows(summaries: Sequence[CellSummary], metric: str = "val_acc") -> list[dict[str, str]]:
+    """The table's cells as strings (shared by the terminal, HTML and tests); ``metric``: the
+    study's selection metric, whose values (and their test counterpart's) are shown with
+    :func:`metric_digits` decimals."""
     rows = []
+    digits = _digits(summaries, metric)
     for c in summaries:
-        d, p, ph, mark = _delta(c)
-        if c.n == 0:
-            target = "-"
+        d, p, ph, mark = _delta(c, digits)
+        if c.n == 0 or (metric != "val_acc" and not math.isfinite(c.target)):
+            target = "-"  # time to target is defined for accuracy only
         elif c.epochs_to_target is None:
             target = "never"
         else:
@@ -132,8 +155,8 @@ def table_rows(summaries: Sequence[CellSummary]) -> list[dict[str, str]]:
             "optimizer": c.optimizer,
             "schedule": c.schedule,
             "lr": _lr(c),
-            "val_acc": _pm(c.val_acc_mean, math.nan),
-            "test_acc": _pm(c.acc_mean, c.acc_sd, sep="±"),
+            "val_acc": _pm(c.val_acc_mean, math.nan, digits=digits),
+            "test_acc": _pm(c.acc_mean, c.acc_sd, digits=digits, sep="±"),
             "test_loss": _pm(c.loss_mean, c.loss_sd, digits=3, sep="±"),
             "best_val": best,
             "target": target,
@@ -174,16 +197,50 @@ TABLE_CAPTION = (
 )
 
 
+
+
+def metric_on_test(metric: str) -> str:
+    """The test counterpart of a validation metric (``val_mse`` -> ``test_mse``)."""
+    return "test_" + metric.removeprefix("val_")
+
+
+def table_columns(metric: str = "val_acc") -> list[tuple[str, str]]:
+    """The table's ``(key, label)`` columns; a study on another metric than ``val_acc`` names it
+    in the metric columns (``val_mse``/``test_mse``, with `` %`` only for an ``*_acc`` metric)."""
+    if metric == "val_acc":
+        return list(_COLUMNS)
+    unit = " %" if metric.endswith("_acc") else ""
+    names = {"val_acc": metric + unit, "test_acc": metric_on_test(metric) + unit}
+    return [(k, names.get(k, label)) for k, label in _COLUMNS]
+
+
+def table_caption(metric: str = "val_acc") -> str:
+    """The legend under the table: :data:`TABLE_CAPTION` for an accuracy study, otherwise the
+    same legend naming ``metric`` and its test counterpart (in their own unit, not percent)."""
+    if metric == "val_acc":
+        return TABLE_CAPTION
+    test, unit = metric_on_test(metric), (" %" if metric.endswith("_acc") else "")
+    how = "in percent" if unit else "as reported"
+    return (
+        f"lr: the peak lr the final seeds ran at (! = at the edge of the tuning grid); {test}{unit}: final "
+        f"{test} ({how}), mean±sd over the final seeds ({metric}{unit}: validation, in the HTML/CSV/JSON); "
+        f"Δ vs const: paired {test} difference from constant ± 95% t-interval half-width; p: paired t-test, "
+        "p_holm: Holm-adjusted, * p_holm < 0.05; →target and best val: for accuracy studies (validation "
+        "accuracy); ~N seeds: seeds that would resolve an unresolved difference (80% power)"
+    )
+
+
 COMPACT_WIDTH = 110
 """Terminals narrower than this get the table without the "best val" and "note" columns."""
 COMPACT_NOTE = "(best val and notes: in report.html, or in a terminal at least 110 columns wide)"
 
 
 def results_table(summaries: Sequence[CellSummary], title: str | None = None, *, compact: bool = False,
-                  maximize: bool = True) -> Any:
+                  maximize: bool = True, metric: str = "val_acc") -> Any:
     """A ``rich.table.Table`` of the results (best mean test accuracy per optimizer in bold, the
     lowest with ``maximize=False``); ``compact`` leaves out the "best val" and "note" columns
-    (narrow terminals)."""
+    (narrow terminals); ``metric``: the study's selection metric (its columns' labels, legend and
+    decimals, see :func:`table_columns`)."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table
@@ -191,12 +248,12 @@ def results_table(summaries: Sequence[CellSummary], title: str | None = None, *,
 
     # Text: no markup, no :emoji: codes (a task named module:function)
     table = Table(title=Text(title) if title else None, title_justify="left", show_lines=False,
-                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, caption=TABLE_CAPTION,
+                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, caption=table_caption(metric),
                   caption_justify="left")
-    rows = table_rows(summaries)
+    rows = table_rows(summaries, metric)
     any_note = any(r["note"] for r in rows)
     skip = _TERMINAL_SKIP + (("best_val", "note") if compact else ())
-    columns = [(k, lbl) for k, lbl in _COLUMNS if k not in skip and (k != "note" or any_note)]
+    columns = [(k, lbl) for k, lbl in table_columns(metric) if k not in skip and (k != "note" or any_note)]
     for key, label in columns:
         width = max([len(label)] + [len(r[key]) + (2 if key == "p_holm" else 0) for r in rows])
         table.add_column(label, justify="left" if key in _LEFT else "right",
@@ -241,30 +298,34 @@ def edge_lines(summaries: Sequence[CellSummary]) -> list[str]:
 
 
 def table_text(summaries: Sequence[CellSummary], effects: Sequence[OptimizerEffect], *, title: str | None,
-               n_seeds: int, width: int = 100) -> str:
+               n_seeds: int, width: int = 100, metric: str = "val_acc", maximize: bool = True) -> str:
     """The terminal table and the lines under it as plain text (what the README shows)."""
     from rich.console import Console
 
     con = Console(file=io.StringIO(), width=width, color_system=None, highlight=False, record=True)
-    con.print(results_table(summaries, title=title))
-    for line in [significance_note(n_seeds), *edge_lines(summaries), *effect_lines(effects)]:
+    con.print(results_table(summaries, title=title, metric=metric, maximize=maximize))
+    for line in [significance_note(n_seeds), *edge_lines(summaries), *effect_lines(effects, metric)]:
         con.print(line, markup=False)
     text = con.export_text(styles=False)
     return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n") + "\n"
 
 
-def effect_lines(effects: Sequence[OptimizerEffect]) -> list[str]:
-    """One line per optimizer on how much the schedule matters, then the verdict on the claim."""
+def effect_lines(effects: Sequence[OptimizerEffect], metric: str = "val_acc") -> list[str]:
+    """One line per optimizer on how much the schedule matters, then the verdict on the claim
+    (differences in points of accuracy, or in ``metric``'s own unit with :func:`metric_digits`
+    decimals)."""
     lines = []
+    k = metric_digits(metric, [e.baseline_acc for e in effects])
+    unit, pts = (" %", " points") if metric.endswith("_acc") else (f" {metric_on_test(metric)}", "")
     for e in effects:
         best = "-"
         if e.best is not None and e.best_schedule is not None and math.isfinite(e.best.mean):
-            ci = f" [{e.best.ci[0]:+.1f}, {e.best.ci[1]:+.1f}]" if math.isfinite(e.best.ci[0]) else ""
-            best = f"{e.best_schedule} {e.best.mean:+.1f}{ci}"
-        avg = f"{e.average_mean:+.1f}" + (f" ± {e.average_se:.1f} s.e." if math.isfinite(e.average_se) else "")
+            ci = f" [{e.best.ci[0]:+.{k}f}, {e.best.ci[1]:+.{k}f}]" if math.isfinite(e.best.ci[0]) else ""
+            best = f"{e.best_schedule} {e.best.mean:+.{k}f}{ci}"
+        avg = f"{e.average_mean:+.{k}f}" + (f" ± {e.average_se:.{k}f} s.e." if math.isfinite(e.average_se) else "")
         lines.append(
-            f"{e.optimizer}: constant {_pm(e.baseline_acc, e.baseline_sd)} %; best schedule {best} points; "
-            f"average schedule {avg} points; spread best-worst {e.spread:.1f} points"
+            f"{e.optimizer}: constant {_pm(e.baseline_acc, e.baseline_sd, digits=k)}{unit}; best schedule {best}"
+            f"{pts}; average schedule {avg}{pts}; spread best-worst {e.spread:.{k}f}{pts}"
         )
     v = claim_verdict(effects)
     if v:
@@ -397,9 +458,13 @@ def plot_training_curves(records: Sequence[TrialRecord], schedules: Sequence[str
     return _fig_png(fig)
 
 
-def plot_final_accuracy(records: Sequence[TrialRecord], summaries: Sequence[CellSummary]) -> bytes:
-    """Final test accuracy of every seed (dots) with the mean +- sd (bar) per cell."""
+def plot_final_accuracy(records: Sequence[TrialRecord], summaries: Sequence[CellSummary],
+                        metric: str = "val_acc") -> bytes:
+    """Final test accuracy (or ``metric``'s test counterpart) of every seed (dots) with the mean
+    +- sd (bar) per cell."""
     import matplotlib
+
+    from lrlab.study.stats import metric_scale
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -414,7 +479,7 @@ def plot_final_accuracy(records: Sequence[TrialRecord], summaries: Sequence[Cell
             if math.isfinite(c.acc_mean):
                 ax.errorbar(c.acc_mean, i, xerr=c.acc_sd if math.isfinite(c.acc_sd) else None,
                             fmt="s", color=color, ms=5, capsize=3)
-            pts = [r.final.get("test_acc", math.nan) * 100 for r in records
+            pts = [r.final.get(metric_on_test(metric), math.nan) * metric_scale(metric) for r in records
                    if r.optimizer == opt and r.schedule_name == c.schedule and not r.diverged]
             ax.plot(pts, [i] * len(pts), "o", color=color, alpha=0.4, ms=3)
             if c.diverged:
@@ -425,10 +490,12 @@ def plot_final_accuracy(records: Sequence[TrialRecord], summaries: Sequence[Cell
             ax.axvline(base.acc_mean, color="C7", ls="--", lw=1)
         ax.set_yticks(range(len(cells)), [c.schedule for c in cells], fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("final test accuracy %", fontsize=8)
+        ax.set_xlabel("final test accuracy %" if metric == "val_acc" else f"final {metric_on_test(metric)}"
+                      + (" %" if metric.endswith("_acc") else ""), fontsize=8)
         ax.set_title(opt, fontsize=10)
         ax.grid(alpha=0.3, axis="x")
-    fig.suptitle("Final test accuracy per seed (dots), mean ± sd (squares); green / red: significantly better / "
+    what = "Final test accuracy" if metric == "val_acc" else f"Final {metric_on_test(metric)}"
+    fig.suptitle(what + " per seed (dots), mean ± sd (squares); green / red: significantly better / "
                  "worse than constant (paired t-test, Holm-adjusted p < 0.05)", fontsize=10)
     fig.tight_layout()
     return _fig_png(fig)
@@ -554,7 +621,7 @@ def results_document(summaries: Sequence[CellSummary], effects: Sequence[Optimiz
                      info: Mapping[str, Any]) -> dict[str, Any]:
     """What ``lrlab study --format json`` prints: the cells, the claim, how each optimizer's
     trials trained (fleet or one at a time, and why), versions, config, command."""
-    lines = effect_lines(effects)
+    lines = effect_lines(effects, str(info.get("metric", "val_acc")))
     scale = _scale(info)
     return {
         "task": info.get("task"),
@@ -632,7 +699,9 @@ def write_report(
                        plot_lr_sensitivity(selections, schedules, opts)))
     if records:
         images.append(("lr_curves.png", "Learning-rate schedules", plot_lr_curves(records, schedules, steps_per_epoch)))
-        images.append(("final_acc.png", "Final test accuracy per seed", plot_final_accuracy(records, summaries)))
+        metric = str(info.get("metric", "val_acc"))
+        what = "Final test accuracy" if metric == "val_acc" else f"Final {metric_on_test(metric)}"
+        images.append(("final_acc.png", what + " per seed", plot_final_accuracy(records, summaries, metric)))
         for o in opts:
             images.append((f"curves_{o}.png", f"Training curves: {o}", plot_training_curves(records, schedules, o)))
     for name, _, png in images:
@@ -660,7 +729,8 @@ def write_report(
     _write_csv(out / "trials.csv", trial_header, trial_rows)
     _write_csv(out / "curves.csv", ["trial_id", "role", "schedule", "optimizer", "seed", "peak_lr", *CURVE_FIELDS],
                curve_rows)
-    lines = [*edge_lines(summaries), *effect_lines(effects)]
+    metric = str(info.get("metric", "val_acc"))
+    lines = [*edge_lines(summaries), *effect_lines(effects, metric)]
     results = {
         "title": title,
         "meta": dict(meta or {}),
@@ -671,7 +741,7 @@ def write_report(
     for name in ("summary.csv", "trials.csv", "curves.csv", "results.json"):
         paths[name] = out / name
     n_seeds = len(config.get("seeds") or []) or max((c.n for c in summaries), default=0)
-    page = _html(title, summaries, lines, images, config, meta or {}, records, significance_note(n_seeds))
+    page = _html(title, summaries, lines, images, config, meta or {}, records, significance_note(n_seeds), metric)
     (out / "report.html").write_text(page, encoding="utf-8")
     paths["report.html"] = out / "report.html"
     try:
@@ -734,13 +804,17 @@ def _html(
     meta: Mapping[str, Any],
     records: Sequence[TrialRecord],
     sig_note: str,
+    metric: str = "val_acc",
 ) -> str:
     e = html.escape
-    best = _best_per_optimizer(summaries, config.get("direction", "maximize") != "minimize")
-    head = "".join(f'<th class="{"l" if k in _LEFT else ""}">{e(lbl)}</th>' for k, lbl in _COLUMNS)
+    maximize = config.get("direction", "maximize") != "minimize"
+    best = _best_per_optimizer(summaries, maximize)
+    cols = table_columns(metric)
+    head = "".join(f'<th class="{"l" if k in _LEFT else ""}">{e(lbl)}</th>' for k, lbl in cols)
+    bold = ("test accuracy" if metric == "val_acc" else metric_on_test(metric)) + ("" if maximize else " (lowest)")
     body = []
     prev = None
-    for c, row in zip(summaries, table_rows(summaries)):
+    for c, row in zip(summaries, table_rows(summaries, metric)):
         cls = []
         if math.isfinite(c.acc_mean) and c.acc_mean == best.get(c.optimizer):
             cls.append("best")
@@ -748,7 +822,7 @@ def _html(
             cls.append("sep")
         prev = c.optimizer
         tds = []
-        for k, _ in _COLUMNS:
+        for k, _ in cols:
             klass = "l" if k in _LEFT else ""
             if k == "sig" and row[k]:
                 klass += " sig"
@@ -774,7 +848,7 @@ def _html(
 <ul class="note">{meta_items}</ul>
 <h2>Results</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>
-<p class="note">{e(TABLE_CAPTION)}; test loss: final test loss, mean±sd. Bold: best mean test accuracy per optimizer.
+<p class="note">{e(table_caption(metric))}; test loss: final test loss, mean±sd. Bold: best mean {e(bold)} per optimizer.
 {e(sig_note)}</p>
 <h2>How much the schedule matters</h2>
 <ul>{effect_html}</ul>

@@ -412,7 +412,7 @@ def run_study(
     say(
         f"[bold]lrlab study[/bold]: {escape(task.name)}, {len(cfg.schedules)} schedules x {len(cfg.optimizers)} "
         f"optimizers = {n_cells} cells; {tuning} ({len(cfg.final_seeds)} seeds), "
-        f"{epochs} epochs of {spe} steps (batch {sizes['batch_size']}); "
+        f"{epochs} epochs of {spe} steps{_batch(sizes['batch_size'], ' (batch {})')}; "
         + ("base " if cfg.tune is not None else "") + "peak lr "
         + ", ".join(f"{escape(k)} {v:.3g}" for k, v in base_lrs.items())
     )
@@ -777,8 +777,10 @@ def _report(out: str | Path, records: list[TrialRecord], tune_records: list[Tria
     title = study_title(info)
     vers = info.get("versions") or {}
     meta = {
-        "task": f"{info['task']} ({info['n_train']} train / {info.get('n_val', 0)} validation / {info['n_test']} test)",
-        "training": f"{info['epochs']} epochs x {info['steps_per_epoch']} steps, batch {info['batch_size']}",
+        "task": str(info["task"]) + ("" if info["n_train"] == "?" else
+                                     f" ({info['n_train']} train / {info.get('n_val', 0)} validation / "
+                                     f"{info['n_test']} test)"),
+        "training": f"{info['epochs']} epochs x {info['steps_per_epoch']} steps{_batch(info['batch_size'])}",
         ("base peak lr" if tuned else "peak lr"): ", ".join(f"{k} {v:.3g}" for k, v in info["peak_lrs"].items()),
         "lr tuning": (f"grid x{', x'.join(f'{g:g}' for g in tune['grid'])} of the base lr"
                       if tuned and tune.get("relative", True) else
@@ -806,19 +808,23 @@ def _report(out: str | Path, records: list[TrialRecord], tune_records: list[Tria
                              tune_records=tune_records, info=info)
     compact = con.width < COMPACT_WIDTH
     con.print(results_table(summaries, title=title, compact=compact,
-                            maximize=info.get("direction", "maximize") != "minimize"))
+                            maximize=info.get("direction", "maximize") != "minimize", metric=metric))
     if compact:
         con.print(COMPACT_NOTE, style="dim")
-    if metric != "val_acc":  # the table's columns keep their names; say what they hold
-        con.print(escape(f"val % / test % hold {metric} / test_{metric.removeprefix('val_')}"
-                         f"{'' if metric.endswith('_acc') else ' as reported (not percent)'}, "
-                         f"lr selected to {info.get('direction', 'maximize')} {metric}"), style="dim")
+    if metric != "val_acc":  # the columns are named after the metric; say how it selected the lr
+        con.print(escape(f"lr selected to {info.get('direction', 'maximize')} {metric}"), style="dim")
     con.print(escape(significance_note(n_seeds)), style="dim")
-    for line in [*edge_lines(summaries), *effect_lines(effects)]:
+    for line in [*edge_lines(summaries), *effect_lines(effects, metric)]:
         con.print(escape(line))
     if write:
         con.print(f"report: {escape(str(paths['report.html']))}")
     return summaries, effects, paths
+
+
+def _batch(size: Any, form: str = ", batch {}") -> str:
+    """``form`` with the batch size, or nothing when it is unknown ("?" or None: a training
+    function chooses its own batches and need not say)."""
+    return "" if size in (None, "?") else form.format(size)
 
 
 def study_title(info: Mapping[str, Any]) -> str:
@@ -826,8 +832,8 @@ def study_title(info: Mapping[str, Any]) -> str:
     tune = info["config"].get("tune")
     tuned = isinstance(tune, Mapping)
     metric = info.get("metric", "val_acc")
-    return (f"{info['task']}: {info['epochs']} epochs x {info['steps_per_epoch']} steps, batch "
-            f"{info['batch_size']}, {len(info['config']['seeds'])} final seeds"
+    return (f"{info['task']}: {info['epochs']} epochs x {info['steps_per_epoch']} steps"
+            f"{_batch(info['batch_size'])}, {len(info['config']['seeds'])} final seeds"
             + (f", lr tuned on {len(tune['grid'])} points" if tuned else ", fixed lr")
             + ("" if metric == "val_acc" else
                f"; selected on {metric} ({info.get('direction')}), compared on test_{metric.removeprefix('val_')}"))

@@ -39,6 +39,7 @@ import importlib
 import inspect
 import math
 import os
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -433,14 +434,30 @@ def import_ref(ref: str, *, what: str = "task") -> Any:
         sys.path.append(cwd)
     try:
         module = importlib.import_module(mod_name)
-    except ImportError as e:
+    except ModuleNotFoundError as e:
+        if e.name is None or not (mod_name + ".").startswith(e.name + "."):
+            raise ValueError(f"{what} {ref!r}: {_import_failure(mod_name, e)}") from e
         raise ValueError(f"{what} {ref!r}: cannot import module {mod_name!r} ({e})") from e
+    except Exception as e:  # a SyntaxError or anything the module raises while it runs
+        raise ValueError(f"{what} {ref!r}: {_import_failure(mod_name, e)}") from e
     obj: Any = module
     for part in fn_name.split("."):
         obj = getattr(obj, part, None)
     if not callable(obj):
         raise ValueError(f"{what} {ref!r}: module {mod_name!r} has no function {fn_name!r}")
     return obj
+
+
+def _import_failure(mod_name: str, e: BaseException) -> str:
+    """One line for a module that exists but fails to import: the exception's type, its message
+    and where it happened (a SyntaxError names its file and line itself; otherwise the innermost
+    frame of the user's code, not importlib's), so ``lrlab`` can say it without a traceback."""
+    where = ""
+    if not isinstance(e, SyntaxError):
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith("<frozen")]
+        if frames:
+            where = f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno})"
+    return f"cannot import module {mod_name!r}: {type(e).__name__}: {e}{where}"
 
 
 def build_task(fn: Callable[..., Any], ref: str, kwargs: dict[str, Any]) -> Task:
