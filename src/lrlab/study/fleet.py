@@ -1225,13 +1225,19 @@ def check_main_guard() -> None:
     their own on the same storage and the run never ends. Python's own check fires only for a
     pool started during that import; this one finds the line of the script that led here (the
     outermost frame running the script's module code) and reads the script with :mod:`ast`.
-    Scripts without a file (``python -c``, a notebook, stdin) are not imported again: no check.
-    In a worker that imports such a script all the same, the call is refused there."""
+    Mains that :mod:`multiprocessing` does not run again are not checked, by its own rules: no
+    file (``python -c``, a notebook, stdin), a package's ``__main__`` (``python -m pkg``, the
+    ``lrlab`` CLI), IPython's launcher. In a worker that imports such a script all the same, the
+    call is refused there."""
     import ast
     import multiprocessing as mp
 
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if (spec_name is not None and (spec_name == "__main__" or spec_name.endswith(".__main__"))) or (
+            path and Path(path).stem == "ipython"):
+        path = None  # (multiprocessing.spawn's _fixup_main_from_name / _from_path)
     hint = ("the worker processes lrlab spawns import the script again and would run the call again; put "
             "it under `if __name__ == \"__main__\":` (or train in this process: workers=0)")
     if getattr(mp.current_process(), "_inheriting", False):
