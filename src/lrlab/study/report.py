@@ -197,8 +197,6 @@ TABLE_CAPTION = (
 )
 
 
-
-
 def metric_on_test(metric: str) -> str:
     """The test counterpart of a validation metric (``val_mse`` -> ``test_mse``)."""
     return "test_" + metric.removeprefix("val_")
