@@ -463,6 +463,7 @@ def test_a_regression_study_names_its_metric_with_enough_digits(monkeypatch, tmp
     flat = " ".join(text.split())
     assert "test_mse: final test_mse (as reported)" in flat and "test accuracy" not in flat
     assert "batch" not in flat.split("report:")[0], flat
+    assert "fixed lr, compared on test_mse" in flat and "selected" not in flat  # --tune none: no lr was selected
     row = next(ln for ln in text.splitlines() if ln.split()[:2] == ["sgd", "linear"])
     mse, delta = re.findall(r"[-+]?\d+\.\d+±\d+\.\d+", row)
     assert re.fullmatch(r"0\.\d{3}±\d\.\d{3}", mse) and re.fullmatch(r"[-+]0\.\d{3}±\d+\.\d{3}", delta), row

@@ -811,7 +811,8 @@ def _report(out: str | Path, records: list[TrialRecord], tune_records: list[Tria
                             maximize=info.get("direction", "maximize") != "minimize", metric=metric))
     if compact:
         con.print(COMPACT_NOTE, style="dim")
-    if metric != "val_acc":  # the columns are named after the metric; say how it selected the lr
+    tuned = isinstance(info["config"].get("tune"), Mapping)
+    if metric != "val_acc" and tuned:  # the columns are named after the metric; say how it selected the lr
         con.print(escape(f"lr selected to {info.get('direction', 'maximize')} {metric}"), style="dim")
     con.print(escape(significance_note(n_seeds)), style="dim")
     for line in [*edge_lines(summaries), *effect_lines(effects, metric)]:
@@ -836,7 +837,8 @@ def study_title(info: Mapping[str, Any]) -> str:
             f"{_batch(info['batch_size'])}, {len(info['config']['seeds'])} final seeds"
             + (f", lr tuned on {len(tune['grid'])} points" if tuned else ", fixed lr")
             + ("" if metric == "val_acc" else
-               f"; selected on {metric} ({info.get('direction')}), compared on test_{metric.removeprefix('val_')}"))
+               (f"; selected on {metric} ({info.get('direction')})" if tuned else "")
+               + f", compared on test_{metric.removeprefix('val_')}"))
 
 
 def rebuild_report(
