@@ -208,3 +208,22 @@ def test_bench_save_once_rejects_a_url_without_n() -> None:
     proc = _run(str(BENCH / "bench_save_once.py"), "--url", "sqlite:///x.db")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "bench_save_once: --url must hold {n}, got 'sqlite:///x.db'"
+
+
+@pytest.mark.slow
+def test_bench_ray_live_quick_times_relayed_against_not_relayed() -> None:
+    pytest.importorskip("ray")
+    proc = _run(str(BENCH / "bench_ray_live.py"), "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| reports not") or ln.startswith("| each epoch")]
+    assert len(rows) == 2 and "(8 reports)" in rows[1], proc.stdout  # 4 trials x 2 epochs, all relayed
+    (off, r_off), (on, r_on) = ((float(a), float(b)) for a, b in
+                                (re.findall(r"\| ([0-9.]+) s \| ([0-9.]+) \|", r)[0] for r in rows))
+    assert r_off == 1.0 and min(off, on) > 0 and r_on == pytest.approx(on / off, rel=0.05, abs=0.01)
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("queue calls alone, per report:")]
+    assert len(re.findall(r"[0-9.]+ µs", line)) == 3, line
+
+
+def test_bench_ray_live_rejects_bad_arguments() -> None:
+    proc = _run(str(BENCH / "bench_ray_live.py"), "--pairs", "0")
+    assert proc.returncode == 2 and "--pairs must be >= 1, got 0" in proc.stderr

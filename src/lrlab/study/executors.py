@@ -9,8 +9,9 @@ depend on the fleet it shares, so a Ray run stores the same numbers as a local o
 Trials are live as with local workers: each epoch record of a fleet task, and each
 :meth:`~lrlab.study.trainfn.Trial.report` of a training-function task, goes through a Ray queue
 (:class:`ray.util.queue.Queue`, an actor using no CPU) to the driver, which relays them (to the
-progress bar and the study's live Optuna trials) between waits on the tasks; a task puts its
-reports before it returns, so every report of a trial arrives before its result.
+progress bar and the study's live Optuna trials) between waits on the tasks. A task sends its
+reports without waiting for each, and waits for all of them before it returns, so every report
+of a trial arrives before its result (``benchmarks/bench_ray_live.py`` times it).
 
 A training function's trials (:mod:`lrlab.study.trainfn`) run one Ray task each: the task imports
 the function by its ``module:function`` reference, with the driver's current directory on its
@@ -24,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 __all__ = ["EXECUTORS", "ray_executor"]
@@ -49,18 +50,41 @@ def _fleet_process() -> bool:
     return _KEEPS_FREED_MEMORY
 
 
-def _reporter(reports: Any) -> Callable[[Any], None] | None:
-    """What a task calls with each report: put it in the driver's queue ``reports`` (``None``: no
-    reports wanted). A report that cannot be put is dropped: showing a trial live must never stop
-    its training."""
-    if reports is None:
-        return None
+class _Reporter:
+    """A task's end of the reports: each call sends one to the driver's queue ``reports`` without
+    waiting for it (a synchronous put is a round trip to the queue actor, ~ms each: a 24-trial
+    fleet epoch would wait for 24); :meth:`flush`, before the task returns, waits until all of
+    them are in the queue, so the driver relays a trial's reports before its result. A report
+    that cannot be put is dropped: showing a trial live must never stop its training."""
 
-    def put(item: Any) -> None:
+    def __init__(self, reports: Any) -> None:
+        self.reports = reports
+        self.sent: list[Any] = []
+
+    def __call__(self, item: Any) -> None:
         with contextlib.suppress(Exception):  # the driver's queue actor is gone
-            reports.put_nowait(item)
+            self.sent.append(self.reports.actor.put_nowait.remote(item))
 
-    return put
+    def flush(self) -> None:
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.get(self.sent)
+        self.sent = []
+
+
+@contextlib.contextmanager
+def _reporting(reports: Any) -> Iterator[_Reporter | None]:
+    """A :class:`_Reporter` for the task's block (``None`` when no reports are wanted), flushed
+    when the block ends, however it ends."""
+    if reports is None:
+        yield None
+        return
+    rep = _Reporter(reports)
+    try:
+        yield rep
+    finally:
+        rep.flush()
 
 
 def _train_fleet_task(task_ref: str, task_kwargs: dict[str, Any], trial_dicts: list[dict[str, Any]], epochs: int,
@@ -77,8 +101,10 @@ def _train_fleet_task(task_ref: str, task_kwargs: dict[str, Any], trial_dicts: l
     _fleet_process()
     task = load_task(task_ref, **task_kwargs)
     specs = [TrialSpec.from_dict(d) for d in trial_dicts]
-    return [r.to_dict() for r in train_fleet(task, specs, epochs=epochs, device=device, checkpoint_dir=checkpoint_dir,
-                                             discard_checkpoints=False, on_epoch=_reporter(reports))]
+    with _reporting(reports) as report:
+        return [r.to_dict() for r in train_fleet(task, specs, epochs=epochs, device=device,
+                                                 checkpoint_dir=checkpoint_dir, discard_checkpoints=False,
+                                                 on_epoch=report)]
 
 
 def _train_function_task(ref: str, kwargs: dict[str, Any], trial_args: dict[str, Any], cwd: str,
@@ -97,21 +123,38 @@ def _train_function_task(ref: str, kwargs: dict[str, Any], trial_args: dict[str,
         sys.path.append(cwd)  # the driver's directory: where its `module:function` was found
     fn = import_ref(ref, what="training function")
     trial = _trial_from(trial_args, kwargs)
-    put = _reporter(reports)
-    if put is not None:
-        trial._on_report = lambda tid, epoch, values: put((tid, epoch, values))
-    return run_one(fn, trial)
+    with _reporting(reports) as report:
+        if report is not None:
+            trial._on_report = lambda tid, epoch, values: report((tid, epoch, values))
+        return run_one(fn, trial)
 
 
-class _Reports:
-    """The driver's end of the tasks' reports: a Ray queue while ``on_report`` is given."""
+class _ReportQueue:
+    """The driver's Ray queue for the tasks' reports: made on first use and kept for the
+    executor's later calls (making its actor starts a Ray worker process, a fixed cost per call
+    otherwise). A call relays all its tasks' reports before it returns; tasks of an interrupted
+    call may still send some later, which the next call drops (:class:`_Reports` relays only its
+    own trials')."""
 
-    def __init__(self, ray: Any, on_report: Callable[[Any], None] | None) -> None:
-        self.ray, self.on_report, self.queue = ray, on_report, None
-        if on_report is not None:
+    def __init__(self) -> None:
+        self.queue: Any = None
+
+    def get(self) -> Any:
+        if self.queue is None:
             from ray.util.queue import Queue
 
             self.queue = Queue(actor_options={"num_cpus": 0})
+        return self.queue
+
+
+class _Reports:
+    """The driver's end of the tasks' reports in one call: the executor's queue while
+    ``on_report`` is given; a report is relayed when ``trial_of(report)`` is in ``trial_ids``."""
+
+    def __init__(self, ray: Any, on_report: Callable[[Any], None] | None, queue: _ReportQueue,
+                 trial_ids: set[str], trial_of: Callable[[Any], str]) -> None:
+        self.ray, self.on_report, self.trial_ids, self.trial_of = ray, on_report, trial_ids, trial_of
+        self.queue = None if on_report is None else queue.get()
 
     def wait(self, pending: Mapping[Any, Any]) -> list[Any]:
         """The tasks of ``pending`` that finished (at most one), after relaying every report
@@ -125,15 +168,8 @@ class _Reports:
             return
         while n := self.queue.qsize():
             for item in self.queue.get_nowait_batch(n):
-                self.on_report(item)
-
-    def __enter__(self) -> _Reports:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.queue is not None:
-            with contextlib.suppress(Exception):  # Ray is shutting down
-                self.queue.shutdown(force=True)
+                if self.trial_of(item) in self.trial_ids:
+                    self.on_report(item)
 
 
 def _probe(address: str | None, timeout: float = 5.0) -> None:
@@ -172,6 +208,7 @@ def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(f"cannot reach the Ray cluster at {address or 'the default address'}: {first}") from e
     remote = ray.remote(_train_fleet_task)
+    report_queue = _ReportQueue()
 
     def run(task_ref: str, task_kwargs: Mapping[str, Any] | None, trials: Sequence[Any], *, epochs: int,
             workers: int | None = None, device: str = "cpu", on_epoch: Callable[[Any], None] | None = None,
@@ -188,25 +225,25 @@ def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
         by_id = {t.trial_id: t for t in trials}
         results: dict[str, Any] = {}
         failed: dict[str, str] = {}
-        with _Reports(ray, on_epoch) as reports:
-            pending = {opts.remote(task_ref, dict(task_kwargs or {}), [t.to_dict() for t in f], epochs, device, ck,
-                                   reports.queue): [t.trial_id for t in f] for f in fleets}
-            while pending:
-                for ref in reports.wait(pending):
-                    ids = pending.pop(ref)
-                    try:
-                        got = ray.get(ref)
-                    except Exception as e:  # the task raised or its node died: those trials fail, the rest go on
-                        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                        failed.update({i: reason for i in ids})
-                        continue
-                    for d in got:
-                        r = TrialResult.from_dict(d)
-                        results[r.trial_id] = r
-                        if on_trial_done is not None:
-                            on_trial_done(r)
-                        if ck is not None:
-                            discard(checkpoint_file(ck, by_id[r.trial_id], epochs))
+        reports = _Reports(ray, on_epoch, report_queue, set(by_id), lambda rec: rec.trial_id)
+        pending = {opts.remote(task_ref, dict(task_kwargs or {}), [t.to_dict() for t in f], epochs, device, ck,
+                               reports.queue): [t.trial_id for t in f] for f in fleets}
+        while pending:
+            for ref in reports.wait(pending):
+                ids = pending.pop(ref)
+                try:
+                    got = ray.get(ref)
+                except Exception as e:  # the task raised or its node died: those trials fail, the rest go on
+                    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    failed.update({i: reason for i in ids})
+                    continue
+                for d in got:
+                    r = TrialResult.from_dict(d)
+                    results[r.trial_id] = r
+                    if on_trial_done is not None:
+                        on_trial_done(r)
+                    if ck is not None:
+                        discard(checkpoint_file(ck, by_id[r.trial_id], epochs))
         done = [results[t.trial_id] for t in trials if t.trial_id in results]
         if failed:
             first = next(iter(failed.values()))
@@ -226,17 +263,18 @@ def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
 
         opts = remote_fn.options(num_cpus=1, num_gpus=1 if str(device).startswith("cuda") else 0)
         cwd = os.getcwd()
-        with _Reports(ray, None if on_epoch is None else lambda item: on_epoch(*item)) as reports:
-            pending = {opts.remote(str(task.ref), dict(task.kwargs), dict(a), cwd, reports.queue): a for a in trials}
-            while pending:
-                for ref in reports.wait(pending):
-                    args = pending.pop(ref)
-                    try:
-                        res = ray.get(ref)
-                    except Exception as e:
-                        lines = [x for x in str(e).strip().splitlines() if x.strip()]
-                        res = _failure(args, f"its Ray task failed: {lines[-1] if lines else type(e).__name__}")
-                    on_trial_done(res)
+        reports = _Reports(ray, None if on_epoch is None else lambda item: on_epoch(*item), report_queue,
+                           {str(a["trial_id"]) for a in trials}, lambda item: item[0])
+        pending = {opts.remote(str(task.ref), dict(task.kwargs), dict(a), cwd, reports.queue): a for a in trials}
+        while pending:
+            for ref in reports.wait(pending):
+                args = pending.pop(ref)
+                try:
+                    res = ray.get(ref)
+                except Exception as e:
+                    lines = [x for x in str(e).strip().splitlines() if x.strip()]
+                    res = _failure(args, f"its Ray task failed: {lines[-1] if lines else type(e).__name__}")
+                on_trial_done(res)
 
     run.functions = functions  # type: ignore[attr-defined]  # how the runner trains a training function's trials
     return run
