@@ -200,3 +200,55 @@ def test_a_ray_fleet_task_keeps_freed_memory_in_its_process(local_ray: Any) -> N
     n, kept, faults, pid = local_ray.get(local_ray.remote(fleet_then_probe).remote([trial.to_dict()]))
     assert pid != os.getpid() and n == 1  # a Ray worker process trained the fleet
     assert kept is True and faults < 100, (kept, faults)
+
+
+SLOW_MODULE = '''
+import time
+from pathlib import Path
+
+
+def train(trial):
+    """One marker file per epoch, 0.2 s per epoch."""
+    for epoch in range(trial.epochs):
+        time.sleep(0.2)
+        (Path(trial.kwargs["marks"]) / f"{trial.seed}-{epoch}").touch()
+        trial.report(epoch, val_acc=0.5, test_acc=0.5)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")  # Ray's own deprecation warnings
+def test_ctrl_c_in_the_driver_cancels_its_ray_tasks(local_ray: Any, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in a Ray run's driver (here: at the first relayed report) cancels the tasks still
+    running: nothing would store their results (a rerun trains those trials again)."""
+    import time
+
+    from lrlab.study.executors import ray_executor
+    from lrlab.study.runner import run_study
+
+    (tmp_path / "slowfn.py").write_text(SLOW_MODULE)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.chdir(tmp_path)
+    ray_run = ray_executor()
+
+    def interrupt(*report: Any) -> None:
+        raise KeyboardInterrupt
+
+    def executor(*args: Any, **kwargs: Any) -> Any:  # fleets: not used by a training function's study
+        return ray_run(*args, **kwargs)
+
+    executor.functions = lambda task, trials, **kw: ray_run.functions(  # type: ignore[attr-defined]
+        task, trials, **{**kw, "on_epoch": interrupt})
+    cfg = {"task": "slowfn:train", "schedules": ["constant"], "optimizers": {"sgd": {"peak_lr": 0.1}},
+           "seeds": [1, 2], "epochs": 40, "steps_per_epoch": 2, "tune": "none", "workers": 1,
+           "task_kwargs": {"marks": str(marks)}, "out": str(tmp_path / "out")}
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, progress=False, quiet=True, report=False, executor=executor)
+    # cancelled tasks stop marking; running ones would mark ~5 epochs a second until they end (40 epochs each)
+    counts = [len(list(marks.iterdir()))]
+    while len(counts) < 5 or counts[-1] != counts[-5]:  # until no new mark for 2 s
+        time.sleep(0.5)
+        counts.append(len(list(marks.iterdir())))
+    assert 1 <= counts[-1] < 40, counts  # not even one trial ran to its end

@@ -129,6 +129,20 @@ def _train_function_task(ref: str, kwargs: dict[str, Any], trial_args: dict[str,
         return run_one(fn, trial)
 
 
+@contextlib.contextmanager
+def _cancelling(ray: Any, pending: Mapping[Any, Any]) -> Iterator[None]:
+    """Cancel the tasks still in ``pending`` when the block is left by an exception (Ctrl-C in the
+    driver): nothing would store their results, and a rerun trains those trials again, from their
+    checkpoints."""
+    try:
+        yield
+    except BaseException:
+        for ref in list(pending):
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+        raise
+
+
 class _ReportQueue:
     """The driver's Ray queue for the tasks' reports: made on first use and kept for the
     executor's later calls (making its actor starts a Ray worker process, a fixed cost per call
@@ -228,22 +242,23 @@ def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
         reports = _Reports(ray, on_epoch, report_queue, set(by_id), lambda rec: rec.trial_id)
         pending = {opts.remote(task_ref, dict(task_kwargs or {}), [t.to_dict() for t in f], epochs, device, ck,
                                reports.queue): [t.trial_id for t in f] for f in fleets}
-        while pending:
-            for ref in reports.wait(pending):
-                ids = pending.pop(ref)
-                try:
-                    got = ray.get(ref)
-                except Exception as e:  # the task raised or its node died: those trials fail, the rest go on
-                    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                    failed.update({i: reason for i in ids})
-                    continue
-                for d in got:
-                    r = TrialResult.from_dict(d)
-                    results[r.trial_id] = r
-                    if on_trial_done is not None:
-                        on_trial_done(r)
-                    if ck is not None:
-                        discard(checkpoint_file(ck, by_id[r.trial_id], epochs))
+        with _cancelling(ray, pending):
+            while pending:
+                for ref in reports.wait(pending):
+                    ids = pending.pop(ref)
+                    try:
+                        got = ray.get(ref)
+                    except Exception as e:  # the task raised or its node died: those trials fail, the rest go on
+                        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                        failed.update({i: reason for i in ids})
+                        continue
+                    for d in got:
+                        r = TrialResult.from_dict(d)
+                        results[r.trial_id] = r
+                        if on_trial_done is not None:
+                            on_trial_done(r)
+                        if ck is not None:
+                            discard(checkpoint_file(ck, by_id[r.trial_id], epochs))
         done = [results[t.trial_id] for t in trials if t.trial_id in results]
         if failed:
             first = next(iter(failed.values()))
@@ -266,15 +281,16 @@ def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
         reports = _Reports(ray, None if on_epoch is None else lambda item: on_epoch(*item), report_queue,
                            {str(a["trial_id"]) for a in trials}, lambda item: item[0])
         pending = {opts.remote(str(task.ref), dict(task.kwargs), dict(a), cwd, reports.queue): a for a in trials}
-        while pending:
-            for ref in reports.wait(pending):
-                args = pending.pop(ref)
-                try:
-                    res = ray.get(ref)
-                except Exception as e:
-                    lines = [x for x in str(e).strip().splitlines() if x.strip()]
-                    res = _failure(args, f"its Ray task failed: {lines[-1] if lines else type(e).__name__}")
-                on_trial_done(res)
+        with _cancelling(ray, pending):
+            while pending:
+                for ref in reports.wait(pending):
+                    args = pending.pop(ref)
+                    try:
+                        res = ray.get(ref)
+                    except Exception as e:
+                        lines = [x for x in str(e).strip().splitlines() if x.strip()]
+                        res = _failure(args, f"its Ray task failed: {lines[-1] if lines else type(e).__name__}")
+                    on_trial_done(res)
 
     run.functions = functions  # type: ignore[attr-defined]  # how the runner trains a training function's trials
     return run
