@@ -143,6 +143,23 @@ def _cancelling(ray: Any, pending: Mapping[Any, Any]) -> Iterator[None]:
         raise
 
 
+def _drain(ray: Any, reports: _Reports, pending: dict[Any, Any],
+           handle: Callable[[Any, Any, Exception | None], None]) -> None:
+    """Wait for every task of ``pending`` (its ref -> what it trains), relaying reports meanwhile:
+    ``handle(what, result, None)`` for a task that returned, ``handle(what, None, error)`` for one
+    that raised or lost its node. An exception here (Ctrl-C) cancels the tasks left."""
+    with _cancelling(ray, pending):
+        while pending:
+            for ref in reports.wait(pending):
+                what = pending.pop(ref)
+                try:
+                    got = ray.get(ref)
+                except Exception as e:
+                    handle(what, None, e)
+                    continue
+                handle(what, got, None)
+
+
 class _ReportQueue:
     """The driver's Ray queue for the tasks' reports: made on first use and kept for the
     executor's later calls (making its actor starts a Ray worker process, a fixed cost per call
@@ -242,23 +259,21 @@ def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
         reports = _Reports(ray, on_epoch, report_queue, set(by_id), lambda rec: rec.trial_id)
         pending = {opts.remote(task_ref, dict(task_kwargs or {}), [t.to_dict() for t in f], epochs, device, ck,
                                reports.queue): [t.trial_id for t in f] for f in fleets}
-        with _cancelling(ray, pending):
-            while pending:
-                for ref in reports.wait(pending):
-                    ids = pending.pop(ref)
-                    try:
-                        got = ray.get(ref)
-                    except Exception as e:  # the task raised or its node died: those trials fail, the rest go on
-                        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                        failed.update({i: reason for i in ids})
-                        continue
-                    for d in got:
-                        r = TrialResult.from_dict(d)
-                        results[r.trial_id] = r
-                        if on_trial_done is not None:
-                            on_trial_done(r)
-                        if ck is not None:
-                            discard(checkpoint_file(ck, by_id[r.trial_id], epochs))
+
+        def fleet_done(ids: list[str], got: Any, error: Exception | None) -> None:
+            if error is not None:  # the task raised or its node died: those trials fail, the rest go on
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                failed.update({i: reason for i in ids})
+                return
+            for d in got:
+                r = TrialResult.from_dict(d)
+                results[r.trial_id] = r
+                if on_trial_done is not None:
+                    on_trial_done(r)
+                if ck is not None:
+                    discard(checkpoint_file(ck, by_id[r.trial_id], epochs))
+
+        _drain(ray, reports, pending, fleet_done)
         done = [results[t.trial_id] for t in trials if t.trial_id in results]
         if failed:
             first = next(iter(failed.values()))
@@ -281,16 +296,14 @@ def ray_executor(address: str | None = None) -> Callable[..., list[Any]]:
         reports = _Reports(ray, None if on_epoch is None else lambda item: on_epoch(*item), report_queue,
                            {str(a["trial_id"]) for a in trials}, lambda item: item[0])
         pending = {opts.remote(str(task.ref), dict(task.kwargs), dict(a), cwd, reports.queue): a for a in trials}
-        with _cancelling(ray, pending):
-            while pending:
-                for ref in reports.wait(pending):
-                    args = pending.pop(ref)
-                    try:
-                        res = ray.get(ref)
-                    except Exception as e:
-                        lines = [x for x in str(e).strip().splitlines() if x.strip()]
-                        res = _failure(args, f"its Ray task failed: {lines[-1] if lines else type(e).__name__}")
-                    on_trial_done(res)
+
+        def trial_done(args: dict[str, Any], res: Any, error: Exception | None) -> None:
+            if error is not None:
+                lines = [x for x in str(error).strip().splitlines() if x.strip()]
+                res = _failure(args, f"its Ray task failed: {lines[-1] if lines else type(error).__name__}")
+            on_trial_done(res)
+
+        _drain(ray, reports, pending, trial_done)
 
     run.functions = functions  # type: ignore[attr-defined]  # how the runner trains a training function's trials
     return run
